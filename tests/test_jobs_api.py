@@ -43,7 +43,8 @@ def test_upload_job_poll_audio(worker, alice_http):
 
 def test_same_request_again_is_a_cache_hit_without_synthesis(worker, alice_http):
     alice_http.upload_voice(4.0)
-    first = alice_http.wait_job(alice_http.post("/api/tts/jobs/", json={"text": "Time for your pills", "language": "en"}).json()["id"])
+    created = alice_http.post("/api/tts/jobs/", json={"text": "Time for your pills", "language": "en"})
+    first = alice_http.wait_job(created.json()["id"])
     assert first["status"] == "succeeded"
     syntheses = worker.syntheses()
 
@@ -56,7 +57,8 @@ def test_same_request_again_is_a_cache_hit_without_synthesis(worker, alice_http)
     assert worker.syntheses() == syntheses
     assert Clip.objects.get(cache_key=first["cache_key"]).access_count == 1
 
-    fresh = alice_http.post("/api/tts/jobs/", json={"text": "Time for your pills", "language": "en", "use_cache": False})
+    uncached = {"text": "Time for your pills", "language": "en", "use_cache": False}
+    fresh = alice_http.post("/api/tts/jobs/", json=uncached)
     assert fresh.status_code == 202
     assert alice_http.wait_job(fresh.json()["id"])["cache_hit"] is False
     assert worker.syntheses() == syntheses + 1
