@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -23,6 +22,7 @@ from voice_tts.errors import ServiceError
 from voice_tts.models import Job, Voice
 from voice_tts.services.clips import clip_cache_key, clip_lookup, clip_store, clip_touch
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
+from voice_tts.services.voices import voice_reference_path
 from workers import status
 from workers.engines.base import EngineError, EngineTransientError
 
@@ -204,7 +204,7 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
             return
         try:
             samples, sample_rate = engine.synthesize(
-                job.text, job.language, Path(voice.audio.path), voice.transcript or None, dict(job.params)
+                job.text, job.language, voice_reference_path(voice=voice), voice.transcript or None, dict(job.params)
             )
         except EngineTransientError as exc:
             return transient(exc)

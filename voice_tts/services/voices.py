@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -58,19 +63,53 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
     return voice
 
 
+def _reference_cache_path(voice_id: Any) -> Path:
+    return Path(settings.DATA_DIR) / "reference-cache" / f"{voice_id}.wav"
+
+
+def voice_reference_path(*, voice: Voice) -> Path:
+    """A local file path of the voice's reference clip, for engines that read files.
+
+    On local storage that is the stored file itself. On remote storage (S3) the clip is
+    copied once into a per-host cache; engines may keep derived files (analysis
+    sidecars) next to it, named `<path>.*`, and voice_delete removes those too.
+    """
+    try:
+        return Path(default_storage.path(voice.audio.name))
+    except NotImplementedError:
+        pass
+    local = _reference_cache_path(voice.id)
+    if not local.exists():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out, default_storage.open(voice.audio.name, "rb") as src:
+            shutil.copyfileobj(src, out)
+        os.replace(tmp, local)
+    return local
+
+
+def _local_derivatives(path: Path) -> list[Path]:
+    return [p for p in path.parent.glob(glob.escape(path.name) + "*") if p.is_file()]
+
+
 def voice_delete(*, voice: Voice) -> None:
     """Delete the voice, its clips and every file derived from it (analysis sidecars too)."""
     names = [voice.audio.name, *voice.clips.values_list("audio", flat=True)]
+    local_paths = [_reference_cache_path(voice.id)]
+    try:
+        local_paths.append(Path(default_storage.path(voice.audio.name)))
+    except NotImplementedError:
+        pass
     with transaction.atomic():
         voice.delete()
 
     def remove_files() -> None:
         for name in names:
-            if not name:
-                continue
-            path = Path(default_storage.path(name))
-            for sibling in path.parent.glob(path.name + "*"):
-                sibling.unlink(missing_ok=True)
+            if name:
+                default_storage.delete(name)
+        for path in local_paths:
+            for derived in _local_derivatives(path):
+                derived.unlink(missing_ok=True)
 
     # Files go only once the rows are gone for good.
     transaction.on_commit(remove_files)
