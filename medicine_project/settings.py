@@ -220,6 +220,8 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "voice_tts.apis.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # `?format=` belongs to the seed's /generate/ contract (format=base64), not to DRF.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 # --- Voice service ------------------------------------------------------------------
