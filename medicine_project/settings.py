@@ -234,8 +234,11 @@ VOICE_SAMPLE_RATE = env_int("VOICE_SAMPLE_RATE", 32000, minimum=8000, maximum=48
 VOICE_TARGET_LUFS = env_float("VOICE_TARGET_LUFS", -23.0)
 JOB_TEXT_MAX_CHARS = env_int("JOB_TEXT_MAX_CHARS", 500, minimum=1)
 GENERATE_WAIT_MAX_SECONDS = env_int("GENERATE_WAIT_MAX_SECONDS", 30, minimum=0, maximum=120)
+# Absolute URLs in webhook payloads (the API uses the request's own host).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 5.0, minimum=0.0)
 # Workers older than this are not counted by /health (they refresh every few seconds).
 WORKER_HEARTBEAT_TTL_SECONDS = env_int("WORKER_HEARTBEAT_TTL_SECONDS", 15, minimum=3)
 

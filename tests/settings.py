@@ -1,0 +1,27 @@
+"""Test settings: the real settings module, fed a private environment.
+
+Every test run gets its own Redis key prefix, media root and SQLite file, and the
+worker processes the tests start inherit the same environment, so parallel runs
+(and other developers' runs on this machine) never see each other's jobs.
+"""
+
+import os
+import tempfile
+import uuid
+
+_run = uuid.uuid4().hex[:10]
+_tmp = tempfile.mkdtemp(prefix=f"carepill-test-{_run}-")
+os.environ.setdefault("DJANGO_SECRET_KEY", f"test-only-{uuid.uuid4().hex}")
+os.environ.setdefault("CAREPILL_REDIS_PREFIX", f"carepill-test-{_run}:")
+os.environ.setdefault("MEDIA_ROOT", os.path.join(_tmp, "media"))
+os.environ.setdefault("CAREPILL_DATA_DIR", os.path.join(_tmp, "var"))
+os.environ.setdefault("CAREPILL_TEST_SQLITE", os.path.join(_tmp, "test-db.sqlite3"))
+os.environ.setdefault("TTS_ENGINE", "espeak")
+os.environ.setdefault("WEBHOOK_RETRY_BASE_SECONDS", "0.2")
+os.environ.setdefault("WORKER_HEARTBEAT_TTL_SECONDS", "5")
+os.environ["CAREPILL_TEST_TMP"] = _tmp
+
+from medicine_project.settings import *  # noqa: E402,F403
+
+# Hashing passwords at full strength only slows tests down.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,40 @@
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from voice_tts.apis.audio import audio_file_response
+from voice_tts.services.clips import clip_for_owner
+
+
+class ClipOutputSerializer(serializers.Serializer):
+    cache_key = serializers.CharField()
+    voice_id = serializers.UUIDField()
+    text = serializers.CharField()
+    language = serializers.CharField()
+    params = serializers.JSONField()
+    engine = serializers.CharField()
+    model_version = serializers.CharField()
+    duration_seconds = serializers.FloatField()
+    sample_rate = serializers.IntegerField()
+    access_count = serializers.IntegerField()
+    last_accessed_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+    audio_url = serializers.SerializerMethodField()
+
+    def get_audio_url(self, clip: Any) -> str:
+        return self.context["request"].build_absolute_uri(f"/api/tts/cache/{clip.cache_key}/audio/")
+
+
+class ClipDetailApi(APIView):
+    def get(self, request: Request, cache_key: str) -> Response:
+        clip = clip_for_owner(owner_id=request.user.id, cache_key=cache_key)
+        return Response(ClipOutputSerializer(clip, context={"request": request}).data)
+
+
+class ClipAudioApi(APIView):
+    def get(self, request: Request, cache_key: str) -> Any:
+        clip = clip_for_owner(owner_id=request.user.id, cache_key=cache_key)
+        return audio_file_response(clip.audio.name, filename=f"{cache_key}.wav")

@@ -1,0 +1,45 @@
+"""Every API error is `{"code": ..., "message": ...}` with the right HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from voice_tts.errors import ServiceError
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            inner = _first_message(value)
+            return inner if field == "non_field_errors" else f"{field}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def error_response(code: str, message: str, http_status: int, **extra: Any) -> Response:
+    return Response({"code": code, "message": message, **extra}, status=http_status)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ServiceError):
+        return error_response(exc.code, exc.message, exc.status)
+    if isinstance(exc, Http404):
+        return error_response("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, exceptions.ValidationError):
+        return error_response(
+            "invalid_input", _first_message(exc.detail), status.HTTP_400_BAD_REQUEST, fields=exc.detail
+        )
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        response.data = {"code": code, "message": _first_message(exc.detail)}
+    return response

@@ -1,0 +1,39 @@
+import redis
+from django.conf import settings
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from workers import status
+
+# What an anonymous caller may learn about a worker: no host names or pids.
+_PUBLIC_FIELDS = ("engine", "ready", "model_loaded", "model_version", "device", "error_code", "loads", "syntheses")
+
+
+class HealthApi(APIView):
+    """Liveness of the service as the workers report it through Redis (no engine import)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        engine = settings.TTS_ENGINE
+        try:
+            workers = [w for w in status.workers_live() if w.get("engine") == engine]
+        except redis.RedisError:
+            return Response(
+                {"status": "unavailable", "engine": engine, "model_loaded": False, "device": None, "workers": [],
+                 "message": "The queue (Redis) is unreachable."},
+                status=503,
+            )
+        ready = [w for w in workers if w.get("ready")]
+        body = {
+            "status": "ok" if ready else ("not_ready" if workers else "no_workers"),
+            "engine": engine,
+            "model_loaded": bool(ready),
+            "model_version": ready[0].get("model_version") if ready else None,
+            "device": ready[0].get("device") if ready else None,
+            "workers": [{k: w.get(k) for k in _PUBLIC_FIELDS} | {"error": w.get("error", "")} for w in workers],
+        }
+        return Response(body)

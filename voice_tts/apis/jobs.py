@@ -1,0 +1,85 @@
+from typing import Any
+from urllib.parse import urlparse
+
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from voice_tts.apis.audio import audio_file_response
+from voice_tts.errors import ServiceError
+from voice_tts.models import Job
+from voice_tts.presenters import job_representation
+from voice_tts.services.job_text import SUPPORTED_LANGUAGES
+from voice_tts.services.jobs import job_create
+
+
+class JobParamsSerializer(serializers.Serializer):
+    """Synthesis knobs; each engine uses the ones it understands. Part of the cache key."""
+
+    speed = serializers.FloatField(required=False, min_value=0.5, max_value=2.0)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    top_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    top_p = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
+    temperature = serializers.FloatField(required=False, min_value=0.01, max_value=2.0)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(f"unknown parameter(s): {', '.join(unknown)}")
+        return super().to_internal_value(data)
+
+
+def validate_webhook_url(value: str) -> str:
+    if value and urlparse(value).scheme not in ("http", "https"):
+        raise serializers.ValidationError("webhook_url must be an http(s) URL.")
+    return value
+
+
+class JobInputSerializer(serializers.Serializer):
+    # Whitespace is normalised (and emptiness refused with its own code) by the service.
+    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=20000)
+    language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
+    use_cache = serializers.BooleanField(default=True)
+    webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000,
+                                       validators=[validate_webhook_url])
+    params = JobParamsSerializer(required=False, default=dict)
+
+
+def job_response(request: Request, job: Job) -> Response:
+    body = job_representation(job, base_url=request.build_absolute_uri("/"))
+    if job.status in Job.FINISHED:
+        return Response(body, status=200)
+    response = Response(body, status=202)
+    response["Location"] = reverse("voice_tts:job-detail", kwargs={"job_id": job.id})
+    return response
+
+
+class JobCreateApi(APIView):
+    def post(self, request: Request) -> Response:
+        data = JobInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = job_create(owner_id=request.user.id, **data.validated_data)
+        return job_response(request, job)
+
+
+def _owned_job(request: Request, job_id: Any) -> Job:
+    # 404 (never 403) for other users' jobs: existence is not revealed.
+    return get_object_or_404(Job.objects.select_related("clip"), id=job_id, owner=request.user)
+
+
+class JobDetailApi(APIView):
+    def get(self, request: Request, job_id: Any) -> Response:
+        job = _owned_job(request, job_id)
+        return Response(job_representation(job, base_url=request.build_absolute_uri("/")))
+
+
+class JobAudioApi(APIView):
+    def get(self, request: Request, job_id: Any) -> Any:
+        job = _owned_job(request, job_id)
+        if job.status != Job.Status.SUCCEEDED or job.clip is None:
+            raise ServiceError("audio_not_ready", f"The job is {job.status}; no audio yet.", status=409)
+        return audio_file_response(job.clip.audio.name, filename=f"{job.id}.wav")

@@ -1,0 +1,72 @@
+from typing import Any
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from voice_tts.errors import ServiceError
+from voice_tts.models import Voice
+from voice_tts.services.job_text import SUPPORTED_LANGUAGES
+from voice_tts.services.voices import voice_create, voice_delete
+
+# Multipart framing around the file; a body larger than cap + this is refused unread.
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class VoiceOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    duration_seconds = serializers.FloatField()
+    sample_rate = serializers.IntegerField()
+    transcript = serializers.CharField()
+    language = serializers.CharField()
+    is_active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class VoiceInputSerializer(serializers.Serializer):
+    transcript = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
+
+
+def voice_upload_from_request(request: Request) -> Voice:
+    """Shared by the REST endpoint and the seed's legacy /upload-voice/."""
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > settings.VOICE_MAX_UPLOAD_BYTES + _MULTIPART_OVERHEAD:
+        raise ServiceError(
+            "file_too_large", f"The upload is {declared} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}.", status=413
+        )
+    upload = request.FILES.get("voice_file")
+    if upload is None:
+        raise ServiceError("missing_file", "Attach the voice sample as the multipart field 'voice_file'.")
+    if upload.size > settings.VOICE_MAX_UPLOAD_BYTES:
+        raise ServiceError(
+            "file_too_large", f"The file is {upload.size} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}.", status=413
+        )
+    fields = VoiceInputSerializer(data=request.data)
+    fields.is_valid(raise_exception=True)
+    return voice_create(owner_id=request.user.id, data=upload.read(), **fields.validated_data)
+
+
+class VoiceCollectionApi(APIView):
+    def get(self, request: Request) -> Response:
+        voices = Voice.objects.filter(owner=request.user)
+        return Response({"results": VoiceOutputSerializer(voices, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        voice = voice_upload_from_request(request)
+        return Response(VoiceOutputSerializer(voice).data, status=201)
+
+
+class VoiceDetailApi(APIView):
+    def _voice(self, request: Request, voice_id: Any) -> Voice:
+        return get_object_or_404(Voice, id=voice_id, owner=request.user)
+
+    def get(self, request: Request, voice_id: Any) -> Response:
+        return Response(VoiceOutputSerializer(self._voice(request, voice_id)).data)
+
+    def delete(self, request: Request, voice_id: Any) -> Response:
+        voice_delete(voice=self._voice(request, voice_id))
+        return Response(status=204)

@@ -1,0 +1,147 @@
+"""Voices, synthesis jobs and the clips they produce.
+
+The database row is the source of truth: a file on disk without its row is garbage,
+and a row is only written once its file has been renamed into place.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Voice(models.Model):
+    """A caregiver's reference clip, normalised (mono 16-bit WAV, fixed rate, loudness).
+
+    Uploading a new voice deactivates the previous one but keeps it: jobs point at the
+    exact voice they were made with.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voices")
+    audio = models.FileField(max_length=255)
+    duration_seconds = models.FloatField()
+    sample_rate = models.PositiveIntegerField()
+    transcript = models.TextField(blank=True, default="")
+    language = models.CharField(max_length=8, default="ko")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner"], condition=Q(is_active=True), name="one_active_voice_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"voice {self.id} of {self.owner_id}"
+
+
+class Clip(models.Model):
+    """A synthesised utterance, cached under a key that names everything that shaped it.
+
+    Unique on (owner, cache_key): two identical concurrent requests can never produce two
+    rows, and the file name is derived from the key, so never two files either.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="clips")
+    voice = models.ForeignKey(Voice, on_delete=models.CASCADE, related_name="clips")
+    cache_key = models.CharField(max_length=64)
+    text = models.TextField()
+    language = models.CharField(max_length=8)
+    params = models.JSONField(default=dict, blank=True)
+    engine = models.CharField(max_length=32)
+    model_version = models.CharField(max_length=128)
+    audio = models.FileField(max_length=255)
+    duration_seconds = models.FloatField()
+    sample_rate = models.PositiveIntegerField()
+    access_count = models.PositiveIntegerField(default=0)
+    last_accessed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "cache_key"], name="one_clip_per_owner_key")]
+
+    def __str__(self) -> str:
+        return f"clip {self.cache_key[:12]} of {self.owner_id}"
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tts_jobs")
+    # A deleted voice takes its clips with it (biometric data), but the job history stays.
+    voice = models.ForeignKey(Voice, on_delete=models.SET_NULL, null=True, related_name="jobs")
+    text = models.TextField()
+    language = models.CharField(max_length=8, default="ko")
+    params = models.JSONField(default=dict, blank=True)
+    use_cache = models.BooleanField(default=True)
+    webhook_url = models.URLField(max_length=2000, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    cache_hit = models.BooleanField(default=False)
+    cache_key = models.CharField(max_length=64, blank=True, default="")
+    clip = models.ForeignKey(Clip, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    attempts = models.PositiveIntegerField(default=0)
+    # Celery task id of the message that claimed the job (see services.jobs.job_claim).
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    processing_time_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.status})"
+
+
+def _new_webhook_secret() -> str:
+    # Standard Webhooks format: "whsec_" + base64 of the raw key bytes.
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class WebhookSecret(models.Model):
+    """Per-user signing secret for Standard Webhooks signatures."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret")
+    secret = models.CharField(max_length=128, default=_new_webhook_secret)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"webhook secret of {self.owner_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver a job's completion event; every attempt is kept."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    message_id = models.CharField(max_length=64)
+    url = models.URLField(max_length=2000)
+    attempt = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    delivered = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "attempt"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"delivery {self.attempt} of job {self.job_id}"

@@ -1,0 +1,250 @@
+"""Synthesis jobs: create (cache hit or enqueue), run in a worker, finish.
+
+The job row is the source of truth. A worker claims a job with a conditional UPDATE,
+so a redelivered or duplicated task message does nothing for a job that is finished
+or being run by someone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from voice_tts.errors import ServiceError
+from voice_tts.models import Job, Voice
+from voice_tts.services.clips import clip_cache_key, clip_lookup, clip_store, clip_touch
+from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
+from voice_tts.services.voices import voice_reference_path
+from workers import status
+from workers.engines.base import EngineError, EngineTransientError
+
+logger = logging.getLogger(__name__)
+
+
+def job_enqueue(*, job_id: Any) -> None:
+    from voice_tts.tasks import job_synthesize_task
+
+    try:
+        job_synthesize_task.apply_async(args=[str(job_id)])
+    except BrokerError:
+        # The row stays `queued`; the sweeper re-sends jobs that no worker picked up.
+        logger.warning("broker unavailable, job %s left queued for the sweeper", job_id, exc_info=True)
+
+
+def _webhook_enqueue(*, job_id: Any) -> None:
+    from voice_tts.tasks import webhook_deliver_task
+
+    try:
+        webhook_deliver_task.apply_async(args=[str(job_id)])
+    except BrokerError:
+        logger.warning("broker unavailable, webhook for job %s not sent", job_id, exc_info=True)
+
+
+def job_create(
+    *,
+    owner_id: int,
+    text: str,
+    language: str = "ko",
+    params: dict[str, Any] | None = None,
+    use_cache: bool = True,
+    webhook_url: str = "",
+) -> Job:
+    """Answer from the clip cache when possible (a finished job), else queue a job."""
+    params = params or {}
+    text = job_text_normalise(text=text)
+    if language not in SUPPORTED_LANGUAGES:
+        raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
+    voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
+    if voice is None:
+        raise ServiceError("no_active_voice", "Upload a voice sample first (POST /api/tts/voices/).")
+
+    engine = settings.TTS_ENGINE
+    model_version = status.engine_version_current(engine=engine)
+    if use_cache and model_version:
+        key = clip_cache_key(
+            voice_id=voice.id, text=text, language=language, engine=engine, model_version=model_version, params=params
+        )
+        clip = clip_lookup(owner_id=owner_id, cache_key=key)
+        if clip is not None:
+            now = timezone.now()
+            with transaction.atomic():
+                job = Job.objects.create(
+                    owner_id=owner_id,
+                    voice_id=voice.id,
+                    text=text,
+                    language=language,
+                    params=params,
+                    use_cache=True,
+                    webhook_url=webhook_url,
+                    status=Job.Status.SUCCEEDED,
+                    cache_hit=True,
+                    cache_key=key,
+                    clip=clip,
+                    started_at=now,
+                    finished_at=now,
+                    processing_time_ms=0,
+                )
+                clip_touch(clip=clip)
+                if webhook_url:
+                    transaction.on_commit(lambda: _webhook_enqueue(job_id=job.id))
+            return job
+
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner_id=owner_id,
+            voice_id=voice.id,
+            text=text,
+            language=language,
+            params=params,
+            use_cache=use_cache,
+            webhook_url=webhook_url,
+        )
+        transaction.on_commit(lambda: job_enqueue(job_id=job.id))
+    return job
+
+
+def job_claim(*, job_id: Any, task_id: str) -> bool:
+    """Take the job for this task message. A message redelivered after its worker died
+    carries the same task id, so it may take back its own `running` job."""
+    return bool(
+        Job.objects.filter(id=job_id)
+        .filter(Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, task_id=task_id))
+        .update(status=Job.Status.RUNNING, task_id=task_id, started_at=timezone.now(), attempts=F("attempts") + 1)
+    )
+
+
+def _job_finish(*, job: Job, **fields: Any) -> None:
+    finished_at = timezone.now()
+    started_at = job.started_at or finished_at
+    with transaction.atomic():
+        updated = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
+            finished_at=finished_at,
+            processing_time_ms=int((finished_at - started_at).total_seconds() * 1000),
+            **fields,
+        )
+        if updated and job.webhook_url:
+            transaction.on_commit(lambda: _webhook_enqueue(job_id=job.id))
+
+
+def job_fail(*, job: Job, code: str, message: str) -> None:
+    _job_finish(job=job, status=Job.Status.FAILED, error_code=code, error_message=message[:2000])
+
+
+def job_release(*, job_id: Any) -> None:
+    """Give a running job back to the queue (before a retry of a transient error)."""
+    Job.objects.filter(id=job_id, status=Job.Status.RUNNING).update(status=Job.Status.QUEUED)
+
+
+def _clip_lock(*, owner_id: int, cache_key: str) -> Any:
+    # One synthesis per (owner, key) at a time across all workers: the second of two
+    # identical jobs waits, then finds the clip the first one stored.
+    timeout = settings.CELERY_TASK_TIME_LIMIT
+    return status.redis_client().lock(
+        status.redis_key("lock", "clip", str(owner_id), cache_key), timeout=timeout, blocking_timeout=timeout
+    )
+
+
+def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
+    """Run one job in a worker process. Idempotent: a rerun of a finished job is a no-op.
+
+    A transient error releases the job back to `queued` and is raised for the task to
+    retry, except on the final attempt, where it fails the job with its code.
+    """
+    from workers import runtime
+
+    if not job_claim(job_id=job_id, task_id=task_id):
+        logger.info("job %s not claimable (finished or owned by another task)", job_id)
+        return
+    job = Job.objects.select_related("voice").get(id=job_id)
+    voice = job.voice
+    if voice is None:
+        job_fail(job=job, code="voice_deleted", message="The voice this job was made for has been deleted.")
+        return
+    try:
+        engine = runtime.engine_get()
+    except EngineError as exc:
+        job_fail(job=job, code=exc.code, message=f"The speech engine is not ready: {exc.message}")
+        return
+
+    key = clip_cache_key(
+        voice_id=voice.id,
+        text=job.text,
+        language=job.language,
+        engine=engine.name,
+        model_version=engine.model_version,
+        params=job.params,
+    )
+    def transient(exc: EngineTransientError) -> None:
+        if final_attempt:
+            job_fail(job=job, code=exc.code, message=f"Gave up after {job.attempts} attempts: {exc.message}")
+            return
+        job_release(job_id=job.id)
+        raise exc
+
+    try:
+        lock = _clip_lock(owner_id=job.owner_id, cache_key=key)
+        acquired = lock.acquire()
+    except redis.RedisError as exc:
+        return transient(EngineTransientError("lock_unavailable", f"Redis lock unavailable: {exc}"))
+    if not acquired:
+        return transient(EngineTransientError("lock_timeout", "another worker held this clip's lock too long"))
+    try:
+        clip = clip_lookup(owner_id=job.owner_id, cache_key=key) if job.use_cache else None
+        if clip is not None:
+            clip_touch(clip=clip)
+            _job_finish(job=job, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=True, cache_key=key)
+            return
+        try:
+            samples, sample_rate = engine.synthesize(
+                job.text, job.language, voice_reference_path(voice=voice), voice.transcript or None, dict(job.params)
+            )
+        except EngineTransientError as exc:
+            return transient(exc)
+        except EngineError as exc:
+            job_fail(job=job, code=exc.code, message=exc.message)
+            return
+        except Exception as exc:  # noqa: BLE001 - a poison input must fail its job, not loop or kill the worker
+            logger.exception("engine raised on job %s", job.id)
+            job_fail(job=job, code="engine_failed", message=f"{type(exc).__name__}: {exc}")
+            return
+        runtime.synthesis_counted()
+        if len(samples) == 0 or sample_rate <= 0:
+            job_fail(job=job, code="engine_failed", message="The engine returned no audio.")
+            return
+        clip = clip_store(
+            voice=voice,
+            cache_key=key,
+            text=job.text,
+            language=job.language,
+            params=job.params,
+            engine=engine.name,
+            model_version=engine.model_version,
+            samples=samples,
+            sample_rate=sample_rate,
+        )
+        _job_finish(job=job, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=False, cache_key=key)
+    finally:
+        try:
+            lock.release()
+        except redis.RedisError:
+            logger.warning("clip lock for job %s expired or Redis is gone", job.id)
+
+
+def job_wait(*, job_id: Any, seconds: float) -> Job:
+    """Poll the row until the job finishes or `seconds` pass (legacy /generate only)."""
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        job = Job.objects.select_related("clip").get(id=job_id)
+        if job.status in Job.FINISHED or time.monotonic() >= deadline:
+            return job
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.5)

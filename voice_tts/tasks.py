@@ -1,0 +1,50 @@
+"""Celery tasks: take an id, call a service. Retries only for named transient errors."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from voice_tts.models import Job
+from voice_tts.services.jobs import job_fail, job_run
+from voice_tts.services.webhooks import webhook_deliver
+from workers.engines.base import EngineTransientError
+
+logger = logging.getLogger(__name__)
+
+SYNTHESIS_MAX_RETRIES = 5
+
+
+def _backoff(retries: int, *, base: float, cap: float) -> float:
+    # Exponential with full jitter, so retries from many jobs do not arrive in waves.
+    return random.uniform(0, min(cap, base * 2**retries))
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=SYNTHESIS_MAX_RETRIES)
+def job_synthesize_task(self, job_id: str) -> None:
+    try:
+        job_run(job_id=job_id, task_id=self.request.id, final_attempt=self.request.retries >= self.max_retries)
+    except EngineTransientError as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries, base=2.0, cap=60.0)) from exc
+    except SoftTimeLimitExceeded:
+        job = Job.objects.get(id=job_id)
+        job_fail(job=job, code="timeout", message="Synthesis took longer than the time limit.")
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def webhook_deliver_task(self, job_id: str) -> None:
+    attempt = self.request.retries + 1
+    outcome = webhook_deliver(job_id=job_id, attempt=attempt)
+    if outcome.delivered or not outcome.retryable:
+        return
+    if attempt >= settings.WEBHOOK_MAX_ATTEMPTS:
+        logger.warning("webhook for job %s given up after %d attempts", job_id, attempt)
+        return
+    countdown = _backoff(self.request.retries, base=settings.WEBHOOK_RETRY_BASE_SECONDS, cap=3600.0)
+    if outcome.retry_after is not None:
+        countdown = max(countdown, min(outcome.retry_after, 3600.0))
+    raise self.retry(countdown=countdown)

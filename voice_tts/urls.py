@@ -1,0 +1,21 @@
+"""Mount with `path("api/tts/", include("voice_tts.urls"))`."""
+
+from django.urls import path
+
+from voice_tts.apis import clips, health, jobs, legacy, voices, webhooks
+
+app_name = "voice_tts"
+
+urlpatterns = [
+    path("voices/", voices.VoiceCollectionApi.as_view(), name="voices"),
+    path("voices/<uuid:voice_id>/", voices.VoiceDetailApi.as_view(), name="voice-detail"),
+    path("upload-voice/", legacy.LegacyUploadVoiceApi.as_view(), name="upload-voice"),
+    path("jobs/", jobs.JobCreateApi.as_view(), name="jobs"),
+    path("jobs/<uuid:job_id>/", jobs.JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_id>/audio/", jobs.JobAudioApi.as_view(), name="job-audio"),
+    path("generate/", legacy.LegacyGenerateApi.as_view(), name="generate"),
+    path("cache/<str:cache_key>/", clips.ClipDetailApi.as_view(), name="clip-detail"),
+    path("cache/<str:cache_key>/audio/", clips.ClipAudioApi.as_view(), name="clip-audio"),
+    path("health/", health.HealthApi.as_view(), name="health"),
+    path("webhook-secret/", webhooks.WebhookSecretApi.as_view(), name="webhook-secret"),
+]
