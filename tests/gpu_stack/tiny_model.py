@@ -56,6 +56,11 @@ def _package_pretrained_dir() -> Path:
     return Path(gpt_sovits_cpufast.__file__).resolve().parent.parent / "GPT_SoVITS" / "pretrained_models"
 
 
+def _half(state: dict[str, Any]) -> dict[str, Any]:
+    """fp16 like the release files; the vocab-sized BERT embeddings dominate the tiny model's size."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def build_tiny_model(dest: Path, seed: int = 0) -> Path:
     """Write a tiny v2 model under `dest` (created) and return `dest`."""
     import torch
@@ -136,7 +141,8 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
         version="v2",
         **s2_config["model"],
     )
-    weight = {k: v for k, v in sovits.state_dict().items() if "enc_q" not in k}  # as the release does
+    # The release drops the training-only posterior encoder and stores fp16 (half the disk).
+    weight = {k: v.half() for k, v in sovits.state_dict().items() if "enc_q" not in k}
     for key in list(weight):
         # A codebook that is not marked trained makes the quantizer run k-means on first use,
         # which needs torch.distributed; the release's codebook is trained.
@@ -170,7 +176,7 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
     shutil.copy(pretrained / HUBERT_REL / "preprocessor_config.json", hubert_dir / "preprocessor_config.json")
     ns = SimpleNamespace(**hubert_cfg)
     ns.conv_pos_batch_norm = False
-    torch.save(mods["hubert"](ns).state_dict(), hubert_dir / "pytorch_model.bin")
+    torch.save(_half(mods["hubert"](ns).state_dict()), hubert_dir / "pytorch_model.bin")
 
     # --- BERT: config.json + tokenizer.json (the real tokenizer, shipped by the package) + .bin ---
     bert_dir = dest / BERT_REL
@@ -181,7 +187,7 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
     )
     (bert_dir / "config.json").write_text(json.dumps(bert_cfg, indent=2))
     shutil.copy(pretrained / BERT_REL / "tokenizer.json", bert_dir / "tokenizer.json")
-    torch.save(mods["bert"](SimpleNamespace(**bert_cfg)).state_dict(), bert_dir / "pytorch_model.bin")
+    torch.save(_half(mods["bert"](SimpleNamespace(**bert_cfg)).state_dict()), bert_dir / "pytorch_model.bin")
     return dest
 
 

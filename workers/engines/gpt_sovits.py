@@ -200,6 +200,31 @@ def fingerprint(paths: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
+def _decode_speed_serially(tts: Any) -> None:
+    """Route speed != 1 through the per-sentence `vits_model.decode` path (upstream's own).
+
+    cpufast 0.1.0's batched decode sizes its noise from the unscaled lengths, so any speed other
+    than 1.0 fails with a shape error. Patched on this instance only.
+    """
+    batched = tts.non_vocoder_synthesis_batched_infer
+
+    def decode(semantic_tokens_list: list[Any], batch_phones: list[Any], refer_audio_spec: Any,
+               speed: float = 1.0, sv_emb: Any = None, ge: Any = None, ge_text: Any = None) -> list[Any]:
+        if speed == 1.0:
+            return batched(semantic_tokens_list, batch_phones, refer_audio_spec, speed=speed,
+                           sv_emb=sv_emb, ge=ge, ge_text=ge_text)
+        device = tts.configs.device
+        return [
+            tts.vits_model.decode(
+                tokens.unsqueeze(0).unsqueeze(0).to(device), phones.unsqueeze(0).to(device), refer_audio_spec,
+                speed=speed, sv_emb=sv_emb, ge=ge, ge_text=ge_text,
+            ).detach()[0, 0, :]
+            for tokens, phones in zip(semantic_tokens_list, batch_phones, strict=True)
+        ]
+
+    tts.non_vocoder_synthesis_batched_infer = decode
+
+
 class GptSovitsEngine:
     name: ClassVar[str] = "gpt_sovits"
 
@@ -287,6 +312,7 @@ class GptSovitsEngine:
                 # data dir rather than landing in whatever the cwd is then.
                 config.configs_path = str(data_dir / "GPT_SoVITS" / "configs" / "tts_infer.yaml")
                 tts = TTS(config)
+                _decode_speed_serially(tts)
             except EngineError:
                 raise
             except torch.cuda.OutOfMemoryError as exc:
