@@ -55,17 +55,18 @@ class GptSovitsHttpEngine:
             ) from None
         session = requests.Session()
         try:
-            # A bare GET /tts is answered by parameter validation (400 "... is required") without
-            # synthesising anything: a cheap "is the server up" probe.
-            response = session.get(f"{self.base_url}/tts", timeout=10)
+            # FastAPI's schema page: answered without touching the model, so a cheap "is it up" probe
+            # (a bare GET /tts answers 500 on api_v2).
+            response = session.get(f"{self.base_url}/openapi.json", timeout=10)
         except requests.RequestException as exc:
             raise EngineNotReady(
                 "engine_unavailable", f"GPT-SoVITS api_v2 server at {self.base_url} is not reachable: {exc}"
             ) from exc
-        if response.status_code >= 500:
+        if response.status_code >= 500 or "/tts" not in response.text:
             raise EngineNotReady(
                 "engine_unavailable",
-                f"GPT-SoVITS api_v2 server at {self.base_url} answered {response.status_code}",
+                f"{self.base_url} does not look like a GPT-SoVITS api_v2 server "
+                f"(GET /openapi.json answered {response.status_code})",
             )
         self.model_version = os.environ.get("GPTSOVITS_API_MODEL_VERSION") or f"gpt_sovits_http:{self.base_url}"
         self._session = session
