@@ -63,8 +63,9 @@ def _half(state: dict[str, Any]) -> dict[str, Any]:
 
 def build_tiny_model(dest: Path, seed: int = 0) -> Path:
     """Write a tiny v2 model under `dest` (created) and return `dest`."""
-    import torch
     from types import SimpleNamespace
+
+    import torch
 
     mods = _package_modules()
     torch.manual_seed(seed)
