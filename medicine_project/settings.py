@@ -267,6 +267,10 @@ WORKER_HEARTBEAT_TTL_SECONDS = env_int("WORKER_HEARTBEAT_TTL_SECONDS", 15, minim
 
 # --- Reliability and abuse limits -----------------------------------------------------
 
+# Each synthesis gets base + per-character seconds (soft limit; hard = soft + 30 s), capped
+# by CELERY_TASK_SOFT_TIME_LIMIT / CELERY_TASK_TIME_LIMIT.
+JOB_TIME_LIMIT_BASE_SECONDS = env_int("JOB_TIME_LIMIT_BASE_SECONDS", 60, minimum=1)
+JOB_TIME_LIMIT_PER_CHAR_SECONDS = env_float("JOB_TIME_LIMIT_PER_CHAR_SECONDS", 0.5, minimum=0.0)
 # A job is claimed at most this many times; a worker that dies on it every time (a
 # poison input that crashes the engine) makes it fail with `worker_lost`, not loop.
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)

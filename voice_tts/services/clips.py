@@ -119,8 +119,9 @@ def clip_for_owner(*, owner_id: int, cache_key: str) -> Clip:
     return clip
 
 
-def clips_evict_over_quota(*, owner_id: int) -> int:
-    """Delete the owner's least recently used unpinned clips beyond CLIP_QUOTA_PER_USER.
+def clips_evict_over_quota(*, owner_id: int, keep_clip_id: int | None = None) -> int:
+    """Delete the owner's least recently used unpinned clips beyond CLIP_QUOTA_PER_USER,
+    never `keep_clip_id` (the clip a job just finished with).
 
     Files go with their rows (voice_tts.receivers). Returns how many were evicted.
     """
@@ -131,6 +132,7 @@ def clips_evict_over_quota(*, owner_id: int) -> int:
     # Never-replayed clips count from their creation; replayed ones from the last replay.
     victims = list(
         Clip.objects.filter(owner_id=owner_id, pinned=False)
+        .exclude(id=keep_clip_id)
         .annotate(recency=Coalesce("last_accessed_at", "created_at"))
         .order_by("recency", "id")
         .values_list("id", flat=True)[: total - quota]

@@ -30,14 +30,25 @@ from workers.engines.base import EngineError, EngineTransientError
 logger = logging.getLogger(__name__)
 
 
+def job_time_limits(*, text_length: int) -> tuple[int, int]:
+    """(soft, hard) seconds for one synthesis, growing with the text, capped by the
+    global limits (which the sweeper and the broker's visibility timeout rely on)."""
+    soft = settings.JOB_TIME_LIMIT_BASE_SECONDS + settings.JOB_TIME_LIMIT_PER_CHAR_SECONDS * text_length
+    soft = min(int(soft), settings.CELERY_TASK_SOFT_TIME_LIMIT)
+    hard = min(soft + 30, settings.CELERY_TASK_TIME_LIMIT)
+    return soft, max(hard, soft + 1)
+
+
 def job_enqueue(*, job_id: Any) -> None:
     """Send the job's task message. Recorded first, so that if the broker is down (or
     later loses the message) the sweeper knows when to send it again."""
     from voice_tts.tasks import job_synthesize_task
 
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
+    text_length = len(Job.objects.values_list("text", flat=True).get(id=job_id))
+    soft, hard = job_time_limits(text_length=text_length)
     try:
-        job_synthesize_task.apply_async(args=[str(job_id)])
+        job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard)
     except BrokerError:
         # The row stays `queued`; the sweeper re-sends jobs that no worker picked up.
         logger.warning("broker unavailable, job %s left queued for the sweeper", job_id, exc_info=True)
@@ -260,7 +271,7 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
             lock.release()
         except redis.RedisError:
             logger.warning("clip lock for job %s expired or Redis is gone", job.id)
-    clips_evict_over_quota(owner_id=job.owner_id)
+    clips_evict_over_quota(owner_id=job.owner_id, keep_clip_id=clip.id)
 
 
 def job_wait(*, job_id: Any, seconds: float) -> Job:
