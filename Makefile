@@ -10,7 +10,7 @@ SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secret
 GPU_VENV ?= .venv-gpu
 GPU_BIN := $(GPU_VENV)/bin
 
-.PHONY: demo run web worker worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean
+.PHONY: demo run web worker beat worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean
 
 venv: $(VENV)/.installed
 
@@ -51,6 +51,9 @@ worker-gpu: venv-gpu
 	CUDA_VISIBLE_DEVICES=$${GPU:-0} TTS_ENGINE=gpt_sovits $(GPU_BIN)/python -m celery -A medicine_project worker \
 	  -Q $${SYNTHESIS_QUEUE:-synthesis} -P prefork -c 1 --max-tasks-per-child $${GPU_MAX_TASKS_PER_CHILD:-500} \
 	  --max-memory-per-child $${GPU_MAX_MEMORY_PER_CHILD_KB:-12000000} -n gpu$${GPU:-0}@%h -l info
+
+beat: venv
+	$(BIN)/python -m celery -A medicine_project beat -l info
 
 lint: venv
 	$(BIN)/ruff check .
