@@ -102,14 +102,21 @@ _NUM = r"\d+(?:\.\d+)?"
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(UNITS_EN, key=len, reverse=True))
 _GROUPED_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _DATE_RE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
-_CLOCK_RE = re.compile(r"(?<!\d)(\d{1,2}):(\d{2})(?!\d)(\s*([AaPp])\.?[Mm]\.?(?![A-Za-z]))?")
-_HOUR_MERIDIEM_RE = re.compile(r"(?<![\d:])(\d{1,2})\s*([AaPp])\.?[Mm]\.?(?![A-Za-z])")
+# A trailing "." after "pm" is kept: it may be the sentence's full stop.
+_CLOCK_RE = re.compile(r"(?<!\d)(\d{1,2}):(\d{2})(?!\d)(\s*([AaPp])\.?[Mm](?![A-Za-z]))?")
+_HOUR_MERIDIEM_RE = re.compile(r"(?<![\d:])(\d{1,2})\s*([AaPp])\.?[Mm](?![A-Za-z])")
 _ORDINAL_RE = re.compile(r"(?<!\d)(\d+)(st|nd|rd|th)\b")
 _RANGE_RE = re.compile(r"(?<![\d.])(\d+)\s*[-–~]\s*(\d+)(?![\d.])")
 _UNIT_RE = re.compile(rf"(?<![\d.])({_NUM})\s*({_UNIT_ALT})(?![A-Za-z])")
 _BARE_RE = re.compile(rf"(?<![\d.])({_NUM})")
-_ABBREVIATIONS = [(re.compile(r"\bDr\."), "Doctor"), (re.compile(r"\bMr\."), "Mister"), (re.compile(r"\bMrs\."), "Missus"),
-                  (re.compile(r"\bMs\."), "Miz"), (re.compile(r"\btabs?\b"), "tablets"), (re.compile(r"&"), " and ")]
+_ABBREVIATIONS = [
+    (re.compile(r"\bDr\."), "Doctor"),
+    (re.compile(r"\bMr\."), "Mister"),
+    (re.compile(r"\bMrs\."), "Missus"),
+    (re.compile(r"\bMs\."), "Miz"),
+    (re.compile(r"\btabs?\b"), "tablets"),
+    (re.compile(r"&"), " and "),
+]
 
 
 def _unit(match: re.Match[str]) -> str:
