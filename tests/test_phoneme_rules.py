@@ -8,7 +8,7 @@ import pytest
 
 from workers.speech_text import speech_phonemes
 from workers.speech_text.espeak_phonemes import ESPEAK_LOCK, PhonemiserError, espeak_phonemes
-from workers.speech_text.phoneme_rules import korean_phonemes_fix
+from workers.speech_text.phoneme_rules import korean_phonemes_fix, korean_phonemes_for_kokoro, korean_respell
 
 RULE_CASES = [
     # uvular q: [ɡ] between voiced sounds, [k] elsewhere
@@ -50,7 +50,7 @@ def test_rule(raw: str, fixed: str) -> None:
 
 
 def test_fix_is_idempotent() -> None:
-    for raw, fixed in RULE_CASES:
+    for _raw, fixed in RULE_CASES:
         assert korean_phonemes_fix(fixed) == fixed
 
 
@@ -63,9 +63,10 @@ def test_fixed_output_has_no_espeak_only_symbols() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("약 드실 시간입니다.", "jˈɐk dɯsˈil sˈiɡɐnˌimnidˌɐ."),
-        ("국물", "ɡˈuŋmul"),
-        ("축하합니다", "tʃʰˈukʰɐhˌɐmnidˌɐ"),
+        ("약 드실 시간입니다.", "jak dɯɕil ɕiɡanimnida."),
+        ("국물", "ɡuŋmul"),
+        ("축하합니다", "ʨʰukʰahamnida"),
+        ("여덟 시", "jɔdɔl ɕi"),
     ],
 )
 def test_real_espeak_korean_then_fixed(text: str, expected: str) -> None:
@@ -103,3 +104,22 @@ def test_phonemiser_is_thread_safe() -> None:
     assert {results[i] for i in range(0, 8, 2)} == {espeak_phonemes("Take it.", "en")}
     assert ESPEAK_LOCK.acquire(blocking=False)
     ESPEAK_LOCK.release()
+
+
+@pytest.mark.parametrize(
+    ("fixed", "kokoro"),
+    [
+        ("jˈɐk", "jak"),  # ɐ -> a, stress dropped
+        ("tɕˈʌŋ", "ʨɔŋ"),  # Japanese affricate token, ʌ -> ɔ
+        ("tʃʰˈukʰɐ", "ʨʰukʰa"),
+        ("sˈohwɐdʑˌe", "sohwaʥe"),
+        ("sˈiɡɐn", "ɕiɡan"),  # ㅅ before i is [ɕ]
+        ("sˈejo", "sejo"),  # but not before e
+    ],
+)
+def test_kokoro_symbol_mapping(fixed: str, kokoro: str) -> None:
+    assert korean_phonemes_for_kokoro(fixed) == kokoro
+
+
+def test_respelling() -> None:
+    assert korean_respell("여덟 시") == "여덜 시"

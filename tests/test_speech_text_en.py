@@ -41,7 +41,8 @@ def test_english_number(n: int, words: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "words"), [(1, "first"), (2, "second"), (3, "third"), (12, "twelfth"), (20, "twentieth"), (31, "thirty-first")]
+    ("n", "words"),
+    [(1, "first"), (2, "second"), (3, "third"), (12, "twelfth"), (20, "twentieth"), (31, "thirty-first")],
 )
 def test_english_ordinal(n: int, words: str) -> None:
     assert english_ordinal(n) == words

@@ -36,14 +36,13 @@ def text_normalise_for_speech(text: str, language: str) -> str:
 
 
 def speech_phonemes(text: str, language: str) -> str:
-    """Normalised text -> IPA phonemes (espeak-ng, plus the Korean corrections)."""
+    """Normalised text -> IPA phonemes for Kokoro (espeak-ng, plus the Korean corrections)."""
     from workers.speech_text.espeak_phonemes import espeak_phonemes
-    from workers.speech_text.phoneme_rules import korean_phonemes_fix
+    from workers.speech_text.phoneme_rules import korean_phonemes_fix, korean_phonemes_for_kokoro, korean_respell
 
-    phonemes = espeak_phonemes(text, language)
     if language == "ko":
-        phonemes = korean_phonemes_fix(phonemes)
-    return phonemes
+        return korean_phonemes_for_kokoro(korean_phonemes_fix(espeak_phonemes(korean_respell(text), "ko")))
+    return espeak_phonemes(text, language)
 
 
 __all__ = ["SUPPORTED_LANGUAGES", "speech_phonemes", "text_normalise_for_speech"]
