@@ -12,6 +12,7 @@ from workers.engines.base import Engine
 
 ENGINE_PATHS: dict[str, str] = {
     "espeak": "workers.engines.espeak.EspeakEngine",
+    "neural_cpu": "workers.engines.neural_cpu.NeuralCpuEngine",
     "tone": "workers.engines.tone.ToneEngine",
 }
 
