@@ -246,7 +246,7 @@ REST_FRAMEWORK = {
 
 # --- Voice service ------------------------------------------------------------------
 
-TTS_ENGINE = env_choice("TTS_ENGINE", "espeak", engine_names())
+TTS_ENGINE = env_choice("TTS_ENGINE", "neural_cpu", engine_names())
 VOICE_MAX_UPLOAD_BYTES = env_int("VOICE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
 # GPT-SoVITS refuses references outside 3-10 s; we check at upload, not at synthesis.
 VOICE_MIN_SECONDS = env_float("VOICE_MIN_SECONDS", 3.0, minimum=0.5)

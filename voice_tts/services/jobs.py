@@ -26,6 +26,7 @@ from voice_tts.services.voices import voice_reference_path
 from voice_tts.services.webhook_targets import webhook_url_check
 from workers import status
 from workers.engines.base import EngineError, EngineTransientError
+from workers.speech_text import text_normalise_for_speech
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +239,11 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
             _job_finish(job=job, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=True, cache_key=key)
             return
         try:
+            # Numbers, times and units read the way a speaker says them ("1정" -> "한 정"),
+            # for every engine; the cache key stays on the text as the user wrote it.
+            spoken = text_normalise_for_speech(job.text, job.language)
             samples, sample_rate = engine.synthesize(
-                job.text, job.language, voice_reference_path(voice=voice), voice.transcript or None, dict(job.params)
+                spoken, job.language, voice_reference_path(voice=voice), voice.transcript or None, dict(job.params)
             )
         except EngineTransientError as exc:
             return transient(exc)
