@@ -229,7 +229,9 @@ if env_bool("DJANGO_SECURE_COOKIES", False):
 # --- REST framework -----------------------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    # DRF's TokenAuthentication with the token -> user lookup cached in Redis (invalidated on
+    # token/user change): one query less on every request (bench/RESULTS.md).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["voice_tts.apis.authentication.CachedTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -290,6 +292,9 @@ THROTTLE_RATES = {
     "jobs": env_rate("THROTTLE_JOBS_RATE", "120/min"),
     "uploads": env_rate("THROTTLE_UPLOADS_RATE", "30/hour"),
 }
+# Upper bound on how long a cached token -> user entry lives (it is dropped at once when the
+# token or the user changes through the ORM; this bounds changes made behind its back).
+TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 300, minimum=0)
 # Clips kept per user; the least recently used unpinned ones are evicted beyond it.
 CLIP_QUOTA_PER_USER = env_int("CLIP_QUOTA_PER_USER", 5000, minimum=1)
 

@@ -8,3 +8,4 @@ class VoiceTtsConfig(AppConfig):
 
     def ready(self) -> None:
         from voice_tts import receivers  # noqa: F401 - connects the file-cleanup receivers
+        from voice_tts.apis import authentication  # noqa: F401 - token cache invalidation on delete

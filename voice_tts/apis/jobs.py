@@ -1,6 +1,7 @@
 from typing import Any
 from urllib.parse import urlparse
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from rest_framework import serializers
@@ -12,7 +13,7 @@ from voice_tts.apis.audio import audio_file_response
 from voice_tts.apis.throttles import JobsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
-from voice_tts.presenters import job_representation
+from voice_tts.presenters import JOB_VALUES_FIELDS, job_representation, job_representation_values
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.jobs import job_create
 
@@ -76,8 +77,12 @@ def _owned_job(request: Request, job_id: Any) -> Job:
 
 class JobDetailApi(APIView):
     def get(self, request: Request, job_id: Any) -> Response:
-        job = _owned_job(request, job_id)
-        return Response(job_representation(job, base_url=request.build_absolute_uri("/")))
+        # The polling hot path: one query for the columns the JSON needs (the clip's duration
+        # through the join), no model instances (bench/RESULTS.md).
+        row = Job.objects.filter(id=job_id, owner_id=request.user.id).values(*JOB_VALUES_FIELDS).first()
+        if row is None:
+            raise Http404  # other users' jobs too: existence is not revealed
+        return Response(job_representation_values(row, base_url=request.build_absolute_uri("/")))
 
 
 class JobAudioApi(APIView):
