@@ -131,17 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="post,get,health", help="comma list of post,get,health")
     parser.add_argument("--no-worker", action="store_true",
                         help="stop the worker before measuring (default: it stays up, idle, as in production)")
+    parser.add_argument("--app-root", type=Path, help="serve another checkout (a baseline) with the same client")
+    parser.add_argument("--gunicorn-args", default="", help="extra gunicorn arguments, e.g. '-k gthread --threads 4'")
     args = parser.parse_args(argv)
 
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
     runner = run_wrk if use_wrk else run_python
     print(f"# api_latency  {machine_line()}")
+    print(f"# app: {args.app_root or 'this checkout'} {args.gunicorn_args}")
     print(f"# client: {'wrk' if use_wrk else 'python threads'}, {args.clients} connections, "
           f"{args.duration:g} s x {args.repeat}")
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     rows = []
     for database in databases:
-        with BenchStack(database=database, engine="tone", web_workers=args.web_workers) as stack:
+        with BenchStack(database=database, engine="tone", web_workers=args.web_workers, app_root=args.app_root,
+                        web_extra=args.gunicorn_args.split()) as stack:
             token, ids = prepare(stack, n_ids=50)
             if args.no_worker:
                 stack.stop_process("worker")

@@ -88,12 +88,18 @@ class BenchStack:
         worker_concurrency: int = 1,
         python: str | None = None,
         keep: bool = False,
+        app_root: Path | None = None,
+        web_extra: list[str] | None = None,
     ) -> None:
         if database not in ("sqlite", "postgres"):
             raise ValueError("database must be sqlite or postgres")
         self.database = database
         self.tmp = Path(tempfile.mkdtemp(prefix="carepill-bench-"))
+        # Another checkout (e.g. `git worktree add /tmp/base <commit>`) to measure a baseline with
+        # the same client and the same machine state; the benchmark code stays this one.
+        self.app_root = Path(app_root or ROOT).resolve()
         self.python = python or sys.executable
+        self.web_extra = web_extra or []
         self.web_workers = web_workers or (os.cpu_count() or 2)
         self.worker = worker
         self.worker_concurrency = worker_concurrency
@@ -147,7 +153,7 @@ class BenchStack:
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = (self.tmp / f"{name}.log").open("ab")
-        proc = subprocess.Popen(args, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log,
+        proc = subprocess.Popen(args, cwd=self.app_root, env={**self.env, **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -176,16 +182,18 @@ class BenchStack:
         self.start_web()
 
     def manage(self, *args: str) -> str:
-        out = subprocess.run([self.python, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
+        out = subprocess.run([self.python, "manage.py", *args], cwd=self.app_root, env=self.env, capture_output=True,
                              text=True)
         if out.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
     def start_web(self, extra: list[str] | None = None) -> None:
-        self.spawn("web", [self.python, "-m", "gunicorn", "medicine_project.wsgi:application", "-c",
-                           str(ROOT / "medicine_project" / "gunicorn_conf.py"), "--bind",
-                           f"127.0.0.1:{self.web_port}", "--workers", str(self.web_workers), *(extra or [])])
+        conf = self.app_root / "medicine_project" / "gunicorn_conf.py"
+        config = ["-c", str(conf)] if conf.exists() else []
+        self.spawn("web", [self.python, "-m", "gunicorn", "medicine_project.wsgi:application", *config, "--bind",
+                           f"127.0.0.1:{self.web_port}", "--workers", str(self.web_workers), *self.web_extra,
+                           *(extra or [])])
         deadline = time.monotonic() + 60
         while True:
             try:

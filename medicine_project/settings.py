@@ -185,7 +185,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-    _db["CONN_MAX_AGE"] = 0
+    # Persistent connections here too: opening and closing the file (and re-running the
+    # PRAGMAs) on every request took a fifth of a cache-hit request's time under load
+    # (bench/RESULTS.md).
+    _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
     Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Tests share their database with a real worker process, so it must be a file.
     _db["TEST"] = {"NAME": env_str("CAREPILL_TEST_SQLITE", str(DATA_DIR / "test-db.sqlite3"))}
