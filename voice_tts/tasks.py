@@ -25,7 +25,11 @@ def _backoff(retries: int, *, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2**retries))
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=SYNTHESIS_MAX_RETRIES)
+# ignore_result: the Job row is the record of a synthesis and of its webhook; storing Celery's
+# own result row too (django-db backend) was one more database write per task on the
+# queue's critical path, read by nobody (bench/RESULTS.md, queue overhead).
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=SYNTHESIS_MAX_RETRIES,
+             ignore_result=True)
 def job_synthesize_task(self, job_id: str) -> None:
     try:
         job_run(job_id=job_id, task_id=self.request.id, final_attempt=self.request.retries >= self.max_retries)
@@ -36,7 +40,7 @@ def job_synthesize_task(self, job_id: str) -> None:
         job_fail(job=job, code="timeout", message="Synthesis took longer than the time limit.")
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+@shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
 def webhook_deliver_task(self, job_id: str) -> None:
     attempt = self.request.retries + 1
     outcome = webhook_deliver(job_id=job_id, attempt=attempt)

@@ -40,13 +40,16 @@ def job_time_limits(*, text_length: int) -> tuple[int, int]:
     return soft, max(hard, soft + 1)
 
 
-def job_enqueue(*, job_id: Any) -> None:
+def job_enqueue(*, job_id: Any, text_length: int | None = None) -> None:
     """Send the job's task message. Recorded first, so that if the broker is down (or
-    later loses the message) the sweeper knows when to send it again."""
+    later loses the message) the sweeper knows when to send it again.
+
+    `text_length` (for the time limits) saves a query when the caller has the text."""
     from voice_tts.tasks import job_synthesize_task
 
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
-    text_length = len(Job.objects.values_list("text", flat=True).get(id=job_id))
+    if text_length is None:
+        text_length = len(Job.objects.values_list("text", flat=True).get(id=job_id))
     soft, hard = job_time_limits(text_length=text_length)
     try:
         job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard)
@@ -127,7 +130,7 @@ def job_create(
             use_cache=use_cache,
             webhook_url=webhook_url,
         )
-        transaction.on_commit(lambda: job_enqueue(job_id=job.id))
+        transaction.on_commit(lambda: job_enqueue(job_id=job.id, text_length=len(text)))
     return job
 
 
