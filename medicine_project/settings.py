@@ -295,6 +295,11 @@ THROTTLE_RATES = {
     "jobs": env_rate("THROTTLE_JOBS_RATE", "120/min"),
     "uploads": env_rate("THROTTLE_UPLOADS_RATE", "30/hour"),
 }
+# Who copies audio bytes to the client once the view has authorised them: "" (Django streams
+# the file), "x-accel-redirect" (nginx; internal location AUDIO_ACCEL_REDIRECT_PREFIX aliased
+# to MEDIA_ROOT) or "x-sendfile" (Apache mod_xsendfile, lighttpd). Frees the web worker at once.
+AUDIO_SENDFILE = env_choice("AUDIO_SENDFILE", "", ["", "x-accel-redirect", "x-sendfile"])
+AUDIO_ACCEL_REDIRECT_PREFIX = env_str("AUDIO_ACCEL_REDIRECT_PREFIX", "/protected-media/")
 # Upper bound on how long a cached token -> user entry lives (it is dropped at once when the
 # token or the user changes through the ORM; this bounds changes made behind its back).
 TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 300, minimum=0)
