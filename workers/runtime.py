@@ -20,6 +20,10 @@ from workers.engines.registry import engine_build
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_SECONDS = 5.0
+# Load failures that may heal by themselves (a peer server still starting): the engine
+# is loaded again on demand, at most this often. Missing weights are not retried.
+RETRYABLE_LOAD_CODES = {"engine_unavailable"}
+LOAD_RETRY_SECONDS = 15.0
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -39,8 +43,12 @@ def _publish() -> None:
 
 
 def _heartbeat_loop() -> None:
+    from django.conf import settings
+
+    # Several beats per TTL, so one late beat on a busy machine never drops the worker.
+    interval = min(HEARTBEAT_INTERVAL_SECONDS, settings.WORKER_HEARTBEAT_TTL_SECONDS / 3)
     while True:
-        time.sleep(HEARTBEAT_INTERVAL_SECONDS)
+        time.sleep(interval)
         _publish()
 
 
@@ -102,6 +110,14 @@ def engine_start(*, name: str, queues: list[str]) -> None:
 def engine_get() -> Engine:
     with _lock:
         engine, state = _engine, dict(_state)
+    if (
+        engine is None
+        and state.get("error_code") in RETRYABLE_LOAD_CODES
+        and time.time() - state.get("started_at", 0) >= LOAD_RETRY_SECONDS
+    ):
+        engine_start(name=state["engine"], queues=state.get("queues", []))
+        with _lock:
+            engine, state = _engine, dict(_state)
     if engine is None:
         if not state:
             raise EngineNotReady("engine_not_started", "this process has no engine (it does not serve synthesis)")
