@@ -94,3 +94,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 class WebhookSecretAdmin(admin.ModelAdmin):
     list_display = ("owner", "created_at")
     exclude = ("secret",)
+
+# Reminder phrases and the pre-generation actions (issue 6) live in their own module.
+import voice_tts.admin_reminders  # noqa: E402,F401

@@ -29,11 +29,13 @@ from workers.engines.base import EngineError, EngineTransientError
 logger = logging.getLogger(__name__)
 
 
-def job_enqueue(*, job_id: Any) -> None:
+def job_enqueue(*, job_id: Any, queue: str | None = None) -> None:
+    """Send the job to a synthesis queue: the interactive one unless told otherwise
+    (batch pre-generation passes settings.SYNTHESIS_BATCH_QUEUE)."""
     from voice_tts.tasks import job_synthesize_task
 
     try:
-        job_synthesize_task.apply_async(args=[str(job_id)])
+        job_synthesize_task.apply_async(args=[str(job_id)], queue=queue or settings.SYNTHESIS_QUEUE)
     except BrokerError:
         # The row stays `queued`; the sweeper re-sends jobs that no worker picked up.
         logger.warning("broker unavailable, job %s left queued for the sweeper", job_id, exc_info=True)
@@ -56,6 +58,7 @@ def job_create(
     params: dict[str, Any] | None = None,
     use_cache: bool = True,
     webhook_url: str = "",
+    queue: str | None = None,
 ) -> Job:
     """Answer from the clip cache when possible (a finished job), else queue a job."""
     params = params or {}
@@ -107,7 +110,7 @@ def job_create(
             use_cache=use_cache,
             webhook_url=webhook_url,
         )
-        transaction.on_commit(lambda: job_enqueue(job_id=job.id))
+        transaction.on_commit(lambda: job_enqueue(job_id=job.id, queue=queue))
     return job
 
 
