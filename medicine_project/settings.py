@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from workers.engines.registry import engine_names
 
@@ -152,7 +153,7 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------
 
 _default_db_url = f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
-_db_url = env_str("DATABASE_URL", _default_db_url)
+_db_url = os.environ.get("DATABASE_URL") or _default_db_url
 try:
     _db = dj_database_url.parse(_db_url)
 except ValueError as exc:
@@ -219,6 +220,8 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "voice_tts.apis.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # `?format=` belongs to the seed's /generate/ contract (format=base64), not to DRF.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 # --- Voice service ------------------------------------------------------------------
@@ -276,6 +279,8 @@ CELERY_TASK_ROUTES = {
     "voice_tts.tasks.webhook_deliver_task": {"queue": WEBHOOK_QUEUE},
 }
 CELERY_QUEUES_ALL = [SYNTHESIS_QUEUE, WEBHOOK_QUEUE]
+# A worker started without -Q consumes every queue declared here.
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in CELERY_QUEUES_ALL]
 
 # --- Logging ------------------------------------------------------------------------
 

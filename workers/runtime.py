@@ -50,6 +50,7 @@ def engine_start(*, name: str, queues: list[str]) -> None:
     from workers import status
 
     with _lock:
+        _engine = None  # a failed (re)load must not leave the previous engine serving
         _state.update(
             hostname=socket.gethostname(),
             pid=os.getpid(),

@@ -1,0 +1,37 @@
+"""The Django admin lists voices, jobs and clips and plays their audio to staff only."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from tests.audio_samples import wav_bytes
+from voice_tts.services.voices import voice_create
+
+
+@pytest.fixture
+def staff_client(client, db):
+    User.objects.create_superuser("admin", "admin@example.com", "admin-pass-1234")
+    client.login(username="admin", password="admin-pass-1234")
+    return client
+
+
+def test_voice_change_page_has_a_player_and_the_audio_is_served(staff_client, alice):
+    voice = voice_create(owner_id=alice.id, data=wav_bytes(4.0))
+    page = staff_client.get(f"/admin/voice_tts/voice/{voice.id}/change/")
+    assert page.status_code == 200
+    audio_url = f"/admin/voice_tts/voice/{voice.id}/audio/"
+    assert f'<audio controls preload="none" src="{audio_url}">' in page.content.decode()
+    audio = staff_client.get(audio_url)
+    assert audio.status_code == 200 and audio["Content-Type"] == "audio/wav"
+    assert b"".join(audio.streaming_content)[:4] == b"RIFF"
+
+
+def test_admin_lists_load(staff_client):
+    for model in ("voice", "job", "clip", "webhookdelivery"):
+        assert staff_client.get(f"/admin/voice_tts/{model}/").status_code == 200
+
+
+def test_non_staff_cannot_reach_admin_audio(client, alice):
+    voice = voice_create(owner_id=alice.id, data=wav_bytes(4.0))
+    client.login(username="alice", password="alice-pass-1234")
+    response = client.get(f"/admin/voice_tts/voice/{voice.id}/audio/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

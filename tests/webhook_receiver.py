@@ -1,0 +1,65 @@
+"""A real HTTP server on 127.0.0.1 that records webhook deliveries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookReceiver:
+    # Status codes to answer, in order; the last one repeats.
+    statuses: list[int] = field(default_factory=lambda: [200])
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    deliveries: list[Delivery] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/carepill"
+
+    def start(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                receiver.deliveries.append(Delivery({k.lower(): v for k, v in self.headers.items()}, body))
+                index = min(len(receiver.deliveries), len(receiver.statuses)) - 1
+                self.send_response(receiver.statuses[index])
+                for key, value in receiver.extra_headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def wait_for(self, count: int, *, timeout: float = 30.0, check: Callable[[], bool] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.deliveries) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.deliveries)} deliveries after {timeout}s, wanted {count}")
+            time.sleep(0.05)

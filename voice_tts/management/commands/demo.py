@@ -1,0 +1,145 @@
+"""`make demo`: the whole service on embedded defaults, driven over HTTP like a client.
+
+Starts Redis (if none answers), a worker and the web server, enrols a sample voice for
+a demo user, asks for three reminder phrases exactly as a client would, polls the jobs,
+saves the WAVs under media/demo/, then stops what it started.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import soundfile
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from rest_framework.authtoken.models import Token
+
+from medicine_project.devstack import Stack, free_port, redis_ensured, web_args, worker_args
+
+PHRASES = [
+    ("ko", "할머니, 아침 약 드실 시간입니다."),
+    ("ko", "오후 8시 30분입니다. 혈압약 1정을 드세요."),
+    ("en", "Good evening. Time for your evening medicine."),
+]
+
+
+def _sample_voice_wav() -> bytes:
+    """A stand-in for the caregiver's recording: espeak-ng reading a sentence.
+
+    The demo has no real person to record, and must download nothing.
+    """
+    from workers.engines.espeak import EspeakEngine
+
+    engine = EspeakEngine()
+    engine.load()
+    text = "안녕하세요. 저는 할머니의 손녀입니다. 오늘도 건강하게 지내세요. 사랑해요."
+    samples, rate = engine.synthesize(text, "ko", Path("."), None, {"speed": 1.0})
+    padded = np.concatenate([np.zeros(rate // 2, np.int16), samples, np.zeros(rate // 2, np.int16)])
+    buffer = io.BytesIO()
+    soundfile.write(buffer, padded, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+class Command(BaseCommand):
+    help = "Run the service end to end on embedded defaults and save three spoken reminders."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each job")
+
+    def handle(self, *args: Any, timeout: float, **options: Any) -> None:
+        say = self.stdout.write
+        call_command("migrate", interactive=False, verbosity=0)
+        say(f"database: {settings.DATABASES['default']['NAME']} (migrated)")
+        user, _ = get_user_model().objects.get_or_create(username="demo")
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save()
+        Token.objects.filter(user=user).delete()
+        token = Token.objects.create(user=user).key
+        out_dir = Path(settings.MEDIA_ROOT) / "demo"
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+        with redis_ensured(settings.CELERY_BROKER_URL, log=say):
+            port = free_port()
+            logs = Path(settings.DATA_DIR) / "demo-logs"
+            stack = Stack(log_dir=logs)
+            try:
+                stack.start("worker", worker_args(concurrency=1))
+                stack.start("web", web_args(bind=f"127.0.0.1:{port}", workers=2))
+                base = f"http://127.0.0.1:{port}"
+                say(f"started worker and web ({base}); logs in {logs}")
+                self._run_client(base=base, username="demo", password=password, out_dir=out_dir,
+                                 timeout=timeout, stack=stack)
+            finally:
+                stack.stop()
+                say("stopped worker and web")
+        Token.objects.filter(key=token).delete()
+
+    def _wait_healthy(self, base: str, stack: Stack, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            exited = stack.first_exited()
+            if exited:
+                raise CommandError(f"{exited[0]} exited with code {exited[1]}; see its log")
+            try:
+                health = requests.get(f"{base}/api/tts/health/", timeout=2).json()
+                if health.get("model_loaded"):
+                    return health
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(0.3)
+        raise CommandError("the service did not become healthy in time")
+
+    def _run_client(self, *, base: str, username: str, password: str, out_dir: Path, timeout: float,
+                    stack: Stack) -> None:
+        say = self.stdout.write
+        health = self._wait_healthy(base, stack, timeout)
+        say(f"health: engine={health['engine']} model={health['model_version']} device={health['device']}")
+
+        http = requests.Session()
+        login = http.post(f"{base}/api/auth/login/", json={"username": username, "password": password}, timeout=10)
+        login.raise_for_status()
+        http.headers["Authorization"] = f"Token {login.json()['token']}"
+        say("logged in as demo (POST /api/auth/login/)")
+
+        voice = http.post(f"{base}/api/tts/voices/", files={"voice_file": ("sample.wav", _sample_voice_wav())},
+                          data={"language": "ko"}, timeout=30)
+        if voice.status_code != 201:
+            raise CommandError(f"voice upload failed: {voice.status_code} {voice.text}")
+        say(f"enrolled voice {voice.json()['id']} ({voice.json()['duration_seconds']:.1f} s after trimming)")
+
+        jobs = []
+        for language, text in PHRASES:
+            created = http.post(f"{base}/api/tts/jobs/", json={"text": text, "language": language}, timeout=10)
+            created.raise_for_status()
+            jobs.append(created.json())
+            say(f"POST /api/tts/jobs/ -> {created.status_code} job {created.json()['id']}: {text}")
+
+        for index, job in enumerate(jobs, start=1):
+            deadline = time.monotonic() + timeout
+            while job["status"] not in ("succeeded", "failed"):
+                if time.monotonic() > deadline:
+                    raise CommandError(f"job {job['id']} did not finish in {timeout:.0f} s")
+                time.sleep(0.2)
+                job = http.get(f"{base}/api/tts/jobs/{job['id']}/", timeout=10).json()
+            if job["status"] != "succeeded":
+                raise CommandError(f"job {job['id']} failed: {job['error']}")
+            audio = http.get(job["audio_url"], timeout=30)
+            audio.raise_for_status()
+            path = out_dir / f"reminder-{index}.wav"
+            path.write_bytes(audio.content)
+            info = soundfile.info(io.BytesIO(audio.content))
+            say(f"job {job['id']} succeeded in {job['processing_time_ms']} ms -> {path} "
+                f"({info.duration:.2f} s, {info.samplerate} Hz)")
+
+        again = http.post(f"{base}/api/tts/jobs/", json={"text": PHRASES[0][1], "language": "ko"}, timeout=10).json()
+        say(f"asked for phrase 1 again: status={again['status']} cache_hit={again['cache_hit']}")
+        say(f"done: {len(jobs)} reminders saved under {out_dir}")

@@ -1,0 +1,47 @@
+"""`make run`: web (gunicorn) + worker (all queues) (+ embedded Redis if none answers)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from medicine_project.devstack import Stack, redis_ensured, web_args, worker_args
+
+
+class Command(BaseCommand):
+    help = "Run the web server and a worker in the foreground until interrupted."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--bind", default="127.0.0.1:8000")
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument("--concurrency", type=int, default=None, help="worker processes (default: cores)")
+
+    def handle(self, *args: Any, bind: str, web_workers: int, concurrency: int | None, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        stopping = False
+
+        def on_signal(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        with redis_ensured(settings.CELERY_BROKER_URL, log=self.stdout.write):
+            stack = Stack()
+            stack.start("worker", worker_args(concurrency=concurrency))
+            stack.start("web", web_args(bind=bind, workers=web_workers))
+            self.stdout.write(f"web on http://{bind}/ (API under /api/tts/); Ctrl-C stops everything")
+            try:
+                while not stopping:
+                    exited = stack.first_exited()
+                    if exited:
+                        self.stderr.write(f"{exited[0]} exited with code {exited[1]}; stopping")
+                        break
+                    time.sleep(0.5)
+            finally:
+                stack.stop()
