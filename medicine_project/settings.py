@@ -305,6 +305,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SYNTHESIS_BATCH_QUEUE = env_str("SYNTHESIS_BATCH_QUEUE", "synthesis_batch")
 CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 CELERY_QUEUES_ALL = [*CELERY_QUEUES_ALL, SYNTHESIS_BATCH_QUEUE]
+# Last in the list: a worker started without -Q consumes it after the others.
+CELERY_TASK_QUEUES = [*CELERY_TASK_QUEUES, Queue(SYNTHESIS_BATCH_QUEUE, routing_key=SYNTHESIS_BATCH_QUEUE)]
 # Users processed per database round trip by the pre-generation service.
 REMINDERS_BATCH_SIZE = env_int("REMINDERS_BATCH_SIZE", 200, minimum=1)
 # Bearer token for GET /metrics (Prometheus); empty disables the endpoint (404).
