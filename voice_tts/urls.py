@@ -18,6 +18,7 @@ urlpatterns = [
     path("cache/<str:cache_key>/audio/", clips.ClipAudioApi.as_view(), name="clip-audio"),
     path("health/", health.HealthApi.as_view(), name="health"),
     path("webhook-secret/", webhooks.WebhookSecretApi.as_view(), name="webhook-secret"),
+    path("webhook-secret/rotate/", webhooks.WebhookSecretRotateApi.as_view(), name="webhook-secret-rotate"),
     path("phrases/", phrases.PhraseCollectionApi.as_view(), name="phrases"),
     path("phrases/bundle/", phrases.PhraseBundleApi.as_view(), name="phrase-bundle"),
     path("phrases/<int:phrase_id>/", phrases.PhraseDetailApi.as_view(), name="phrase-detail"),

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.audio import audio_file_response
+from voice_tts.apis.throttles import JobsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
 from voice_tts.presenters import job_representation
@@ -59,6 +60,8 @@ def job_response(request: Request, job: Job) -> Response:
 
 
 class JobCreateApi(APIView):
+    throttle_classes = [JobsThrottle]
+
     def post(self, request: Request) -> Response:
         data = JobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

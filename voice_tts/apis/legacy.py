@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.jobs import JobInputSerializer
+from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle
 from voice_tts.apis.voices import voice_upload_from_request
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
@@ -20,6 +21,8 @@ from voice_tts.services.jobs import job_create, job_wait
 
 
 class LegacyUploadVoiceApi(APIView):
+    throttle_classes = [UploadsThrottle]
+
     def post(self, request: Request) -> Response:
         try:
             voice = voice_upload_from_request(request)
@@ -35,6 +38,8 @@ class _WaitSerializer(serializers.Serializer):
 
 class LegacyGenerateApi(APIView):
     """Enqueue, wait a bounded time, answer in the seed's shape (or 202 with the job id)."""
+
+    throttle_classes = [JobsThrottle]
 
     def post(self, request: Request) -> Response:
         query = _WaitSerializer(data=request.query_params)
