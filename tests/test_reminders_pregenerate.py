@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 
 from tests.audio_samples import wav_bytes
 from tests.conftest import worker_start, worker_stop
-from voice_tts.models import Job, ReminderPhrase, Voice
+from voice_tts.models import Clip, Job, ReminderPhrase, Voice
 from voice_tts.services.jobs import job_create
 from voice_tts.services.reminders import reminders_on_model_loaded, reminders_pregenerate
 from voice_tts.services.voices import voice_create
@@ -59,6 +59,17 @@ def test_batch_makes_each_missing_clip_once_and_a_rerun_does_nothing(worker, ali
     again = reminders_pregenerate()
     assert (again.enqueued, again.cached, again.in_flight) == (0, 4, 0)
     assert worker.syntheses() == syntheses + 4
+
+    # Exactly the phrases' clips are pinned (the clip quota never evicts a reminder) ...
+    assert Clip.objects.filter(pinned=True).count() == 4
+    extra = job_create(owner_id=alice.id, text="Not a reminder", language="en")
+    wait_jobs_finished()
+    assert Clip.objects.get(jobs__id=extra.id).pinned is False
+    # ... and a deleted phrase's clip becomes evictable again at the next run.
+    ReminderPhrase.objects.filter(owner=bob).delete()
+    reminders_pregenerate()
+    assert Clip.objects.filter(pinned=True, owner=bob).count() == 0
+    assert Clip.objects.filter(pinned=True, owner=alice).count() == 3
 
     # An interactive request for the same text is served from the batch's clip.
     job = job_create(owner_id=alice.id, text="Time for your pills", language="en")

@@ -169,6 +169,12 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
             if clip.params == PHRASE_PARAMS:
                 older[(clip.text, clip.language)] = clip  # newest wins
 
+    # The Pi relies on these: keep them out of the quota's reach (the nightly run also
+    # reconciles pins, unpinning clips no phrase uses any more).
+    ready_ids = [clip.id for clip in exact.values() if not clip.pinned]
+    if ready_ids:
+        Clip.objects.filter(id__in=ready_ids).update(pinned=True)
+
     base = base_url.rstrip("/")
     entries = []
     for phrase in phrases:

@@ -85,6 +85,13 @@ def reminders_pregenerate(
     )
     ordered = sorted(owners_with_phrases, key=lambda o: (o not in voices, str(voices.get(o, "")), o))
 
+    if not dry_run:
+        # Owners left without active phrases keep no pinned clips (the quota may evict them).
+        unpin = Clip.objects.filter(pinned=True).exclude(owner_id__in=owners_with_phrases)
+        if owner_ids is not None:
+            unpin = unpin.filter(owner_id__in=list(owner_ids))
+        unpin.update(pinned=False)
+
     done = 0
     for owner_batch in _batches(ordered, batch_size or settings.REMINDERS_BATCH_SIZE):
         batch_phrases = list(phrases.filter(owner_id__in=owner_batch).order_by("id"))
@@ -104,6 +111,8 @@ def reminders_pregenerate(
             Clip.objects.filter(owner_id__in=owner_batch, cache_key__in=set(keys.values()))
             .values_list("owner_id", "cache_key")
         )
+        if model_version and not dry_run:
+            _pins_reconcile(owner_ids=owner_batch, cache_keys=set(keys.values()))
         in_flight = {
             (owner, str(voice), text, language)
             for owner, voice, text, language, params in Job.objects.filter(
@@ -132,6 +141,13 @@ def reminders_pregenerate(
                 progress(done, total)
     logger.info("reminder pre-generation: %s", summary.line())
     return summary
+
+
+def _pins_reconcile(*, owner_ids: Sequence[int], cache_keys: set[str]) -> None:
+    """Pin exactly the clips today's phrases use, so the per-user clip quota never evicts
+    a reminder; clips of deleted phrases or older voices/models become evictable again."""
+    Clip.objects.filter(owner_id__in=owner_ids, cache_key__in=cache_keys, pinned=False).update(pinned=True)
+    Clip.objects.filter(owner_id__in=owner_ids, pinned=True).exclude(cache_key__in=cache_keys).update(pinned=False)
 
 
 def _phrase_job_create(*, phrase: ReminderPhrase, summary: PregenerateSummary) -> None:
