@@ -101,6 +101,11 @@ def engine_start(*, name: str, queues: list[str]) -> None:
             status.engine_version_publish(engine=name, model_version=engine.model_version)
         except Exception:  # noqa: BLE001 - the web then just skips its cache lookup
             logger.warning("could not publish the engine version", exc_info=True)
+        # New weights change every cache key: have everyone's reminders re-made in the
+        # background (once per version across all workers; the service logs failures).
+        from voice_tts.services.reminders import reminders_on_model_loaded
+
+        reminders_on_model_loaded(engine=name, model_version=engine.model_version)
     _publish()
     if not _heartbeat_started:
         _heartbeat_started = True
