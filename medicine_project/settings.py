@@ -331,7 +331,10 @@ CELERY_TASK_ROUTES = {
     "voice_tts.tasks.webhook_deliver_task": {"queue": WEBHOOK_QUEUE},
     "voice_tts.tasks.jobs_sweep_task": {"queue": WEBHOOK_QUEUE},
 }
-CELERY_QUEUES_ALL = [SYNTHESIS_QUEUE, WEBHOOK_QUEUE]
+# With queue_order_strategy=priority (below) a worker that consumes several queues polls
+# them in this order: webhook deliveries and the sweeper are short and must never starve
+# behind a synthesis backlog in a single-worker setup (`make run`).
+CELERY_QUEUES_ALL = [WEBHOOK_QUEUE, SYNTHESIS_QUEUE]
 # A worker started without -Q consumes every queue declared here.
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in CELERY_QUEUES_ALL]
 

@@ -31,3 +31,8 @@ from medicine_project.settings import *  # noqa: E402,F403
 
 # Hashing passwords at full strength only slows tests down.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Concurrent runs (developers, CI) must not share PostgreSQL's test database: a run that
+# drops it at its end would pull it from under another run's feet.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_run}"}  # noqa: F405

@@ -28,9 +28,6 @@ APP_SERVICES = {name for name, svc in SERVICES.items() if "build" in svc}
 NOT_FOR_DJANGO = {"COMPOSE_PROFILES", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_USER", "WEB_WORKERS", "WEB_PORT",
                   "FLOWER_PORT", "FLOWER_BASIC_AUTH", "FLOWER_PURGE_OFFLINE_WORKERS"}
 # Files that other branches bring (the GPT-SoVITS engine's requirements): checked once present.
-FROM_OTHER_BRANCHES = {"requirements-gpu.txt"}
-
-
 def settings_env_names() -> set[str]:
     source = (ROOT / "medicine_project" / "settings.py").read_text()
     return set(re.findall(r'(?:env_\w+|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)"', source))
@@ -100,8 +97,7 @@ def test_gpu_worker_reserves_a_gpu_and_reads_models_read_only():
     assert "./models:/app/models:ro" in gpu["volumes"]
     assert gpu["profiles"] == ["gpu"] and SERVICES["worker-cpu"]["profiles"] == ["cpu"]
     requirements = gpu["build"]["args"]["REQUIREMENTS"]
-    if requirements not in FROM_OTHER_BRANCHES or (ROOT / requirements).exists():
-        assert (ROOT / requirements).is_file()
+    assert (ROOT / requirements).is_file()
 
 
 def test_media_is_one_shared_volume_at_media_root_for_every_app_service():

@@ -115,6 +115,8 @@ class Job(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     enqueue_count = models.PositiveIntegerField(default=0)
     webhook_status = models.CharField(max_length=16, choices=WebhookStatus.choices, blank=True, default="")
+    # Queue the job's messages go to ("" = the interactive synthesis queue).
+    queue = models.CharField(max_length=64, blank=True, default="")
     # Celery task id of the message that claimed the job (see services.jobs.job_claim).
     task_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -40,16 +40,16 @@ def job_time_limits(*, text_length: int) -> tuple[int, int]:
     return soft, max(hard, soft + 1)
 
 
-def job_enqueue(*, job_id: Any, queue: str | None = None) -> None:
-    """Send the job's task message. Recorded first, so that if the broker is down (or
-    later loses the message) the sweeper knows when to send it again. The interactive
-    synthesis queue unless told otherwise (batch pre-generation passes
-    settings.SYNTHESIS_BATCH_QUEUE; a re-send by the sweeper goes to the interactive one)."""
+def job_enqueue(*, job_id: Any) -> None:
+    """Send the job's task message to the queue recorded on its row (interactive
+    synthesis, or the batch queue for pre-generation, also when the sweeper re-sends).
+    Recorded first, so that if the broker is down (or later loses the message) the
+    sweeper knows when to send it again."""
     from voice_tts.tasks import job_synthesize_task
 
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
-    text_length = len(Job.objects.values_list("text", flat=True).get(id=job_id))
-    soft, hard = job_time_limits(text_length=text_length)
+    text, queue = Job.objects.values_list("text", "queue").get(id=job_id)
+    soft, hard = job_time_limits(text_length=len(text))
     try:
         job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard,
                                        queue=queue or settings.SYNTHESIS_QUEUE)
@@ -130,8 +130,9 @@ def job_create(
             params=params,
             use_cache=use_cache,
             webhook_url=webhook_url,
+            queue=queue or "",
         )
-        transaction.on_commit(lambda: job_enqueue(job_id=job.id, queue=queue))
+        transaction.on_commit(lambda: job_enqueue(job_id=job.id))
     return job
 
 
