@@ -10,15 +10,16 @@ SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secret
 GPU_VENV ?= .venv-gpu
 GPU_BIN := $(GPU_VENV)/bin
 
-.PHONY: demo run web worker beat worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean
+.PHONY: demo run web worker beat worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean flower pregenerate
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt clients/pi/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e clients/pi
 	touch $@
 
 # The GPT-SoVITS stack lives in its own venv: it pins numpy<2 and must never reach the web.
@@ -73,3 +74,12 @@ test: lint test-sqlite test-postgres
 
 clean:
 	rm -rf $(VENV) var media/demo
+
+## Flower on 127.0.0.1:5555 with basic auth: FLOWER_BASIC_AUTH=user:password (required).
+flower: venv
+	@test -n "$${FLOWER_BASIC_AUTH}" || { echo "set FLOWER_BASIC_AUTH=user:password" >&2; exit 2; }
+	$(BIN)/python -m celery -A medicine_project flower --address=$${FLOWER_ADDRESS:-127.0.0.1} --port=$${FLOWER_PORT:-5555}
+
+## Reminder clips for everyone now (ARGS="--user alice --dry-run").
+pregenerate: venv
+	$(BIN)/python manage.py pregenerate_reminders $(ARGS)

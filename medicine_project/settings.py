@@ -344,7 +344,10 @@ CELERY_TASK_ROUTES = {
     "voice_tts.tasks.webhook_deliver_task": {"queue": WEBHOOK_QUEUE},
     "voice_tts.tasks.jobs_sweep_task": {"queue": WEBHOOK_QUEUE},
 }
-CELERY_QUEUES_ALL = [SYNTHESIS_QUEUE, WEBHOOK_QUEUE]
+# With queue_order_strategy=priority (below) a worker that consumes several queues polls
+# them in this order: webhook deliveries and the sweeper are short and must never starve
+# behind a synthesis backlog in a single-worker setup (`make run`).
+CELERY_QUEUES_ALL = [WEBHOOK_QUEUE, SYNTHESIS_QUEUE]
 # A worker started without -Q consumes every queue declared here.
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in CELERY_QUEUES_ALL]
 
@@ -369,3 +372,47 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Reminders, batch pre-generation, operations (issue 6) ---------------------------
+
+INSTALLED_APPS += ["django_celery_beat"]
+# Nightly pre-generation lives in the database (django-celery-beat) so admins see and
+# edit it; migration voice_tts.0002 creates the entry once and never overwrites it.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Batch (nightly) synthesis goes to its own queue, consumed by the same synthesis
+# workers AFTER the interactive one: with the "priority" order strategy kombu's Redis
+# transport polls queues in the order the worker was given them (-Q), instead of
+# round-robin, so a free worker always takes a caregiver's job before a batch job.
+SYNTHESIS_BATCH_QUEUE = env_str("SYNTHESIS_BATCH_QUEUE", "synthesis_batch")
+CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
+CELERY_QUEUES_ALL = [*CELERY_QUEUES_ALL, SYNTHESIS_BATCH_QUEUE]
+# Last in the list: a worker started without -Q consumes it after the others.
+CELERY_TASK_QUEUES = [*CELERY_TASK_QUEUES, Queue(SYNTHESIS_BATCH_QUEUE, routing_key=SYNTHESIS_BATCH_QUEUE)]
+# Users processed per database round trip by the pre-generation service.
+REMINDERS_BATCH_SIZE = env_int("REMINDERS_BATCH_SIZE", 200, minimum=1)
+# Bearer token for GET /metrics (Prometheus); empty disables the endpoint (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# Media on S3-compatible storage (several hosts, no shared disk): STORAGE_BACKEND=s3 and
+# `pip install -r requirements-s3.txt`. Clips and voices are private: no public ACL,
+# presigned URLs are never handed out (audio still goes through authenticated views).
+STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ["local", "s3"])
+if STORAGE_BACKEND == "s3":
+    _s3_bucket = env_str("S3_BUCKET", "")
+    if not _s3_bucket:
+        raise ImproperlyConfigured("S3_BUCKET must be set when STORAGE_BACKEND=s3")
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _s3_bucket,
+            "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,  # MinIO, Ceph, R2...
+            "region_name": env_str("S3_REGION", "") or None,
+            "access_key": env_str("S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env_str("S3_PREFIX", "carepill"),
+            "default_acl": "private",
+            "querystring_auth": True,
+            # Clip names are content-addressed and rewritten in place (see storage.py).
+            "file_overwrite": True,
+        },
+    }

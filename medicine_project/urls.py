@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from voice_tts.apis.auth import LoginApi
+from voice_tts.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/login/", LoginApi.as_view(), name="login"),
     path("api/tts/", include("voice_tts.urls")),
+    # Prometheus (bearer token METRICS_TOKEN; see voice_tts/metrics.py).
+    path("metrics", metrics_view, name="metrics"),
 ]

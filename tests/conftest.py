@@ -21,6 +21,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.audio_samples import wav_bytes
+from tests.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,6 +175,14 @@ def worker_stop(worker: WorkerProcess) -> None:
     except subprocess.TimeoutExpired:
         worker.proc.kill()
         worker.proc.wait()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook receiver: a real HTTP server on 127.0.0.1 recording deliveries."""
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,6 @@ os.environ.setdefault("TTS_ENGINE", "espeak")
 os.environ.setdefault("WEBHOOK_RETRY_BASE_SECONDS", "0.2")
 os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "1")
 os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "4")
-os.environ.setdefault("WORKER_HEARTBEAT_TTL_SECONDS", "5")
 # Webhook receivers in tests listen on loopback, which the SSRF guard refuses by default.
 os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
 # Rate limits are tested on their own (with low rates); elsewhere they stay out of the way.
@@ -32,3 +31,8 @@ from medicine_project.settings import *  # noqa: E402,F403
 
 # Hashing passwords at full strength only slows tests down.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Concurrent runs (developers, CI) must not share PostgreSQL's test database: a run that
+# drops it at its end would pull it from under another run's feet.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_run}"}  # noqa: F405

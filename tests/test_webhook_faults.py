@@ -9,17 +9,9 @@ import time
 
 import pytest
 
-from tests.webhook_receiver import WebhookReceiver
 from voice_tts.models import DisabledWebhookUrl, Job, WebhookDelivery
 
 pytestmark = pytest.mark.worker
-
-
-@pytest.fixture
-def receiver():
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
 
 
 def deliveries(job_id: str, count: int, timeout: float = 30.0) -> list[WebhookDelivery]:

@@ -11,18 +11,10 @@ import time
 
 import pytest
 
-from tests.webhook_receiver import WebhookReceiver
 from voice_tts.models import Job, WebhookDelivery
 from voice_tts.services.jobs import job_enqueue
 
 pytestmark = pytest.mark.worker
-
-
-@pytest.fixture
-def receiver():
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:

@@ -103,3 +103,7 @@ class DisabledWebhookUrlAdmin(admin.ModelAdmin):
 
     list_display = ("owner", "url", "disabled_at", "job")
     search_fields = ("owner__username", "url")
+
+
+# Reminder phrases and the pre-generation actions (issue 6) live in their own module.
+import voice_tts.admin_reminders  # noqa: E402,F401

@@ -65,6 +65,9 @@ class Clip(models.Model):
     # Pinned clips (a reminder phrase needs them) are never evicted by the quota.
     pinned = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # sha256 of the WAV bytes, so clients (the Pi) can verify downloads without the
+    # server re-reading every file per request; blank for clips stored before 0002.
+    sha256 = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["owner", "cache_key"], name="one_clip_per_owner_key")]
@@ -112,6 +115,8 @@ class Job(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     enqueue_count = models.PositiveIntegerField(default=0)
     webhook_status = models.CharField(max_length=16, choices=WebhookStatus.choices, blank=True, default="")
+    # Queue the job's messages go to ("" = the interactive synthesis queue).
+    queue = models.CharField(max_length=64, blank=True, default="")
     # Celery task id of the message that claimed the job (see services.jobs.job_claim).
     task_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -183,3 +188,29 @@ class DisabledWebhookUrl(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} (disabled for {self.owner_id})"
+
+
+class ReminderPhrase(models.Model):
+    """A sentence the Pi speaks every day ("약 드실 시간입니다"), pre-generated each night.
+
+    `times` lists local "HH:MM" times; empty means "daily" without a fixed time (the
+    CarePill side decides when). Text is stored normalised, exactly as a job would
+    carry it, so the phrase's cache key equals the key of an API job with the same text.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reminder_phrases")
+    text = models.TextField()
+    language = models.CharField(max_length=8, default="ko")
+    times = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["owner", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "language", "text"], name="one_phrase_per_owner_text"),
+        ]
+
+    def __str__(self) -> str:
+        return f"phrase {self.id} of {self.owner_id}: {self.text[:40]}"

@@ -59,3 +59,13 @@ def webhook_deliver_task(self, job_id: str) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def jobs_sweep_task() -> None:
     jobs_sweep()
+
+
+@shared_task(acks_late=True)
+def reminders_pregenerate_task(owner_id: int | None = None) -> dict:
+    """Nightly (django-celery-beat, no args: everyone) and after a new voice, phrase or
+    model (one owner, or everyone). Cheap: it only enqueues batch synthesis jobs."""
+    from voice_tts.services.reminders import reminders_pregenerate
+
+    summary = reminders_pregenerate(owner_ids=None if owner_id is None else [owner_id])
+    return summary.as_dict()

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from voice_tts.apis import clips, health, jobs, legacy, voices, webhooks
+from voice_tts.apis import clips, health, jobs, legacy, phrases, voices, webhooks
 
 app_name = "voice_tts"
 
@@ -19,4 +19,7 @@ urlpatterns = [
     path("health/", health.HealthApi.as_view(), name="health"),
     path("webhook-secret/", webhooks.WebhookSecretApi.as_view(), name="webhook-secret"),
     path("webhook-secret/rotate/", webhooks.WebhookSecretRotateApi.as_view(), name="webhook-secret-rotate"),
+    path("phrases/", phrases.PhraseCollectionApi.as_view(), name="phrases"),
+    path("phrases/bundle/", phrases.PhraseBundleApi.as_view(), name="phrase-bundle"),
+    path("phrases/<int:phrase_id>/", phrases.PhraseDetailApi.as_view(), name="phrase-detail"),
 ]

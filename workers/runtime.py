@@ -20,6 +20,10 @@ from workers.engines.registry import engine_build
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_SECONDS = 5.0
+# Load failures that may heal by themselves (a peer server still starting): the engine
+# is loaded again on demand, at most this often. Missing weights are not retried.
+RETRYABLE_LOAD_CODES = {"engine_unavailable"}
+LOAD_RETRY_SECONDS = 15.0
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -39,8 +43,12 @@ def _publish() -> None:
 
 
 def _heartbeat_loop() -> None:
+    from django.conf import settings
+
+    # Several beats per TTL, so one late beat on a busy machine never drops the worker.
+    interval = min(HEARTBEAT_INTERVAL_SECONDS, settings.WORKER_HEARTBEAT_TTL_SECONDS / 3)
     while True:
-        time.sleep(HEARTBEAT_INTERVAL_SECONDS)
+        time.sleep(interval)
         _publish()
 
 
@@ -93,6 +101,11 @@ def engine_start(*, name: str, queues: list[str]) -> None:
             status.engine_version_publish(engine=name, model_version=engine.model_version)
         except Exception:  # noqa: BLE001 - the web then just skips its cache lookup
             logger.warning("could not publish the engine version", exc_info=True)
+        # New weights change every cache key: have everyone's reminders re-made in the
+        # background (once per version across all workers; the service logs failures).
+        from voice_tts.services.reminders import reminders_on_model_loaded
+
+        reminders_on_model_loaded(engine=name, model_version=engine.model_version)
     _publish()
     if not _heartbeat_started:
         _heartbeat_started = True
@@ -102,6 +115,14 @@ def engine_start(*, name: str, queues: list[str]) -> None:
 def engine_get() -> Engine:
     with _lock:
         engine, state = _engine, dict(_state)
+    if (
+        engine is None
+        and state.get("error_code") in RETRYABLE_LOAD_CODES
+        and time.time() - state.get("started_at", 0) >= LOAD_RETRY_SECONDS
+    ):
+        engine_start(name=state["engine"], queues=state.get("queues", []))
+        with _lock:
+            engine, state = _engine, dict(_state)
     if engine is None:
         if not state:
             raise EngineNotReady("engine_not_started", "this process has no engine (it does not serve synthesis)")

@@ -80,7 +80,8 @@ def clip_store(
     pcm = clip_samples_to_pcm16(samples)
     buffer = io.BytesIO()
     soundfile.write(buffer, pcm, sample_rate, format="WAV", subtype="PCM_16")
-    name = default_storage.save(f"clips/{voice.owner_id}/{cache_key}.wav", ContentFile(buffer.getvalue()))
+    wav = buffer.getvalue()
+    name = default_storage.save(f"clips/{voice.owner_id}/{cache_key}.wav", ContentFile(wav))
     fields = dict(
         voice=voice,
         text=text,
@@ -91,6 +92,7 @@ def clip_store(
         audio=name,
         duration_seconds=len(pcm) / sample_rate,
         sample_rate=sample_rate,
+        sha256=hashlib.sha256(wav).hexdigest(),
     )
     existed = Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).exists()
     try:

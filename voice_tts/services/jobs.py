@@ -40,19 +40,19 @@ def job_time_limits(*, text_length: int) -> tuple[int, int]:
     return soft, max(hard, soft + 1)
 
 
-def job_enqueue(*, job_id: Any, text_length: int | None = None) -> None:
-    """Send the job's task message. Recorded first, so that if the broker is down (or
-    later loses the message) the sweeper knows when to send it again.
-
-    `text_length` (for the time limits) saves a query when the caller has the text."""
+def job_enqueue(*, job_id: Any) -> None:
+    """Send the job's task message to the queue recorded on its row (interactive
+    synthesis, or the batch queue for pre-generation, also when the sweeper re-sends).
+    Recorded first, so that if the broker is down (or later loses the message) the
+    sweeper knows when to send it again."""
     from voice_tts.tasks import job_synthesize_task
 
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
-    if text_length is None:
-        text_length = len(Job.objects.values_list("text", flat=True).get(id=job_id))
-    soft, hard = job_time_limits(text_length=text_length)
+    text, queue = Job.objects.values_list("text", "queue").get(id=job_id)
+    soft, hard = job_time_limits(text_length=len(text))
     try:
-        job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard)
+        job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard,
+                                       queue=queue or settings.SYNTHESIS_QUEUE)
     except BrokerError:
         # The row stays `queued`; the sweeper re-sends jobs that no worker picked up.
         logger.warning("broker unavailable, job %s left queued for the sweeper", job_id, exc_info=True)
@@ -75,6 +75,7 @@ def job_create(
     params: dict[str, Any] | None = None,
     use_cache: bool = True,
     webhook_url: str = "",
+    queue: str | None = None,
 ) -> Job:
     """Answer from the clip cache when possible (a finished job), else queue a job."""
     params = params or {}
@@ -129,8 +130,9 @@ def job_create(
             params=params,
             use_cache=use_cache,
             webhook_url=webhook_url,
+            queue=queue or "",
         )
-        transaction.on_commit(lambda: job_enqueue(job_id=job.id, text_length=len(text)))
+        transaction.on_commit(lambda: job_enqueue(job_id=job.id))
     return job
 
 

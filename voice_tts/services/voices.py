@@ -60,6 +60,10 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
         # No row, no file: the row is the source of truth.
         default_storage.delete(name)
         raise
+    # A new voice changes every cache key: re-make this owner's reminders in the background.
+    from voice_tts.services.reminders import reminders_schedule_owner
+
+    transaction.on_commit(lambda: reminders_schedule_owner(owner_id=owner_id, reason="new_voice"))
     return voice
 
 

@@ -1,0 +1,3 @@
+from carepill_voice.cli import main
+
+main()

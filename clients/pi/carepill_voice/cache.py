@@ -1,0 +1,141 @@
+"""The local cache: today's bundle and the clips it names, plus recent `say` clips.
+
+Layout under cache_dir:
+    bundle.json         the last bundle (with its ETag), written atomically
+    said.json           text -> clip checksum, for replaying `say` offline
+    clips/<sha256>.wav  content-addressed: a file's name is its checksum
+
+Every write goes to a temp file in the same folder, is fsynced, then renamed: a power
+cut on the Pi leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+
+def text_key(text: str, language: str) -> str:
+    """The same normalisation the server applies (NFC, collapsed whitespace)."""
+    return language + ":" + " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.clips = self.root / "clips"
+
+    # --- files -------------------------------------------------------------------
+
+    def clip_path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256: {sha256!r}")
+        return self.clips / f"{sha256}.wav"
+
+    def clip_valid(self, sha256: str) -> Path | None:
+        """The clip's path if present and intact; a corrupt file is removed."""
+        path = self.clip_path(sha256)
+        if not path.is_file():
+            return None
+        if sha256_file(path) != sha256:
+            path.unlink(missing_ok=True)
+            return None
+        return path
+
+    def clip_store(self, data: bytes, *, expected_sha256: str | None = None) -> tuple[str, Path]:
+        actual = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and actual != expected_sha256:
+            raise ValueError(f"checksum mismatch: expected {expected_sha256}, got {actual}")
+        if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+            raise ValueError("not a WAV file")
+        path = self.clip_path(actual)
+        if not path.is_file():
+            atomic_write(path, data)
+        return actual, path
+
+    # --- JSON state --------------------------------------------------------------
+
+    def _read_json(self, name: str, default: Any) -> Any:
+        try:
+            return json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return default
+
+    def _write_json(self, name: str, value: Any) -> None:
+        atomic_write(self.root / name, json.dumps(value, ensure_ascii=False, indent=1).encode("utf-8"))
+
+    def bundle(self) -> dict[str, Any]:
+        return self._read_json("bundle.json", {"etag": None, "body": {"phrases": []}})
+
+    def bundle_save(self, *, body: dict[str, Any], etag: str | None) -> None:
+        self._write_json("bundle.json", {"etag": etag, "body": body})
+
+    def phrase(self, phrase_id: int) -> dict[str, Any] | None:
+        for phrase in self.bundle()["body"].get("phrases", []):
+            if phrase.get("id") == phrase_id:
+                return phrase
+        return None
+
+    def said(self) -> dict[str, str]:
+        return self._read_json("said.json", {})
+
+    def said_remember(self, *, text: str, language: str, sha256: str, keep: int) -> None:
+        said = self.said()
+        said.pop(text_key(text, language), None)
+        said[text_key(text, language)] = sha256  # insertion order = recency
+        while len(said) > keep:
+            said.pop(next(iter(said)))
+        self._write_json("said.json", said)
+
+    def clip_for_text(self, text: str, language: str) -> Path | None:
+        """A cached clip for this exact text: a bundle phrase first, then a past `say`."""
+        key = text_key(text, language)
+        for phrase in self.bundle()["body"].get("phrases", []):
+            if phrase.get("sha256") and text_key(phrase["text"], phrase["language"]) == key:
+                path = self.clip_valid(phrase["sha256"])
+                if path is not None:
+                    return path
+        sha = self.said().get(key)
+        return self.clip_valid(sha) if sha else None
+
+    def prune(self) -> int:
+        """Remove clips neither today's bundle nor the recent `say` list names."""
+        keep = {p["sha256"] for p in self.bundle()["body"].get("phrases", []) if p.get("sha256")}
+        keep |= set(self.said().values())
+        removed = 0
+        if self.clips.is_dir():
+            for path in self.clips.iterdir():
+                # Temp files only once stale: another process may be writing one now.
+                stale_tmp = path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600
+                if stale_tmp or (path.suffix == ".wav" and path.stem not in keep):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed

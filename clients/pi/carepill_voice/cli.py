@@ -1,0 +1,59 @@
+"""`carepill-voice sync | say TEXT | play PHRASE_ID`; exit status = client.Outcome."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from carepill_voice.client import Client, Outcome
+from carepill_voice.config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carepill-voice", description=__doc__)
+    parser.add_argument("--config", help="INI file (default: $CAREPILL_CONFIG or ~/.config/carepill-voice/config.ini)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("sync", help="download today's reminder clips into the cache")
+    say = commands.add_parser("say", help="speak a text in the family voice")
+    say.add_argument("text")
+    say.add_argument("--language", choices=["ko", "en"], default=None)
+    play = commands.add_parser("play", help="play a cached reminder clip (offline)")
+    play.add_argument("phrase_id", type=int)
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="carepill-voice: %(levelname)s %(message)s")
+    try:
+        client = Client(load_config(args.config))
+    except ConfigError as exc:
+        print(f"carepill-voice: configuration error: {exc}", file=sys.stderr)
+        return Outcome.USAGE
+    if args.command == "sync":
+        report = client.sync()
+        print(f"sync: {'unchanged' if report.unchanged else 'updated'}, downloaded {report.downloaded}, "
+              f"present {report.present}, pending {report.pending}, failed {report.failed}, pruned {report.pruned}"
+              if report.outcome != Outcome.FAILED else "sync: server unavailable, cache kept")
+        return report.outcome
+    if args.command == "say":
+        return client.say(args.text, args.language)
+    return client.play(args.phrase_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = int(run(argv))
+    except SystemExit as exc:  # argparse: --help (0) or usage error (2)
+        code = exc.code if isinstance(exc.code, int) else Outcome.USAGE
+    except Exception:  # noqa: BLE001 - documented exit status instead of a traceback
+        logging.getLogger("carepill_voice").exception("internal error")
+        code = Outcome.ERROR
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Settings from the environment, else from a small INI file, else defaults.
+
+File: $CAREPILL_CONFIG, else ~/.config/carepill-voice/config.ini, section [carepill]:
+
+    [carepill]
+    server_url = http://192.168.0.10:8000
+    token = 0123abcd...
+    cache_dir = /var/cache/carepill-voice
+    timeout = 5
+    say_deadline = 20
+    player = aplay -q
+    fallback_tts = espeak-ng -v {language}
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+ENV_PREFIX = "CAREPILL_"
+
+
+@dataclass(frozen=True)
+class Config:
+    server_url: str = "http://127.0.0.1:8000"
+    token: str = ""
+    cache_dir: Path = Path.home() / ".cache" / "carepill-voice"
+    # Seconds for connecting and for each read: a dead server must not hold a reminder.
+    timeout: float = 5.0
+    # Longest a `say` waits for a fresh synthesis before falling back.
+    say_deadline: float = 20.0
+    # Command that plays a WAV file; the file's path is appended.
+    player: str = "aplay -q"
+    # Local speech when no clip can be had; the text is appended. {language} -> ko/en.
+    fallback_tts: str = "espeak-ng -v {language}"
+    language: str = "ko"
+    # Clips of `say` kept for offline replay (oldest pruned first).
+    said_cache_max: int = 200
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(name: str, raw: str) -> object:
+    kind = {f.name: f.type for f in fields(Config)}[name]
+    try:
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}")
+    if kind == "Path":
+        return Path(raw).expanduser()
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ if env is None else env)
+    values: dict[str, object] = {}
+    file_path = Path(path or env.get(ENV_PREFIX + "CONFIG") or Path.home() / ".config/carepill-voice/config.ini")
+    if file_path.is_file():
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(file_path, encoding="utf-8")
+        except configparser.Error as exc:
+            raise ConfigError(f"{file_path}: {exc}")
+        if parser.has_section("carepill"):
+            for key, raw in parser.items("carepill"):
+                if key not in {f.name for f in fields(Config)}:
+                    raise ConfigError(f"{file_path}: unknown setting {key!r}")
+                values[key] = _coerce(key, raw)
+    for f in fields(Config):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _coerce(f.name, raw)
+    config = replace(Config(), **values)
+    return replace(config, server_url=config.server_url.rstrip("/"))

@@ -1,0 +1,163 @@
+"""compose.yaml, .env.example and the Dockerfile checked against the project itself.
+
+Docker cannot run here, so this is what can be checked without it: every command a
+service runs exists in the project, queues and the beat scheduler match settings, the
+ports, volumes and healthchecks are there, and every env name is one the settings
+(or compose, or Flower) actually read. A typo in any of them fails here, not at 3 am.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings
+from django.core.management import get_commands
+
+from workers.engines.registry import engine_names
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+APP_SERVICES = {name for name, svc in SERVICES.items() if "build" in svc}
+# Read by docker compose itself, by Flower, or only used for interpolation in compose.yaml.
+NOT_FOR_DJANGO = {"COMPOSE_PROFILES", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_USER", "WEB_WORKERS", "WEB_PORT",
+                  "FLOWER_PORT", "FLOWER_BASIC_AUTH", "FLOWER_PURGE_OFFLINE_WORKERS"}
+# Files that other branches bring (the GPT-SoVITS engine's requirements): checked once present.
+def settings_env_names() -> set[str]:
+    source = (ROOT / "medicine_project" / "settings.py").read_text()
+    return set(re.findall(r'(?:env_\w+|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+
+
+def command(service: str) -> list[str]:
+    cmd = SERVICES[service]["command"]
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+def option(argv: list[str], *names: str) -> str:
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name:
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    raise AssertionError(f"{names} not in {argv}")
+
+
+def test_every_service_has_a_healthcheck_and_a_known_command():
+    for name, service in SERVICES.items():
+        assert "healthcheck" in service, name
+        if name == "migrate":
+            continue
+        assert not service["healthcheck"].get("disable"), name
+    commands = get_commands()
+    for name in APP_SERVICES:
+        argv = command(name)
+        if argv[0] == "python":
+            assert argv[1] == "manage.py" and argv[2] in commands, argv
+        elif argv[0] == "celery":
+            assert option(argv, "-A") == "medicine_project"
+            import_module("medicine_project.celery")
+            assert argv[3] in {"worker", "beat", "flower"}, argv
+        elif argv[0] == "gunicorn":
+            module, attr = argv[1].split(":")
+            assert hasattr(import_module(module), attr)
+        else:
+            raise AssertionError(f"{name}: unexpected command {argv}")
+
+
+def test_workers_consume_the_settings_queues_interactive_before_batch():
+    consumed = set()
+    for name in ("worker-gpu", "worker-cpu", "worker-io"):
+        argv = command(name)
+        queues = option(argv, "-Q").split(",")
+        assert set(queues) <= set(settings.CELERY_QUEUES_ALL), (name, queues)
+        consumed |= set(queues)
+        if settings.SYNTHESIS_QUEUE in queues:
+            # The -Q order is the priority order (queue_order_strategy=priority).
+            assert queues.index(settings.SYNTHESIS_QUEUE) < queues.index(settings.SYNTHESIS_BATCH_QUEUE)
+            assert option(argv, "-P") == "prefork"  # the engine loads in worker_process_init
+            assert "-E" in argv  # task events for Flower
+        node = option(argv, "-n").split("@")[0]
+        assert f"-d {node}@$$HOSTNAME" in SERVICES[name]["healthcheck"]["test"][1]  # pings itself
+    assert consumed == set(settings.CELERY_QUEUES_ALL)
+    assert option(command("worker-gpu"), "-c") == "1"  # one process holds the GPU model
+    assert option(command("beat"), "--scheduler") == settings.CELERY_BEAT_SCHEDULER
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
+
+
+def test_gpu_worker_reserves_a_gpu_and_reads_models_read_only():
+    gpu = SERVICES["worker-gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "./models:/app/models:ro" in gpu["volumes"]
+    assert gpu["profiles"] == ["gpu"] and SERVICES["worker-cpu"]["profiles"] == ["cpu"]
+    requirements = gpu["build"]["args"]["REQUIREMENTS"]
+    assert (ROOT / requirements).is_file()
+
+
+def test_media_is_one_shared_volume_at_media_root_for_every_app_service():
+    assert set(COMPOSE["volumes"]) == {"media", "redis-data", "postgres-data"}
+    env = COMPOSE["x-app"]["environment"]
+    for name in APP_SERVICES:
+        assert f"media:{env['MEDIA_ROOT']}" in SERVICES[name]["volumes"], name
+        assert SERVICES[name]["environment"]["MEDIA_ROOT"] == env["MEDIA_ROOT"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "WORKDIR /app" in dockerfile and "mkdir -p /app/media /app/var" in dockerfile
+    assert env["CAREPILL_DATA_DIR"] == "/app/var"
+
+
+def test_redis_keeps_every_message():
+    argv = SERVICES["redis"]["command"]
+    assert option(argv, "--maxmemory-policy") == "noeviction"
+    assert option(argv, "--appendonly") == "yes"
+
+
+def test_ports_match_what_the_processes_bind():
+    assert option(command("web"), "--bind").endswith(":8000")
+    assert SERVICES["web"]["ports"] == ["${WEB_PORT:-8000}:8000"]
+    assert option(command("flower"), "--port") == "5555"
+    assert SERVICES["flower"]["ports"] == ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]  # not on the LAN
+    assert "FLOWER_BASIC_AUTH" in SERVICES["flower"]["environment"]
+
+
+def test_env_names_are_ones_something_reads():
+    known = settings_env_names() | NOT_FOR_DJANGO
+    in_compose = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "compose.yaml").read_text()))
+    for service in SERVICES.values():
+        env = service.get("environment") or {}
+        in_compose |= set(env) if isinstance(env, dict) else {item.split("=")[0] for item in env}
+    assert in_compose - known == set()
+    example = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#")}
+    assert example - known == set()
+    for name in ("DJANGO_SECRET_KEY", "TTS_ENGINE", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH", "METRICS_TOKEN",
+                 "STORAGE_BACKEND", "S3_BUCKET"):
+        assert name in example, name
+    engine = re.search(r"^TTS_ENGINE=(.*)$", (ROOT / ".env.example").read_text(), re.M).group(1)
+    assert engine in engine_names()
+
+
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-s3.txt", "Dockerfile", ".env.example"])
+def test_files_the_deployment_names_exist(name):
+    assert (ROOT / name).is_file()
+
+
+def test_s3_switch_selects_django_storages(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = ("import django; django.setup(); from django.conf import settings; "
+              "print(settings.STORAGES['default']['BACKEND'], settings.STORAGES['default']['OPTIONS']['bucket_name'])")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "medicine_project.settings", "STORAGE_BACKEND": "s3",
+           "S3_BUCKET": "carepill-media", "S3_ENDPOINT_URL": "http://minio:9000"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == ["storages.backends.s3.S3Storage", "carepill-media"], out.stderr
+    env.pop("S3_BUCKET")
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "S3_BUCKET must be set" in out.stderr

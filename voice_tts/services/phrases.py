@@ -1,0 +1,220 @@
+"""Reminder phrases: create, change, delete, and the Pi's daily bundle.
+
+A phrase is stored with its text normalised exactly as a job's would be, so the clip
+made for it (by the nightly batch or by an API job with the same text) is one cache
+entry, whoever asked first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from voice_tts.errors import ServiceError
+from voice_tts.models import Clip, ReminderPhrase, Voice
+from voice_tts.services.clips import clip_cache_key
+from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
+from workers import status
+
+PHRASE_MAX_TIMES = 24
+# The nightly batch makes reminders with the engine's defaults; an API job with the
+# same text and no params shares the clip.
+PHRASE_PARAMS: dict[str, Any] = {}
+
+
+def phrase_times_normalise(*, times: Iterable[dt.time | str]) -> list[str]:
+    """Sorted, unique local "HH:MM" strings (seconds are dropped: reminders are per minute)."""
+    result = set()
+    for value in times:
+        if isinstance(value, str):
+            try:
+                value = dt.time.fromisoformat(value)
+            except ValueError:
+                raise ServiceError("invalid_time", f"{value!r} is not a time of day (HH:MM).") from None
+        result.add(f"{value.hour:02d}:{value.minute:02d}")
+    if len(result) > PHRASE_MAX_TIMES:
+        raise ServiceError("too_many_times", f"A phrase may have at most {PHRASE_MAX_TIMES} times of day.")
+    return sorted(result)
+
+
+def _phrase_text_checked(*, text: str, language: str) -> str:
+    if language not in SUPPORTED_LANGUAGES:
+        raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
+    return job_text_normalise(text=text)
+
+
+def _phrase_saved(phrase: ReminderPhrase) -> ReminderPhrase:
+    try:
+        with transaction.atomic():
+            phrase.save()
+    except IntegrityError:
+        raise ServiceError("phrase_exists", "You already have a phrase with this text and language.", status=409)
+    return phrase
+
+
+def _clips_requested(*, owner_id: int) -> None:
+    from voice_tts.services.reminders import reminders_schedule_owner
+
+    # After commit, so the worker sees the row; in the background, so the caller
+    # (CarePill's backend, the admin) never waits for synthesis.
+    transaction.on_commit(lambda: reminders_schedule_owner(owner_id=owner_id, reason="phrase_changed"))
+
+
+def phrase_create(
+    *,
+    owner_id: int,
+    text: str,
+    language: str = "ko",
+    times: Iterable[dt.time | str] = (),
+    is_active: bool = True,
+) -> ReminderPhrase:
+    phrase = ReminderPhrase(
+        owner_id=owner_id,
+        text=_phrase_text_checked(text=text, language=language),
+        language=language,
+        times=phrase_times_normalise(times=times),
+        is_active=is_active,
+    )
+    _phrase_saved(phrase)
+    if phrase.is_active:
+        _clips_requested(owner_id=owner_id)
+    return phrase
+
+
+def phrase_update(
+    *,
+    phrase: ReminderPhrase,
+    text: str | None = None,
+    language: str | None = None,
+    times: Iterable[dt.time | str] | None = None,
+    is_active: bool | None = None,
+) -> ReminderPhrase:
+    if language is not None:
+        phrase.language = language
+    if text is not None or language is not None:
+        phrase.text = _phrase_text_checked(text=phrase.text if text is None else text, language=phrase.language)
+    if times is not None:
+        phrase.times = phrase_times_normalise(times=times)
+    if is_active is not None:
+        phrase.is_active = is_active
+    _phrase_saved(phrase)
+    if phrase.is_active:
+        _clips_requested(owner_id=phrase.owner_id)
+    return phrase
+
+
+def phrase_delete(*, phrase: ReminderPhrase) -> None:
+    # The clip stays: it is a cache entry that an API job may share.
+    phrase.delete()
+
+
+# --- The Pi's bundle -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhraseBundle:
+    body: dict[str, Any]
+    etag: str  # quoted, ready for the ETag header
+
+
+def _clip_checksum(clip: Clip) -> str:
+    """The stored sha256, computed once (and saved) for clips made before it existed."""
+    if clip.sha256:
+        return clip.sha256
+    digest = hashlib.sha256()
+    with default_storage.open(clip.audio.name, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    clip.sha256 = digest.hexdigest()
+    Clip.objects.filter(pk=clip.pk, sha256="").update(sha256=clip.sha256)
+    return clip.sha256
+
+
+def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
+    """Everything the Pi needs for today: each active phrase with its clip, if made.
+
+    `status` per phrase: "ready" (clip for the current voice and model), "stale" (a clip
+    of the current voice from older weights: better than a robot voice while the new
+    one is being made), "pending" (no clip yet; the Pi speaks its local fallback).
+    Three queries whatever the number of phrases. The ETag hashes the whole body.
+    """
+    engine = settings.TTS_ENGINE
+    voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
+    model_version = status.engine_version_current(engine=engine)
+    phrases = list(ReminderPhrase.objects.filter(owner_id=owner_id, is_active=True).order_by("id"))
+
+    keys: dict[int, str] = {}
+    if voice is not None and model_version:
+        for phrase in phrases:
+            keys[phrase.id] = clip_cache_key(
+                voice_id=voice.id, text=phrase.text, language=phrase.language, engine=engine,
+                model_version=model_version, params=PHRASE_PARAMS,
+            )
+    exact = {c.cache_key: c for c in Clip.objects.filter(owner_id=owner_id, cache_key__in=set(keys.values()))}
+    older: dict[tuple[str, str], Clip] = {}
+    if voice is not None and len(exact) < len(phrases):
+        candidates = Clip.objects.filter(
+            owner_id=owner_id, voice_id=voice.id, engine=engine, text__in={p.text for p in phrases}
+        ).order_by("created_at")
+        for clip in candidates:
+            if clip.params == PHRASE_PARAMS:
+                older[(clip.text, clip.language)] = clip  # newest wins
+
+    # The Pi relies on these: keep them out of the quota's reach (the nightly run also
+    # reconciles pins, unpinning clips no phrase uses any more).
+    ready_ids = [clip.id for clip in exact.values() if not clip.pinned]
+    if ready_ids:
+        Clip.objects.filter(id__in=ready_ids).update(pinned=True)
+
+    base = base_url.rstrip("/")
+    entries = []
+    for phrase in phrases:
+        clip = exact.get(keys.get(phrase.id, ""))
+        state = "ready"
+        if clip is None:
+            clip = older.get((phrase.text, phrase.language))
+            state = "stale" if clip is not None else "pending"
+        entry: dict[str, Any] = {
+            "id": phrase.id,
+            "text": phrase.text,
+            "language": phrase.language,
+            "times": phrase.times,
+            "status": state,
+            "cache_key": None,
+            "audio_url": None,
+            "sha256": None,
+            "duration_seconds": None,
+        }
+        if clip is not None:
+            try:
+                checksum = _clip_checksum(clip)
+            except FileNotFoundError:
+                entry["status"] = "pending"  # row without file: the sweeper's business, not the Pi's
+            else:
+                entry.update(
+                    cache_key=clip.cache_key,
+                    audio_url=base + reverse("voice_tts:clip-audio", kwargs={"cache_key": clip.cache_key}),
+                    sha256=checksum,
+                    duration_seconds=round(clip.duration_seconds, 3),
+                )
+        entries.append(entry)
+
+    body = {
+        "voice_id": str(voice.id) if voice is not None else None,
+        "engine": engine,
+        "model_version": model_version,
+        "timezone": settings.TIME_ZONE,
+        "phrases": entries,
+    }
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    etag = '"' + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32] + '"'
+    return PhraseBundle(body=body, etag=etag)
