@@ -244,6 +244,21 @@ class BenchStack:
         if not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def web_cpu_seconds(self) -> float:
+        """User + system CPU seconds used so far by the gunicorn workers (children of the master).
+
+        CPU per request is far less sensitive to other load on a shared machine than requests/s."""
+        master = self.procs["web"].pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        total = 0
+        for pid in children:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def log(self, name: str) -> str:
         path = self.tmp / f"{name}.log"
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""

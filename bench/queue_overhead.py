@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-jobs", type=int, default=200, help="jobs with a webhook (default 200)")
     parser.add_argument("--poll-interval", type=float, default=0.002, help="seconds between polls (default 0.002)")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--app-root", type=Path, help="serve another checkout (a baseline) with the same client")
     args = parser.parse_args(argv)
 
     engine_s = engine_time()
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     receiver = Receiver()
     env = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
     try:
-        with BenchStack(database=args.db, engine="tone", env=env, worker_concurrency=args.worker_concurrency) as stack:
+        with BenchStack(database=args.db, engine="tone", env=env, worker_concurrency=args.worker_concurrency,
+                        app_root=args.app_root) as stack:
             client = stack.client()
             for i in range(20):  # warm-up: connections, imports, first clip directory
                 client.wait(client.post_job(f"warm up {i}").json()["id"])
