@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 from voice_tts.apis.auth import LoginApi
 
@@ -7,4 +8,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/login/", LoginApi.as_view(), name="login"),
     path("api/tts/", include("voice_tts.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -3,12 +3,20 @@ from urllib.parse import urlparse
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.audio import audio_file_response
+from voice_tts.apis.schema import (
+    LOCATION_HEADER,
+    RETRY_AFTER_HEADER,
+    JobOutputSerializer,
+    audio_response,
+    error_responses,
+)
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
 from voice_tts.presenters import job_representation
@@ -24,6 +32,9 @@ class JobParamsSerializer(serializers.Serializer):
     top_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
     top_p = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
     temperature = serializers.FloatField(required=False, min_value=0.01, max_value=2.0)
+
+    class Meta:
+        ref_name = "JobParams"
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -48,6 +59,9 @@ class JobInputSerializer(serializers.Serializer):
                                        validators=[validate_webhook_url])
     params = JobParamsSerializer(required=False, default=dict)
 
+    class Meta:
+        ref_name = "JobInput"
+
 
 def job_response(request: Request, job: Job) -> Response:
     body = job_representation(job, base_url=request.build_absolute_uri("/"))
@@ -59,6 +73,16 @@ def job_response(request: Request, job: Job) -> Response:
 
 
 class JobCreateApi(APIView):
+    @extend_schema(
+        operation_id="jobs_create",
+        request={"application/json": JobInputSerializer},
+        responses={
+            200: OpenApiResponse(JobOutputSerializer, description="Answered from the clip cache: a finished job."),
+            202: OpenApiResponse(JobOutputSerializer, description="Queued; poll `Location`."),
+            **error_responses(400, 401, 415, 429),
+        },
+        parameters=[LOCATION_HEADER, RETRY_AFTER_HEADER],
+    )
     def post(self, request: Request) -> Response:
         data = JobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -72,12 +96,17 @@ def _owned_job(request: Request, job_id: Any) -> Job:
 
 
 class JobDetailApi(APIView):
+    @extend_schema(operation_id="jobs_retrieve", responses={200: JobOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id: Any) -> Response:
         job = _owned_job(request, job_id)
         return Response(job_representation(job, base_url=request.build_absolute_uri("/")))
 
 
 class JobAudioApi(APIView):
+    @extend_schema(
+        operation_id="jobs_audio",
+        responses={**audio_response("The job's clip as 16-bit PCM WAV."), **error_responses(401, 404, 409, 410)},
+    )
     def get(self, request: Request, job_id: Any) -> Any:
         job = _owned_job(request, job_id)
         if job.status != Job.Status.SUCCEEDED or job.clip is None:
