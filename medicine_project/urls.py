@@ -10,3 +10,7 @@ urlpatterns = [
     path("api/tts/", include("voice_tts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
+
+# Unrouted /api/ URLs and crashes answer the API's JSON error shape (HTML elsewhere).
+handler404 = "voice_tts.apis.errors.api_page_not_found"
+handler500 = "voice_tts.apis.errors.api_server_error"

@@ -23,7 +23,7 @@ class ClipOutputSerializer(serializers.Serializer):
     duration_seconds = serializers.FloatField()
     sample_rate = serializers.IntegerField()
     access_count = serializers.IntegerField()
-    last_accessed_at = serializers.DateTimeField()
+    last_accessed_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     audio_url = serializers.SerializerMethodField()
 
