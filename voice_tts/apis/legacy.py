@@ -7,11 +7,12 @@ import base64
 from django.conf import settings
 from django.core.files.storage import default_storage
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.errors import _first_message
 from voice_tts.apis.jobs import JobInputSerializer
 from voice_tts.apis.schema import LOCATION_HEADER, RETRY_AFTER_HEADER, error_responses
 from voice_tts.apis.voices import VoiceUploadSerializer, voice_upload_from_request
@@ -48,6 +49,10 @@ class LegacyUploadVoiceApi(APIView):
             voice = voice_upload_from_request(request)
         except ServiceError as exc:
             return Response({"success": False, "code": exc.code, "message": exc.message}, status=exc.status)
+        except exceptions.ValidationError as exc:
+            # The seed's contract holds for bad form fields (transcript, language) too.
+            return Response({"success": False, "code": "invalid_input", "message": _first_message(exc.detail)},
+                            status=400)
         return Response({"success": True, "message": "Voice sample uploaded.", "voice_id": str(voice.id)}, status=201)
 
 
