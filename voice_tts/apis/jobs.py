@@ -1,12 +1,14 @@
 from typing import Any
 from urllib.parse import urlparse
 
+from django.core.validators import ProhibitNullCharactersValidator
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from rest_framework.views import APIView
 
 from voice_tts.apis.audio import audio_file_response
@@ -50,9 +52,19 @@ def validate_webhook_url(value: str) -> str:
     return value
 
 
+class JobTextField(serializers.CharField):
+    """Leaves NUL and lone surrogates to the service, which refuses it with every other control character
+    (`text_invalid_characters`) instead of DRF's generic `invalid_input`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        generic = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+        self.validators = [v for v in self.validators if not isinstance(v, generic)]
+
+
 class JobInputSerializer(serializers.Serializer):
     # Whitespace is normalised (and emptiness refused with its own code) by the service.
-    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=20000)
+    text = JobTextField(allow_blank=True, trim_whitespace=False, max_length=20000)
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
     use_cache = serializers.BooleanField(default=True)
     webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000,

@@ -98,7 +98,9 @@ class LegacyGenerateApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        query = _WaitSerializer(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads an empty form value as "use the default",
+        # so `?wait=&format=` passed although the schema says number / url|base64 (schemathesis).
+        query = _WaitSerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         wait = min(query.validated_data["wait"], float(settings.GENERATE_WAIT_MAX_SECONDS))
         data = JobInputSerializer(data=request.data)
