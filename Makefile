@@ -7,7 +7,10 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 # Demo and dev runs get a throwaway secret when none is set; production must set one.
 SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')}
 
-.PHONY: demo run web worker test test-sqlite test-postgres lint venv clean
+GPU_VENV ?= .venv-gpu
+GPU_BIN := $(GPU_VENV)/bin
+
+.PHONY: demo run web worker beat worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean
 
 venv: $(VENV)/.installed
 
@@ -16,6 +19,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+# The GPT-SoVITS stack lives in its own venv: it pins numpy<2 and must never reach the web.
+venv-gpu: $(GPU_VENV)/.installed
+
+$(GPU_VENV)/.installed: requirements.txt requirements-dev.txt requirements-gpu.txt
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_BIN)/pip install -q --upgrade pip
+	$(GPU_BIN)/pip install -q torch==2.13.0
+	$(GPU_BIN)/pip install -q -r requirements-gpu.txt -r requirements-dev.txt
 	touch $@
 
 ## The whole path on embedded defaults: Redis (local or embedded), worker, web, three reminders.
@@ -33,6 +46,15 @@ web: venv
 worker: venv
 	$(BIN)/python -m celery -A medicine_project worker -l info
 
+## One GPU worker: one process (-c 1), one model, the synthesis queue; GPU=N picks the card.
+worker-gpu: venv-gpu
+	CUDA_VISIBLE_DEVICES=$${GPU:-0} TTS_ENGINE=gpt_sovits $(GPU_BIN)/python -m celery -A medicine_project worker \
+	  -Q $${SYNTHESIS_QUEUE:-synthesis} -P prefork -c 1 --max-tasks-per-child $${GPU_MAX_TASKS_PER_CHILD:-500} \
+	  --max-memory-per-child $${GPU_MAX_MEMORY_PER_CHILD_KB:-12000000} -n gpu$${GPU:-0}@%h -l info
+
+beat: venv
+	$(BIN)/python -m celery -A medicine_project beat -l info
+
 lint: venv
 	$(BIN)/ruff check .
 
@@ -41,6 +63,10 @@ test-sqlite: venv
 
 test-postgres: venv
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/python -m pytest -m "not gpu_stack"
+
+## The GPT-SoVITS engines with a tiny random-weight model, on CPU (CI's own step).
+test-gpu: venv-gpu
+	DATABASE_URL= $(GPU_BIN)/python -m pytest tests/gpu_stack -m gpu_stack
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL.
 test: lint test-sqlite test-postgres

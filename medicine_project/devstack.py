@@ -108,3 +108,8 @@ def worker_args(*, concurrency: int | None = None) -> list[str]:
 def web_args(*, bind: str, workers: int = 2) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "medicine_project.wsgi:application", "--bind", bind,
             "--workers", str(workers), "--access-logfile", "-", "--timeout", "60"]
+
+
+def beat_args() -> list[str]:
+    # The schedule file lives in the data dir (CELERY_BEAT_SCHEDULE_FILENAME), not the cwd.
+    return [sys.executable, "-m", "celery", "-A", "medicine_project", "beat", "-l", "info"]

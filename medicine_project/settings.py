@@ -6,6 +6,7 @@ variable, not surface hours later as a confusing runtime error.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -93,6 +94,24 @@ def env_redis_url(name: str, default: str) -> str:
     scheme = urlparse(value).scheme
     if scheme not in {"redis", "rediss", "redis+socket", "unix"}:
         raise ImproperlyConfigured(f"{name} must be a redis:// or rediss:// URL, got {value!r}")
+    return value
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be comma-separated networks (CIDR), got {item!r}") from None
+    return networks
+
+
+def env_rate(name: str, default: str) -> str:
+    value = os.environ.get(name, default)
+    count, _, period = value.partition("/")
+    if not count.isdigit() or not period or period[0] not in "smhd":
+        raise ImproperlyConfigured(f"{name} must look like 60/min or 10/hour, got {value!r}")
     return value
 
 
@@ -219,6 +238,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
     ],
     "EXCEPTION_HANDLER": "voice_tts.apis.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     # `?format=` belongs to the seed's /generate/ contract (format=base64), not to DRF.
     "URL_FORMAT_OVERRIDE": None,
@@ -226,7 +246,7 @@ REST_FRAMEWORK = {
 
 # --- Voice service ------------------------------------------------------------------
 
-TTS_ENGINE = env_choice("TTS_ENGINE", "espeak", engine_names())
+TTS_ENGINE = env_choice("TTS_ENGINE", "neural_cpu", engine_names())
 VOICE_MAX_UPLOAD_BYTES = env_int("VOICE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
 # GPT-SoVITS refuses references outside 3-10 s; we check at upload, not at synthesis.
 VOICE_MIN_SECONDS = env_float("VOICE_MIN_SECONDS", 3.0, minimum=0.5)
@@ -244,6 +264,34 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
 WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 5.0, minimum=0.0)
 # Workers older than this are not counted by /health (they refresh every few seconds).
 WORKER_HEARTBEAT_TTL_SECONDS = env_int("WORKER_HEARTBEAT_TTL_SECONDS", 15, minimum=3)
+
+# --- Reliability and abuse limits -----------------------------------------------------
+
+# Each synthesis gets base + per-character seconds (soft limit; hard = soft + 30 s), capped
+# by CELERY_TASK_SOFT_TIME_LIMIT / CELERY_TASK_TIME_LIMIT.
+JOB_TIME_LIMIT_BASE_SECONDS = env_int("JOB_TIME_LIMIT_BASE_SECONDS", 60, minimum=1)
+JOB_TIME_LIMIT_PER_CHAR_SECONDS = env_float("JOB_TIME_LIMIT_PER_CHAR_SECONDS", 0.5, minimum=0.0)
+# A job is claimed at most this many times; a worker that dies on it every time (a
+# poison input that crashes the engine) makes it fail with `worker_lost`, not loop.
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+# The sweeper (Celery beat) re-sends a queued job whose message may have been lost (a
+# Redis restart without persistence) after this long, at most JOB_MAX_ENQUEUES times.
+JOB_QUEUED_DEADLINE_SECONDS = env_int("JOB_QUEUED_DEADLINE_SECONDS", 600, minimum=1)
+JOB_MAX_ENQUEUES = env_int("JOB_MAX_ENQUEUES", 5, minimum=1)
+# A running job older than the hard time limit plus this grace lost its worker.
+JOB_RUNNING_GRACE_SECONDS = env_int("JOB_RUNNING_GRACE_SECONDS", 60, minimum=0)
+JOB_SWEEP_INTERVAL_SECONDS = env_float("JOB_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0.5)
+# Webhook targets that resolve to loopback/private/link-local/reserved addresses are
+# refused (SSRF) unless they fall in one of these networks, e.g. "127.0.0.1/32".
+WEBHOOK_ALLOWED_NETWORKS = env_networks("WEBHOOK_ALLOWED_NETWORKS")
+WEBHOOK_SECRET_GRACE_SECONDS = env_int("WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600, minimum=0)
+# DRF throttle rates per user ("N/second|minute|hour|day").
+THROTTLE_RATES = {
+    "jobs": env_rate("THROTTLE_JOBS_RATE", "120/min"),
+    "uploads": env_rate("THROTTLE_UPLOADS_RATE", "30/hour"),
+}
+# Clips kept per user; the least recently used unpinned ones are evicted beyond it.
+CLIP_QUOTA_PER_USER = env_int("CLIP_QUOTA_PER_USER", 5000, minimum=1)
 
 # --- Celery -------------------------------------------------------------------------
 
@@ -270,6 +318,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=2)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000, minimum=1)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4_000_000, minimum=1)  # KiB
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "jobs-sweep": {"task": "voice_tts.tasks.jobs_sweep_task", "schedule": JOB_SWEEP_INTERVAL_SECONDS},
+}
 # Queue names live here; `make run` starts a worker consuming all of them.
 SYNTHESIS_QUEUE = env_str("SYNTHESIS_QUEUE", "synthesis")
 WEBHOOK_QUEUE = env_str("WEBHOOK_QUEUE", "webhooks")
@@ -277,10 +329,23 @@ CELERY_TASK_DEFAULT_QUEUE = WEBHOOK_QUEUE
 CELERY_TASK_ROUTES = {
     "voice_tts.tasks.job_synthesize_task": {"queue": SYNTHESIS_QUEUE},
     "voice_tts.tasks.webhook_deliver_task": {"queue": WEBHOOK_QUEUE},
+    "voice_tts.tasks.jobs_sweep_task": {"queue": WEBHOOK_QUEUE},
 }
 CELERY_QUEUES_ALL = [SYNTHESIS_QUEUE, WEBHOOK_QUEUE]
 # A worker started without -Q consumes every queue declared here.
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in CELERY_QUEUES_ALL]
+
+# --- Cache ----------------------------------------------------------------------------
+
+# Throttle counters must be shared by every web process, so they live in Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CELERY_BROKER_URL,
+        "KEY_PREFIX": REDIS_KEY_PREFIX + "cache",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
 
 # --- Logging ------------------------------------------------------------------------
 

@@ -18,7 +18,14 @@ os.environ.setdefault("CAREPILL_DATA_DIR", os.path.join(_tmp, "var"))
 os.environ.setdefault("CAREPILL_TEST_SQLITE", os.path.join(_tmp, "test-db.sqlite3"))
 os.environ.setdefault("TTS_ENGINE", "espeak")
 os.environ.setdefault("WEBHOOK_RETRY_BASE_SECONDS", "0.2")
+os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "1")
+os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "4")
 os.environ.setdefault("WORKER_HEARTBEAT_TTL_SECONDS", "5")
+# Webhook receivers in tests listen on loopback, which the SSRF guard refuses by default.
+os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+# Rate limits are tested on their own (with low rates); elsewhere they stay out of the way.
+os.environ.setdefault("THROTTLE_JOBS_RATE", "100000/min")
+os.environ.setdefault("THROTTLE_UPLOADS_RATE", "100000/min")
 os.environ["CAREPILL_TEST_TMP"] = _tmp
 
 from medicine_project.settings import *  # noqa: E402,F403

@@ -98,6 +98,7 @@ ACCOUNT_ENDPOINTS: list[tuple[str, str, str, Callable[[], Any], str]] = [
     ("jobs-create", "post", "/api/tts/jobs/", lambda: {"text": "약 드세요"}, "json"),
     ("generate", "post", "/api/tts/generate/?wait=0", lambda: {"text": "약 드세요"}, "json"),
     ("webhook-secret", "get", "/api/tts/webhook-secret/", dict, "json"),
+    ("webhook-secret-rotate", "post", "/api/tts/webhook-secret/rotate/", dict, "json"),
 ]
 
 # Who calls: a client for the world, and whether it is authenticated.
@@ -240,6 +241,11 @@ def test_webhook_secrets_are_per_user(world: World) -> None:
     assert alice.startswith("whsec_") and bob.startswith("whsec_")
     assert alice != bob
     assert api_client(world.alice).get("/api/tts/webhook-secret/").json()["secret"] == alice
+    # Bob rotating his secret leaves Alice's alone.
+    rotated = api_client(world.bob).post("/api/tts/webhook-secret/rotate/")
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"] not in (alice, bob)
+    assert api_client(world.alice).get("/api/tts/webhook-secret/").json()["secret"] == alice
 
 
 def test_public_endpoints_reveal_no_user_data(world: World) -> None:
@@ -272,6 +278,7 @@ def test_every_api_route_is_in_the_matrix() -> None:
         "api/tts/voices/", "api/tts/voices/<uuid:voice_id>/", "api/tts/upload-voice/", "api/tts/jobs/",
         "api/tts/jobs/<uuid:job_id>/", "api/tts/jobs/<uuid:job_id>/audio/", "api/tts/generate/",
         "api/tts/cache/<str:cache_key>/", "api/tts/cache/<str:cache_key>/audio/", "api/tts/webhook-secret/",
+        "api/tts/webhook-secret/rotate/",
         # Public by design, checked for leaks above: login needs no token, health and the schema hold no user data.
         "api/auth/login/", "api/tts/health/", "api/schema/",
     }

@@ -14,6 +14,7 @@ from typing import Any
 class Delivery:
     headers: dict[str, str]
     body: bytes
+    received_at: float
 
 
 @dataclass
@@ -21,6 +22,8 @@ class WebhookReceiver:
     # Status codes to answer, in order; the last one repeats.
     statuses: list[int] = field(default_factory=lambda: [200])
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Seconds to stall before answering, per request in order (a slow receiver).
+    delays: list[float] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -36,8 +39,12 @@ class WebhookReceiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                receiver.deliveries.append(Delivery({k.lower(): v for k, v in self.headers.items()}, body))
-                index = min(len(receiver.deliveries), len(receiver.statuses)) - 1
+                receiver.deliveries.append(Delivery({k.lower(): v for k, v in self.headers.items()}, body,
+                                                    time.monotonic()))
+                number = len(receiver.deliveries)
+                if number <= len(receiver.delays):
+                    time.sleep(receiver.delays[number - 1])
+                index = min(number, len(receiver.statuses)) - 1
                 self.send_response(receiver.statuses[index])
                 for key, value in receiver.extra_headers.items():
                     self.send_header(key, value)
@@ -47,6 +54,12 @@ class WebhookReceiver:
 
             def log_message(self, *args: Any) -> None:
                 return None
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the service gave up waiting (timeout): expected here
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from voice_tts.apis.audio import audio_file_response
-from voice_tts.models import Clip, Job, Voice, WebhookDelivery, WebhookSecret
+from voice_tts.models import Clip, DisabledWebhookUrl, Job, Voice, WebhookDelivery, WebhookSecret
 
 
 class AudioAdminMixin:
@@ -77,7 +77,8 @@ class JobAdmin(AudioAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "cache_hit", "error_code")
     search_fields = ("id", "owner__username", "text")
     readonly_fields = ("player", "status", "error_code", "error_message", "cache_hit", "cache_key", "clip", "attempts",
-                       "task_id", "created_at", "started_at", "finished_at", "processing_time_ms")
+                       "task_id", "enqueued_at", "enqueue_count", "webhook_status", "created_at", "started_at",
+                       "finished_at", "processing_time_ms")
     inlines = [WebhookDeliveryInline]
 
     def audio_name(self, obj: Job) -> str | None:
@@ -92,5 +93,13 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookSecret)
 class WebhookSecretAdmin(admin.ModelAdmin):
-    list_display = ("owner", "created_at")
-    exclude = ("secret",)
+    list_display = ("owner", "created_at", "rotated_at", "previous_valid_until")
+    exclude = ("secret", "previous_secret")
+
+
+@admin.register(DisabledWebhookUrl)
+class DisabledWebhookUrlAdmin(admin.ModelAdmin):
+    """Deleting a row here re-enables the URL for that user."""
+
+    list_display = ("owner", "url", "disabled_at", "job")
+    search_fields = ("owner__username", "url")

@@ -62,13 +62,23 @@ class Clip(models.Model):
     sample_rate = models.PositiveIntegerField()
     access_count = models.PositiveIntegerField(default=0)
     last_accessed_at = models.DateTimeField(null=True, blank=True)
+    # Pinned clips (a reminder phrase needs them) are never evicted by the quota.
+    pinned = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["owner", "cache_key"], name="one_clip_per_owner_key")]
+        indexes = [models.Index(fields=["owner", "pinned", "last_accessed_at"])]
 
     def __str__(self) -> str:
         return f"clip {self.cache_key[:12]} of {self.owner_id}"
+
+
+class WebhookStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DISABLED = "disabled"
 
 
 class Job(models.Model):
@@ -95,7 +105,13 @@ class Job(models.Model):
     cache_hit = models.BooleanField(default=False)
     cache_key = models.CharField(max_length=64, blank=True, default="")
     clip = models.ForeignKey(Clip, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    # Claims so far (a worker that dies mid-job makes the next claim count again).
     attempts = models.PositiveIntegerField(default=0)
+    # When a task message for this job was last sent, and how many were sent: the
+    # sweeper re-sends messages lost with a Redis restart, a bounded number of times.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    enqueue_count = models.PositiveIntegerField(default=0)
+    webhook_status = models.CharField(max_length=16, choices=WebhookStatus.choices, blank=True, default="")
     # Celery task id of the message that claimed the job (see services.jobs.job_claim).
     task_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -117,11 +133,18 @@ def _new_webhook_secret() -> str:
 
 
 class WebhookSecret(models.Model):
-    """Per-user signing secret for Standard Webhooks signatures."""
+    """Per-user signing secret for Standard Webhooks signatures.
+
+    After a rotation the previous secret stays valid for a grace period, and both
+    signatures are sent, so receivers can switch without missing an event.
+    """
 
     owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret")
     secret = models.CharField(max_length=128, default=_new_webhook_secret)
+    previous_secret = models.CharField(max_length=128, blank=True, default="")
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"webhook secret of {self.owner_id}"
@@ -145,3 +168,18 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery {self.attempt} of job {self.job_id}"
+
+
+class DisabledWebhookUrl(models.Model):
+    """A URL that answered 410 Gone: no more deliveries to it for this user."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="disabled_webhook_urls")
+    url = models.URLField(max_length=2000)
+    disabled_at = models.DateTimeField(auto_now_add=True)
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "url"], name="one_disabled_row_per_owner_url")]
+
+    def __str__(self) -> str:
+        return f"{self.url} (disabled for {self.owner_id})"

@@ -9,9 +9,10 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from voice_tts.models import Job
+from voice_tts.models import Job, WebhookStatus
 from voice_tts.services.jobs import job_fail, job_run
-from voice_tts.services.webhooks import webhook_deliver
+from voice_tts.services.sweeper import jobs_sweep
+from voice_tts.services.webhooks import webhook_deliver, webhook_status_set
 from workers.engines.base import EngineTransientError
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,14 @@ def webhook_deliver_task(self, job_id: str) -> None:
         return
     if attempt >= settings.WEBHOOK_MAX_ATTEMPTS:
         logger.warning("webhook for job %s given up after %d attempts", job_id, attempt)
+        webhook_status_set(job_id=job_id, status=WebhookStatus.FAILED)
         return
     countdown = _backoff(self.request.retries, base=settings.WEBHOOK_RETRY_BASE_SECONDS, cap=3600.0)
     if outcome.retry_after is not None:
         countdown = max(countdown, min(outcome.retry_after, 3600.0))
     raise self.retry(countdown=countdown)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def jobs_sweep_task() -> None:
+    jobs_sweep()

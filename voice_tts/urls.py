@@ -18,4 +18,5 @@ urlpatterns = [
     path("cache/<str:cache_key>/audio/", clips.ClipAudioApi.as_view(), name="clip-audio"),
     path("health/", health.HealthApi.as_view(), name="health"),
     path("webhook-secret/", webhooks.WebhookSecretApi.as_view(), name="webhook-secret"),
+    path("webhook-secret/rotate/", webhooks.WebhookSecretRotateApi.as_view(), name="webhook-secret-rotate"),
 ]

@@ -19,6 +19,7 @@ from voice_tts.apis.schema import (
     audio_response,
     error_responses,
 )
+from voice_tts.apis.throttles import JobsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
 from voice_tts.presenters import job_representation
@@ -85,6 +86,8 @@ def job_response(request: Request, job: Job) -> Response:
 
 
 class JobCreateApi(APIView):
+    throttle_classes = [JobsThrottle]
+
     @extend_schema(
         operation_id="jobs_create",
         request={"application/json": JobInputSerializer},

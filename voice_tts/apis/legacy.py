@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from voice_tts.apis.errors import _first_message
 from voice_tts.apis.jobs import JobInputSerializer
 from voice_tts.apis.schema import LOCATION_HEADER, RETRY_AFTER_HEADER, error_responses
+from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle
 from voice_tts.apis.voices import VoiceUploadSerializer, voice_upload_from_request
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
@@ -33,6 +34,8 @@ class LegacyUploadOutputSerializer(serializers.Serializer):
 
 
 class LegacyUploadVoiceApi(APIView):
+    throttle_classes = [UploadsThrottle]
+
     @extend_schema(
         operation_id="legacy_upload_voice",
         request={"multipart/form-data": VoiceUploadSerializer},
@@ -85,6 +88,8 @@ class LegacyGenerateOutputSerializer(serializers.Serializer):
 
 class LegacyGenerateApi(APIView):
     """Enqueue, wait a bounded time, answer in the seed's shape (or 202 with the job id)."""
+
+    throttle_classes = [JobsThrottle]
 
     @extend_schema(
         operation_id="legacy_generate",

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.schema import RETRY_AFTER_HEADER, error_responses
+from voice_tts.apis.throttles import UploadsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Voice
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
@@ -70,6 +71,10 @@ def voice_upload_from_request(request: Request) -> Voice:
 
 
 class VoiceCollectionApi(APIView):
+    def get_throttles(self) -> list:
+        # Listing is free; enrolling a voice (decode + store) is limited.
+        return [UploadsThrottle()] if self.request.method == "POST" else []
+
     @extend_schema(
         operation_id="voices_list",
         responses={

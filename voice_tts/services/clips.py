@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 import soundfile
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from voice_tts.errors import ServiceError
@@ -90,14 +92,24 @@ def clip_store(
         duration_seconds=len(pcm) / sample_rate,
         sample_rate=sample_rate,
     )
+    existed = Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).exists()
     try:
         clip, _ = Clip.objects.update_or_create(owner_id=voice.owner_id, cache_key=cache_key, defaults=fields)
-    except IntegrityError:
-        # Another writer created the row between our SELECT and INSERT; its file and
-        # ours are the same name, so updating the winner's row is all that is left.
-        Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).update(**fields)
-        clip = Clip.objects.get(owner_id=voice.owner_id, cache_key=cache_key)
+    except DatabaseError as exc:
+        if isinstance(exc, IntegrityError):
+            return _clip_store_lost_race(voice=voice, cache_key=cache_key, fields=fields)
+        if not existed:
+            # No row will ever name this file: remove it rather than leave an orphan.
+            default_storage.delete(name)
+        raise
     return clip
+
+
+def _clip_store_lost_race(*, voice: Voice, cache_key: str, fields: dict[str, Any]) -> Clip:
+    # Another writer created the row between our SELECT and INSERT; its file and ours
+    # are the same name, so updating the winner's row is all that is left.
+    Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).update(**fields)
+    return Clip.objects.get(owner_id=voice.owner_id, cache_key=cache_key)
 
 
 def clip_for_owner(*, owner_id: int, cache_key: str) -> Clip:
@@ -105,3 +117,26 @@ def clip_for_owner(*, owner_id: int, cache_key: str) -> Clip:
     if clip is None:
         raise ServiceError("not_found", "No such clip.", status=404)
     return clip
+
+
+def clips_evict_over_quota(*, owner_id: int, keep_clip_id: int | None = None) -> int:
+    """Delete the owner's least recently used unpinned clips beyond CLIP_QUOTA_PER_USER,
+    never `keep_clip_id` (the clip a job just finished with).
+
+    Files go with their rows (voice_tts.receivers). Returns how many were evicted.
+    """
+    quota = settings.CLIP_QUOTA_PER_USER
+    total = Clip.objects.filter(owner_id=owner_id).count()
+    if total <= quota:
+        return 0
+    # Never-replayed clips count from their creation; replayed ones from the last replay.
+    victims = list(
+        Clip.objects.filter(owner_id=owner_id, pinned=False)
+        .exclude(id=keep_clip_id)
+        .annotate(recency=Coalesce("last_accessed_at", "created_at"))
+        .order_by("recency", "id")
+        .values_list("id", flat=True)[: total - quota]
+    )
+    for clip in Clip.objects.filter(id__in=victims):
+        clip.delete()
+    return len(victims)

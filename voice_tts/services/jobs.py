@@ -19,27 +19,43 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from voice_tts.errors import ServiceError
-from voice_tts.models import Job, Voice
-from voice_tts.services.clips import clip_cache_key, clip_lookup, clip_store, clip_touch
+from voice_tts.models import Job, Voice, WebhookStatus
+from voice_tts.services.clips import clip_cache_key, clip_lookup, clip_store, clip_touch, clips_evict_over_quota
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.services.voices import voice_reference_path
+from voice_tts.services.webhook_targets import webhook_url_check
 from workers import status
 from workers.engines.base import EngineError, EngineTransientError
+from workers.speech_text import text_normalise_for_speech
 
 logger = logging.getLogger(__name__)
 
 
+def job_time_limits(*, text_length: int) -> tuple[int, int]:
+    """(soft, hard) seconds for one synthesis, growing with the text, capped by the
+    global limits (which the sweeper and the broker's visibility timeout rely on)."""
+    soft = settings.JOB_TIME_LIMIT_BASE_SECONDS + settings.JOB_TIME_LIMIT_PER_CHAR_SECONDS * text_length
+    soft = min(int(soft), settings.CELERY_TASK_SOFT_TIME_LIMIT)
+    hard = min(soft + 30, settings.CELERY_TASK_TIME_LIMIT)
+    return soft, max(hard, soft + 1)
+
+
 def job_enqueue(*, job_id: Any) -> None:
+    """Send the job's task message. Recorded first, so that if the broker is down (or
+    later loses the message) the sweeper knows when to send it again."""
     from voice_tts.tasks import job_synthesize_task
 
+    Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
+    text_length = len(Job.objects.values_list("text", flat=True).get(id=job_id))
+    soft, hard = job_time_limits(text_length=text_length)
     try:
-        job_synthesize_task.apply_async(args=[str(job_id)])
+        job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard)
     except BrokerError:
         # The row stays `queued`; the sweeper re-sends jobs that no worker picked up.
         logger.warning("broker unavailable, job %s left queued for the sweeper", job_id, exc_info=True)
 
 
-def _webhook_enqueue(*, job_id: Any) -> None:
+def webhook_enqueue(*, job_id: Any) -> None:
     from voice_tts.tasks import webhook_deliver_task
 
     try:
@@ -65,6 +81,9 @@ def job_create(
     voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
     if voice is None:
         raise ServiceError("no_active_voice", "Upload a voice sample first (POST /api/tts/voices/).")
+    if webhook_url:
+        webhook_url_check(url=webhook_url, owner_id=owner_id)
+    webhook_status = WebhookStatus.PENDING if webhook_url else ""
 
     engine = settings.TTS_ENGINE
     model_version = status.engine_version_current(engine=engine)
@@ -84,6 +103,7 @@ def job_create(
                     params=params,
                     use_cache=True,
                     webhook_url=webhook_url,
+                    webhook_status=webhook_status,
                     status=Job.Status.SUCCEEDED,
                     cache_hit=True,
                     cache_key=key,
@@ -94,7 +114,7 @@ def job_create(
                 )
                 clip_touch(clip=clip)
                 if webhook_url:
-                    transaction.on_commit(lambda: _webhook_enqueue(job_id=job.id))
+                    transaction.on_commit(lambda: webhook_enqueue(job_id=job.id))
             return job
 
     with transaction.atomic():
@@ -127,11 +147,12 @@ def _job_finish(*, job: Job, **fields: Any) -> None:
     with transaction.atomic():
         updated = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
             finished_at=finished_at,
+            webhook_status=WebhookStatus.PENDING if job.webhook_url else "",
             processing_time_ms=int((finished_at - started_at).total_seconds() * 1000),
             **fields,
         )
         if updated and job.webhook_url:
-            transaction.on_commit(lambda: _webhook_enqueue(job_id=job.id))
+            transaction.on_commit(lambda: webhook_enqueue(job_id=job.id))
 
 
 def job_fail(*, job: Job, code: str, message: str) -> None:
@@ -143,13 +164,22 @@ def job_release(*, job_id: Any) -> None:
     Job.objects.filter(id=job_id, status=Job.Status.RUNNING).update(status=Job.Status.QUEUED)
 
 
-def _clip_lock(*, owner_id: int, cache_key: str) -> Any:
-    # One synthesis per (owner, key) at a time across all workers: the second of two
-    # identical jobs waits, then finds the clip the first one stored.
+def _clip_lock(*, owner_id: int, cache_key: str, job_id: Any) -> Any:
+    """One synthesis per (owner, key) at a time across all workers: the second of two
+    identical jobs waits, then finds the clip the first one stored.
+
+    The lock's token is the job id. A job redelivered after its worker was killed finds
+    its own dead attempt holding the lock and takes it over instead of waiting for the
+    lock to expire.
+    """
     timeout = settings.CELERY_TASK_TIME_LIMIT
-    return status.redis_client().lock(
-        status.redis_key("lock", "clip", str(owner_id), cache_key), timeout=timeout, blocking_timeout=timeout
-    )
+    client = status.redis_client()
+    name = status.redis_key("lock", "clip", str(owner_id), cache_key)
+    token = str(job_id).encode()
+    if client.get(name) == token:
+        client.delete(name)
+    lock = client.lock(name, timeout=timeout, blocking_timeout=timeout)
+    return lock, token
 
 
 def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
@@ -164,6 +194,12 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
         logger.info("job %s not claimable (finished or owned by another task)", job_id)
         return
     job = Job.objects.select_related("voice").get(id=job_id)
+    if job.attempts > settings.JOB_MAX_ATTEMPTS:
+        # Each earlier claim ended with the worker dying (SIGKILL, OOM, segfault):
+        # this input is poison for the engine. Stop here instead of looping.
+        job_fail(job=job, code="worker_lost",
+                 message=f"The worker stopped {job.attempts - 1} times while running this job.")
+        return
     voice = job.voice
     if voice is None:
         job_fail(job=job, code="voice_deleted", message="The voice this job was made for has been deleted.")
@@ -190,8 +226,8 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
         raise exc
 
     try:
-        lock = _clip_lock(owner_id=job.owner_id, cache_key=key)
-        acquired = lock.acquire()
+        lock, token = _clip_lock(owner_id=job.owner_id, cache_key=key, job_id=job.id)
+        acquired = lock.acquire(token=token)
     except redis.RedisError as exc:
         return transient(EngineTransientError("lock_unavailable", f"Redis lock unavailable: {exc}"))
     if not acquired:
@@ -203,8 +239,11 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
             _job_finish(job=job, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=True, cache_key=key)
             return
         try:
+            # Numbers, times and units read the way a speaker says them ("1정" -> "한 정"),
+            # for every engine; the cache key stays on the text as the user wrote it.
+            spoken = text_normalise_for_speech(job.text, job.language)
             samples, sample_rate = engine.synthesize(
-                job.text, job.language, voice_reference_path(voice=voice), voice.transcript or None, dict(job.params)
+                spoken, job.language, voice_reference_path(voice=voice), voice.transcript or None, dict(job.params)
             )
         except EngineTransientError as exc:
             return transient(exc)
@@ -236,6 +275,7 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
             lock.release()
         except redis.RedisError:
             logger.warning("clip lock for job %s expired or Redis is gone", job.id)
+    clips_evict_over_quota(owner_id=job.owner_id, keep_clip_id=clip.id)
 
 
 def job_wait(*, job_id: Any, seconds: float) -> Job:

@@ -92,24 +92,23 @@ def _local_derivatives(path: Path) -> list[Path]:
     return [p for p in path.parent.glob(glob.escape(path.name) + "*") if p.is_file()]
 
 
-def voice_delete(*, voice: Voice) -> None:
-    """Delete the voice, its clips and every file derived from it (analysis sidecars too)."""
-    names = [voice.audio.name, *voice.clips.values_list("audio", flat=True)]
-    local_paths = [_reference_cache_path(voice.id)]
+def voice_files_remove(*, voice_id: Any, audio_name: str) -> None:
+    """Remove the stored reference and every local file derived from it (analysis
+    sidecars, the remote-storage copy). Called once the row is gone."""
+    local_paths = [_reference_cache_path(voice_id)]
     try:
-        local_paths.append(Path(default_storage.path(voice.audio.name)))
+        local_paths.append(Path(default_storage.path(audio_name)))
     except NotImplementedError:
         pass
+    if audio_name:
+        default_storage.delete(audio_name)
+    for path in local_paths:
+        for derived in _local_derivatives(path):
+            derived.unlink(missing_ok=True)
+
+
+def voice_delete(*, voice: Voice) -> None:
+    """Delete the voice and its clips; their files follow on commit (voice_tts.receivers),
+    also when the rows go by cascade (a deleted user)."""
     with transaction.atomic():
         voice.delete()
-
-    def remove_files() -> None:
-        for name in names:
-            if name:
-                default_storage.delete(name)
-        for path in local_paths:
-            for derived in _local_derivatives(path):
-                derived.unlink(missing_ok=True)
-
-    # Files go only once the rows are gone for good.
-    transaction.on_commit(remove_files)

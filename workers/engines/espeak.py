@@ -8,7 +8,6 @@ and it speaks Korean and English. It does not clone the reference voice.
 from __future__ import annotations
 
 import ctypes
-import threading
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,15 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from workers.engines.base import EngineError, EngineNotReady
+from workers.speech_text.espeak_phonemes import ESPEAK_LOCK, PhonemiserError, espeak_library
 
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_CHARS_UTF8 = 1
 _PARAM_RATE = 1
 _DEFAULT_WPM = 160
 
-# espeak-ng keeps all its state in process globals, so one lock guards every call
-# into the library from this process (the phonemiser of other engines included).
-ESPEAK_LOCK = threading.Lock()
 
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -49,24 +45,20 @@ class EspeakEngine:
         return 0
 
     def load(self) -> None:
-        try:
-            import espeakng_loader
-        except ImportError as exc:
-            raise EngineNotReady("engine_not_installed", f"espeakng-loader is not installed: {exc}") from exc
-        data_path = espeakng_loader.get_data_path()
+        # One initialised library per process, shared with the phonemiser of the
+        # neural_cpu engine (workers.speech_text.espeak_phonemes), under one lock.
         with ESPEAK_LOCK:
-            lib = ctypes.cdll.LoadLibrary(espeakng_loader.get_library_path())
+            try:
+                lib = espeak_library()
+            except PhonemiserError as exc:
+                raise EngineNotReady("engine_load_failed", str(exc)) from exc
             lib.espeak_Synth.argtypes = [
                 ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                 ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
             ]
-            lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-            sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), 0)
-            if sample_rate <= 0:
-                raise EngineNotReady(
-                    "engine_load_failed", f"espeak_Initialize failed ({sample_rate}) with data {data_path}"
-                )
-            lib.espeak_SetSynthCallback(self._callback)
+            sample_rate = lib.espeak_ng_GetSampleRate()
+        if sample_rate <= 0:
+            raise EngineNotReady("engine_load_failed", f"espeak-ng reports sample rate {sample_rate}")
         self._lib = lib
         self._sample_rate = sample_rate
         self.model_version = f"espeak-ng-loader-{version('espeakng-loader')}"
@@ -88,6 +80,8 @@ class EspeakEngine:
         encoded = text.encode("utf-8")
         with ESPEAK_LOCK:
             self._chunks = []
+            # The callback is process-global too: claim it for this call.
+            self._lib.espeak_SetSynthCallback(self._callback)
             if self._lib.espeak_SetVoiceByName(voice) != 0:
                 raise EngineError("engine_failed", f"espeak-ng has no voice {voice.decode()}")
             self._lib.espeak_SetParameter(_PARAM_RATE, int(_DEFAULT_WPM * speed), 0)

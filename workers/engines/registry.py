@@ -12,6 +12,9 @@ from workers.engines.base import Engine
 
 ENGINE_PATHS: dict[str, str] = {
     "espeak": "workers.engines.espeak.EspeakEngine",
+    "gpt_sovits": "workers.engines.gpt_sovits.GptSovitsEngine",
+    "gpt_sovits_http": "workers.engines.gpt_sovits_http.GptSovitsHttpEngine",
+    "neural_cpu": "workers.engines.neural_cpu.NeuralCpuEngine",
     "tone": "workers.engines.tone.ToneEngine",
 }
 

@@ -2,11 +2,19 @@
 
 It exists to measure the service's own overhead (bench/queue_overhead.py) and to
 exercise the pipeline without any speech library. Select it with TTS_ENGINE=tone.
+
+Two knobs make it stand in for a real model in fault and load tests:
+- TONE_DELAY_SECONDS: sleep this long per synthesis (a slow GPU);
+- TONE_CRASH_MARKER: if the text contains this string, the process kills itself with
+  SIGKILL, the way a segfaulting or OOM-killed engine dies (a poison input).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,9 +29,12 @@ class ToneEngine:
     def __init__(self) -> None:
         self.model_version = "tone-1"
         self.device = "cpu"
+        self._delay = 0.0
+        self._crash_marker = ""
 
     def load(self) -> None:
-        return None
+        self._delay = float(os.environ.get("TONE_DELAY_SECONDS", "0") or 0)
+        self._crash_marker = os.environ.get("TONE_CRASH_MARKER", "")
 
     def synthesize(
         self,
@@ -33,6 +44,10 @@ class ToneEngine:
         transcript: str | None,
         params: dict[str, Any],
     ) -> tuple[np.ndarray, int]:
+        if self._crash_marker and self._crash_marker in text:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self._delay:
+            time.sleep(self._delay)
         # Different texts give different audio, so a mix-up between requests shows.
         digest = hashlib.sha256(f"{language}:{text}".encode()).digest()
         frequency = 200.0 + digest[0] * 2.0

@@ -1,4 +1,4 @@
-"""`make run`: web (gunicorn) + worker (all queues) (+ embedded Redis if none answers)."""
+"""`make run`: web (gunicorn) + worker (all queues) + beat (+ embedded Redis if none answers)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from medicine_project.devstack import Stack, redis_ensured, web_args, worker_args
+from medicine_project.devstack import Stack, beat_args, redis_ensured, web_args, worker_args
 
 
 class Command(BaseCommand):
@@ -34,6 +34,7 @@ class Command(BaseCommand):
         with redis_ensured(settings.CELERY_BROKER_URL, log=self.stdout.write):
             stack = Stack()
             stack.start("worker", worker_args(concurrency=concurrency))
+            stack.start("beat", beat_args())
             stack.start("web", web_args(bind=bind, workers=web_workers))
             self.stdout.write(f"web on http://{bind}/ (API under /api/tts/); Ctrl-C stops everything")
             try:

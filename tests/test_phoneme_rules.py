@@ -1,0 +1,125 @@
+"""espeak-ng Korean phoneme corrections, rule by rule, then through the real library."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from workers.speech_text import speech_phonemes
+from workers.speech_text.espeak_phonemes import ESPEAK_LOCK, PhonemiserError, espeak_phonemes
+from workers.speech_text.phoneme_rules import korean_phonemes_fix, korean_phonemes_for_kokoro, korean_respell
+
+RULE_CASES = [
+    # uvular q: [ɡ] between voiced sounds, [k] elsewhere
+    ("sˈiqɐnˌimnidˌɐ", "sˈiɡɐnˌimnidˌɐ"),  # 시간 (q between vowels, across a stress mark)
+    ("ɡˈɐmqijˌɐqɯɫ", "ɡˈɐmɡijˌɐɡɯl"),  # 감기약을
+    ("jˈɐq dɯsˈil", "jˈɐk dɯsˈil"),  # 약 (word-final)
+    ("sˈiqsɐ", "sˈiksɐ"),  # 식사 (before a voiceless consonant)
+    # nasal assimilation: obstruent coda before a nasal
+    ("ˌipnidˌɐ", "ˌimnidˌɐ"),  # 입니다
+    ("ɡˈuqmuɫ", "ɡˈuŋmul"),  # 국물
+    ("pˈɐpmɐn", "pˈɐmmɐn"),  # 밥만
+    ("mˈʌqnɯn", "mˈʌŋnɯn"),  # 먹는
+    ("sˈet-nˈet", "sˈennˈet"),  # 셋 넷 (tense/unreleased mark dropped first)
+    # dark l -> clear l
+    ("ˈɐɫ", "ˈɐl"),
+    # lateralisation
+    ("sˈinɾɐ", "sˈillɐ"),  # 신라
+    ("sˈʌɫnɐɫ", "sˈʌllɐl"),  # 설날
+    # aspiration written as C + h
+    ("khˈɐdɯ", "kʰˈɐdɯ"),  # 카드
+    ("thˈɐdɐ", "tʰˈɐdɐ"),
+    ("phˈɐdo", "pʰˈɐdo"),
+    ("tʃhˈɐdɐ", "tʃʰˈɐdɐ"),  # 차다
+    ("tʃhˈukhɐ", "tʃʰˈukʰɐ"),  # 축하
+    ("iphˈɐq", "ipʰˈɐk"),  # 입학
+    ("tɕˈot-thɐ", "tɕˈotʰɐ"),  # 좋다: coda t merges into the aspirated t
+    # tense marks
+    ("q-ˈoq", "kˈok"),  # 꼭
+    ("s-ˈɐdɐ", "sˈɐdɐ"),  # 싸다
+    # things that must not change
+    ("hˈɐnɐ", "hˈɐnɐ"),
+    ("ɡˈʌnqɐŋhˌɐsejˌo", "ɡˈʌnɡɐŋhˌɐsejˌo"),  # ŋ + h is not aspiration
+]
+
+
+@pytest.mark.parametrize(("raw", "fixed"), RULE_CASES)
+def test_rule(raw: str, fixed: str) -> None:
+    assert korean_phonemes_fix(raw) == fixed
+
+
+def test_fix_is_idempotent() -> None:
+    for _raw, fixed in RULE_CASES:
+        assert korean_phonemes_fix(fixed) == fixed
+
+
+def test_fixed_output_has_no_espeak_only_symbols() -> None:
+    for raw, _ in RULE_CASES:
+        out = korean_phonemes_fix(raw)
+        assert "q" not in out and "ɫ" not in out and "-" not in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("약 드실 시간입니다.", "jak dɯɕil ɕiɡanimnida."),
+        ("국물", "ɡuŋmul"),
+        ("축하합니다", "ʨʰukʰahamnida"),
+        ("여덟 시", "jɔdɔl ɕi"),
+    ],
+)
+def test_real_espeak_korean_then_fixed(text: str, expected: str) -> None:
+    assert speech_phonemes(text, "ko") == expected
+
+
+def test_espeak_keeps_clause_punctuation() -> None:
+    out = espeak_phonemes("감기약을 드세요, 할머니!", "ko")
+    assert "," in out and out.endswith("!")
+
+
+def test_espeak_english() -> None:
+    assert espeak_phonemes("Take two tablets.", "en") == "tˈeɪk tˈuː tˈæbləts."
+
+
+def test_espeak_unknown_language() -> None:
+    with pytest.raises(PhonemiserError):
+        espeak_phonemes("hola", "xx")
+
+
+def test_phonemiser_is_thread_safe() -> None:
+    """espeak-ng has global state; concurrent callers must still get their own language's phonemes."""
+    results: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        language, text = ("ko", "약 드세요.") if i % 2 else ("en", "Take it.")
+        results[i] = espeak_phonemes(text, language)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {results[i] for i in range(1, 8, 2)} == {espeak_phonemes("약 드세요.", "ko")}
+    assert {results[i] for i in range(0, 8, 2)} == {espeak_phonemes("Take it.", "en")}
+    assert ESPEAK_LOCK.acquire(blocking=False)
+    ESPEAK_LOCK.release()
+
+
+@pytest.mark.parametrize(
+    ("fixed", "kokoro"),
+    [
+        ("jˈɐk", "jak"),  # ɐ -> a, stress dropped
+        ("tɕˈʌŋ", "ʨɔŋ"),  # Japanese affricate token, ʌ -> ɔ
+        ("tʃʰˈukʰɐ", "ʨʰukʰa"),
+        ("sˈohwɐdʑˌe", "sohwaʥe"),
+        ("sˈiɡɐn", "ɕiɡan"),  # ㅅ before i is [ɕ]
+        ("sˈejo", "sejo"),  # but not before e
+    ],
+)
+def test_kokoro_symbol_mapping(fixed: str, kokoro: str) -> None:
+    assert korean_phonemes_for_kokoro(fixed) == kokoro
+
+
+def test_respelling() -> None:
+    assert korean_respell("여덟 시") == "여덜 시"

