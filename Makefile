@@ -10,7 +10,7 @@ SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secret
 GPU_VENV ?= .venv-gpu
 GPU_BIN := $(GPU_VENV)/bin
 
-.PHONY: demo run web worker beat worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean flower pregenerate
+.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean flower pregenerate
 
 venv: $(VENV)/.installed
 
@@ -55,6 +55,10 @@ worker-gpu: venv-gpu
 
 beat: venv
 	$(BIN)/python -m celery -A medicine_project beat -l info
+
+## Load without loss: clients x jobs against a private stack, with a worker kill and a Redis restart.
+soak: venv
+	$(BIN)/python bench/soak.py
 
 lint: venv
 	$(BIN)/ruff check .

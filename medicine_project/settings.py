@@ -416,3 +416,22 @@ if STORAGE_BACKEND == "s3":
             "file_overwrite": True,
         },
     }
+
+# --- OpenAPI schema (drf-spectacular), served at /api/schema/ --------------------------
+
+INSTALLED_APPS += ["drf_spectacular"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CarePill Voice API",
+    "DESCRIPTION": (
+        "Voice-cloning speech for medication reminders. Every endpoint but login, health and this schema "
+        "needs `Authorization: Token <key>`. Errors are `{code, message}`; other users' objects answer 404."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is public (it describes the API, not anyone's data).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"LanguageEnum": "voice_tts.services.job_text.SUPPORTED_LANGUAGES"},
+}

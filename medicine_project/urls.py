@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 from voice_tts.apis.auth import LoginApi
 from voice_tts.metrics import metrics_view
@@ -10,4 +11,9 @@ urlpatterns = [
     path("api/tts/", include("voice_tts.urls")),
     # Prometheus (bearer token METRICS_TOKEN; see voice_tts/metrics.py).
     path("metrics", metrics_view, name="metrics"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
+
+# Unrouted /api/ URLs and crashes answer the API's JSON error shape (HTML elsewhere).
+handler404 = "voice_tts.apis.errors.api_page_not_found"
+handler500 = "voice_tts.apis.errors.api_server_error"

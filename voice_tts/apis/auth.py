@@ -1,4 +1,5 @@
 from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
@@ -7,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.errors import error_response
+from voice_tts.apis.schema import error_responses
 
 
 class LoginApi(APIView):
@@ -17,6 +19,15 @@ class LoginApi(APIView):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=256, trim_whitespace=False)
 
+        class Meta:
+            ref_name = "LoginInput"
+
+    @extend_schema(
+        operation_id="auth_login",
+        request={"application/json": InputSerializer},
+        responses={200: inline_serializer("LoginOutput", {"token": serializers.CharField()}), **error_responses(400)},
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

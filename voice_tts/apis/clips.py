@@ -1,11 +1,14 @@
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.audio import audio_file_response
+from voice_tts.apis.schema import audio_response, error_responses
 from voice_tts.services.clips import clip_for_owner
 
 
@@ -20,21 +23,30 @@ class ClipOutputSerializer(serializers.Serializer):
     duration_seconds = serializers.FloatField()
     sample_rate = serializers.IntegerField()
     access_count = serializers.IntegerField()
-    last_accessed_at = serializers.DateTimeField()
+    last_accessed_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     audio_url = serializers.SerializerMethodField()
 
+    class Meta:
+        ref_name = "Clip"
+
+    @extend_schema_field(OpenApiTypes.URI)
     def get_audio_url(self, clip: Any) -> str:
         return self.context["request"].build_absolute_uri(f"/api/tts/cache/{clip.cache_key}/audio/")
 
 
 class ClipDetailApi(APIView):
+    @extend_schema(operation_id="cache_retrieve", responses={200: ClipOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, cache_key: str) -> Response:
         clip = clip_for_owner(owner_id=request.user.id, cache_key=cache_key)
         return Response(ClipOutputSerializer(clip, context={"request": request}).data)
 
 
 class ClipAudioApi(APIView):
+    @extend_schema(
+        operation_id="cache_audio",
+        responses={**audio_response("The cached clip as 16-bit PCM WAV."), **error_responses(401, 404, 410)},
+    )
     def get(self, request: Request, cache_key: str) -> Any:
         clip = clip_for_owner(owner_id=request.user.id, cache_key=cache_key)
         return audio_file_response(clip.audio.name, filename=f"{cache_key}.wav")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -43,3 +44,22 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = codes if isinstance(codes, str) else "error"
         response.data = {"code": code, "message": _first_message(exc.detail)}
     return response
+
+
+def _wants_api_error(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def api_page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: a URL under /api/ that matches no route (e.g. `/api/tts/jobs/not-a-uuid/`)
+    answers the API's error shape, not Django's HTML page, like every other API error."""
+    if _wants_api_error(request):
+        return JsonResponse({"code": "not_found", "message": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def api_server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: clients of the API always get `{code, message}` (and never a traceback)."""
+    if _wants_api_error(request):
+        return JsonResponse({"code": "server_error", "message": "Internal server error."}, status=500)
+    return defaults.server_error(request)

@@ -1,5 +1,7 @@
 import redis
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,12 +13,45 @@ from workers import status
 _PUBLIC_FIELDS = ("engine", "ready", "model_loaded", "model_version", "device", "error_code", "loads", "syntheses")
 
 
+class HealthWorkerSerializer(serializers.Serializer):
+    engine = serializers.CharField(allow_null=True)
+    ready = serializers.BooleanField(allow_null=True)
+    model_loaded = serializers.BooleanField(allow_null=True)
+    model_version = serializers.CharField(allow_null=True)
+    device = serializers.CharField(allow_null=True)
+    error_code = serializers.CharField(allow_null=True)
+    loads = serializers.IntegerField(allow_null=True)
+    syntheses = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+    class Meta:
+        ref_name = "HealthWorker"
+
+
+class HealthOutputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "not_ready", "no_workers", "unavailable"])
+    engine = serializers.CharField()
+    model_loaded = serializers.BooleanField()
+    model_version = serializers.CharField(allow_null=True, required=False)
+    device = serializers.CharField(allow_null=True)
+    workers = HealthWorkerSerializer(many=True)
+    message = serializers.CharField(required=False, help_text="Only with status `unavailable`.")
+
+    class Meta:
+        ref_name = "Health"
+
+
 class HealthApi(APIView):
     """Liveness of the service as the workers report it through Redis (no engine import)."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="health",
+        responses={200: HealthOutputSerializer, 503: HealthOutputSerializer},
+        auth=[],
+    )
     def get(self, request: Request) -> Response:
         engine = settings.TTS_ENGINE
         try:

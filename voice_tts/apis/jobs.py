@@ -1,15 +1,25 @@
 from typing import Any
 from urllib.parse import urlparse
 
+from django.core.validators import ProhibitNullCharactersValidator
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from rest_framework.views import APIView
 
 from voice_tts.apis.audio import audio_file_response
+from voice_tts.apis.schema import (
+    LOCATION_HEADER,
+    RETRY_AFTER_HEADER,
+    JobOutputSerializer,
+    audio_response,
+    error_responses,
+)
 from voice_tts.apis.throttles import JobsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
@@ -27,6 +37,9 @@ class JobParamsSerializer(serializers.Serializer):
     top_p = serializers.FloatField(required=False, min_value=0.01, max_value=1.0)
     temperature = serializers.FloatField(required=False, min_value=0.01, max_value=2.0)
 
+    class Meta:
+        ref_name = "JobParams"
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
@@ -41,14 +54,27 @@ def validate_webhook_url(value: str) -> str:
     return value
 
 
+class JobTextField(serializers.CharField):
+    """Leaves NUL and lone surrogates to the service, which refuses it with every other control character
+    (`text_invalid_characters`) instead of DRF's generic `invalid_input`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        generic = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+        self.validators = [v for v in self.validators if not isinstance(v, generic)]
+
+
 class JobInputSerializer(serializers.Serializer):
     # Whitespace is normalised (and emptiness refused with its own code) by the service.
-    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=20000)
+    text = JobTextField(allow_blank=True, trim_whitespace=False, max_length=20000)
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
     use_cache = serializers.BooleanField(default=True)
     webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000,
                                        validators=[validate_webhook_url])
     params = JobParamsSerializer(required=False, default=dict)
+
+    class Meta:
+        ref_name = "JobInput"
 
 
 def job_response(request: Request, job: Job) -> Response:
@@ -63,6 +89,16 @@ def job_response(request: Request, job: Job) -> Response:
 class JobCreateApi(APIView):
     throttle_classes = [JobsThrottle]
 
+    @extend_schema(
+        operation_id="jobs_create",
+        request={"application/json": JobInputSerializer},
+        responses={
+            200: OpenApiResponse(JobOutputSerializer, description="Answered from the clip cache: a finished job."),
+            202: OpenApiResponse(JobOutputSerializer, description="Queued; poll `Location`."),
+            **error_responses(400, 401, 415, 429),
+        },
+        parameters=[LOCATION_HEADER, RETRY_AFTER_HEADER],
+    )
     def post(self, request: Request) -> Response:
         data = JobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -76,6 +112,7 @@ def _owned_job(request: Request, job_id: Any) -> Job:
 
 
 class JobDetailApi(APIView):
+    @extend_schema(operation_id="jobs_retrieve", responses={200: JobOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id: Any) -> Response:
         # The polling hot path: one query for the columns the JSON needs (the clip's duration
         # through the join), no model instances (bench/RESULTS.md).
@@ -86,6 +123,10 @@ class JobDetailApi(APIView):
 
 
 class JobAudioApi(APIView):
+    @extend_schema(
+        operation_id="jobs_audio",
+        responses={**audio_response("The job's clip as 16-bit PCM WAV."), **error_responses(401, 404, 409, 410)},
+    )
     def get(self, request: Request, job_id: Any) -> Any:
         job = _owned_job(request, job_id)
         if job.status != Job.Status.SUCCEEDED or job.clip is None:

@@ -6,28 +6,56 @@ import base64
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.errors import _first_message
 from voice_tts.apis.jobs import JobInputSerializer
+from voice_tts.apis.schema import LOCATION_HEADER, RETRY_AFTER_HEADER, error_responses
 from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle
-from voice_tts.apis.voices import voice_upload_from_request
+from voice_tts.apis.voices import VoiceUploadSerializer, voice_upload_from_request
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
 from voice_tts.presenters import job_audio_path
 from voice_tts.services.jobs import job_create, job_wait
 
 
+class LegacyUploadOutputSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    message = serializers.CharField()
+    voice_id = serializers.UUIDField(required=False)
+    code = serializers.CharField(required=False, help_text="Only when `success` is false.")
+
+    class Meta:
+        ref_name = "LegacyUploadOutput"
+
+
 class LegacyUploadVoiceApi(APIView):
     throttle_classes = [UploadsThrottle]
 
+    @extend_schema(
+        operation_id="legacy_upload_voice",
+        request={"multipart/form-data": VoiceUploadSerializer},
+        responses={
+            201: LegacyUploadOutputSerializer,
+            **{status: OpenApiResponse(LegacyUploadOutputSerializer, description="Refused: `success` false + `code`.")
+               for status in (400, 413, 415)},
+            **error_responses(401, 429),
+        },
+        parameters=[RETRY_AFTER_HEADER],
+    )
     def post(self, request: Request) -> Response:
         try:
             voice = voice_upload_from_request(request)
         except ServiceError as exc:
             return Response({"success": False, "code": exc.code, "message": exc.message}, status=exc.status)
+        except exceptions.ValidationError as exc:
+            # The seed's contract holds for bad form fields (transcript, language) too.
+            return Response({"success": False, "code": "invalid_input", "message": _first_message(exc.detail)},
+                            status=400)
         return Response({"success": True, "message": "Voice sample uploaded.", "voice_id": str(voice.id)}, status=201)
 
 
@@ -35,14 +63,49 @@ class _WaitSerializer(serializers.Serializer):
     wait = serializers.FloatField(required=False, min_value=0, default=10.0)
     format = serializers.ChoiceField(choices=["url", "base64"], required=False, default="url")
 
+    class Meta:
+        ref_name = "GenerateQuery"
+
+
+class LegacyGenerateOutputSerializer(serializers.Serializer):
+    """All three answers of /generate/: 200 done, 202 still running, 502 failed."""
+
+    success = serializers.BooleanField()
+    job_id = serializers.UUIDField()
+    message = serializers.CharField(allow_blank=True)
+    audio_url = serializers.URLField(required=False, help_text="200 only.")
+    audio_base64 = serializers.CharField(required=False, help_text="200 with `?format=base64` only.")
+    cache_hit = serializers.BooleanField(required=False, help_text="200 only.")
+    processing_time_ms = serializers.IntegerField(required=False, allow_null=True, help_text="200 only.")
+    text_length = serializers.IntegerField(required=False, help_text="200 only.")
+    status = serializers.CharField(required=False, help_text="202 only.")
+    job_url = serializers.URLField(required=False, help_text="202 only.")
+    code = serializers.CharField(required=False, help_text="502 only: the job's error code.")
+
+    class Meta:
+        ref_name = "LegacyGenerateOutput"
+
 
 class LegacyGenerateApi(APIView):
     """Enqueue, wait a bounded time, answer in the seed's shape (or 202 with the job id)."""
 
     throttle_classes = [JobsThrottle]
 
+    @extend_schema(
+        operation_id="legacy_generate",
+        parameters=[_WaitSerializer, LOCATION_HEADER, RETRY_AFTER_HEADER],
+        request={"application/json": JobInputSerializer},
+        responses={
+            200: OpenApiResponse(LegacyGenerateOutputSerializer, description="Synthesised or served from cache."),
+            202: OpenApiResponse(LegacyGenerateOutputSerializer, description="Still running after `wait` s."),
+            502: OpenApiResponse(LegacyGenerateOutputSerializer, description="The job failed (`code`)."),
+            **error_responses(400, 401, 415, 429),
+        },
+    )
     def post(self, request: Request) -> Response:
-        query = _WaitSerializer(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads an empty form value as "use the default",
+        # so `?wait=&format=` passed although the schema says number / url|base64 (schemathesis).
+        query = _WaitSerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         wait = min(query.validated_data["wait"], float(settings.GENERATE_WAIT_MAX_SECONDS))
         data = JobInputSerializer(data=request.data)

@@ -2,11 +2,13 @@ from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.schema import RETRY_AFTER_HEADER, error_responses
 from voice_tts.apis.throttles import UploadsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Voice
@@ -26,10 +28,27 @@ class VoiceOutputSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
 
+    class Meta:
+        ref_name = "Voice"
+
 
 class VoiceInputSerializer(serializers.Serializer):
     transcript = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
+
+
+class VoiceUploadSerializer(VoiceInputSerializer):
+    """The multipart form of an upload (schema only: the file is read by voice_upload_from_request)."""
+
+    voice_file = serializers.FileField(
+        help_text="3-10 s of speech after silence is trimmed; WAV, FLAC, OGG/Vorbis or MP3, decided by decoding."
+    )
+
+    class Meta:
+        ref_name = "VoiceUpload"
+
+
+VOICE_UPLOAD_ERRORS = error_responses(400, 401, 413, 415, 429)
 
 
 def voice_upload_from_request(request: Request) -> Voice:
@@ -56,10 +75,23 @@ class VoiceCollectionApi(APIView):
         # Listing is free; enrolling a voice (decode + store) is limited.
         return [UploadsThrottle()] if self.request.method == "POST" else []
 
+    @extend_schema(
+        operation_id="voices_list",
+        responses={
+            200: inline_serializer("VoiceList", {"results": VoiceOutputSerializer(many=True)}),
+            **error_responses(401),
+        },
+    )
     def get(self, request: Request) -> Response:
         voices = Voice.objects.filter(owner=request.user)
         return Response({"results": VoiceOutputSerializer(voices, many=True).data})
 
+    @extend_schema(
+        operation_id="voices_create",
+        request={"multipart/form-data": VoiceUploadSerializer},
+        responses={201: VoiceOutputSerializer, **VOICE_UPLOAD_ERRORS},
+        parameters=[RETRY_AFTER_HEADER],
+    )
     def post(self, request: Request) -> Response:
         voice = voice_upload_from_request(request)
         return Response(VoiceOutputSerializer(voice).data, status=201)
@@ -69,9 +101,14 @@ class VoiceDetailApi(APIView):
     def _voice(self, request: Request, voice_id: Any) -> Voice:
         return get_object_or_404(Voice, id=voice_id, owner=request.user)
 
+    @extend_schema(operation_id="voices_retrieve", responses={200: VoiceOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, voice_id: Any) -> Response:
         return Response(VoiceOutputSerializer(self._voice(request, voice_id)).data)
 
+    @extend_schema(
+        operation_id="voices_destroy",
+        responses={204: OpenApiResponse(description="Deleted, with its clips and files."), **error_responses(401, 404)},
+    )
     def delete(self, request: Request, voice_id: Any) -> Response:
         voice_delete(voice=self._voice(request, voice_id))
         return Response(status=204)

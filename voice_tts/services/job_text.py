@@ -15,14 +15,26 @@ _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 SUPPORTED_LANGUAGES = ("ko", "en")
 
 
+def _joins_emoji(text: str, i: int) -> bool:
+    """A zero-width joiner between two emoji (👨‍👩‍👧) is part of the emoji. Anywhere else
+    (inside a word: "약\u200d드세요") it is an invisible character that would make two texts
+    that look the same get different cache keys, so it is refused like the others."""
+    if text[i] != "\u200d" or i == 0 or i == len(text) - 1:
+        return False
+    before = text[i - 1] if text[i - 1] != "\ufe0f" or i < 2 else text[i - 2]
+    return unicodedata.category(before) in {"So", "Sk"} and unicodedata.category(text[i + 1]) == "So"
+
+
 def job_text_normalise(*, text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = _WHITESPACE.sub(" ", text).strip()
     if not text:
         raise ServiceError("text_empty", "Text is empty; send 1 or more characters to speak.")
-    bad = [ch for ch in text if ch in _BIDI_CONTROLS or unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn"}]
-    # Zero-width joiners are part of emoji sequences; they are not worth refusing.
-    bad = [ch for ch in bad if ch not in "\u200d\ufe0f"]
+    bad = [
+        ch for i, ch in enumerate(text)
+        if (ch in _BIDI_CONTROLS or unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn"})
+        and not _joins_emoji(text, i)
+    ]
     if bad:
         raise ServiceError(
             "text_invalid_characters",

