@@ -303,7 +303,9 @@ class BenchClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self.session.get(f"{self.base_url}/api/tts/jobs/{job_id}/", timeout=60).json()
 
-    def wait(self, job_id: str, *, timeout: float = 120.0, interval: float = 0.002) -> dict[str, Any]:
+    def wait(self, job_id: str, *, timeout: float = 120.0, interval: float = 0.002, backoff: float = 1.0,
+             max_interval: float = 0.5) -> dict[str, Any]:
+        """Poll until the job finishes; the interval grows by `backoff` up to `max_interval`."""
         deadline = time.monotonic() + timeout
         while True:
             body = self.job(job_id)
@@ -312,6 +314,7 @@ class BenchClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {body['status']}")
             time.sleep(interval)
+            interval = min(interval * backoff, max_interval)
 
 
 def summary(label: str, values: Sequence[float]) -> str:
