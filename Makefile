@@ -42,7 +42,7 @@ run: venv
 
 web: venv
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python -m gunicorn medicine_project.wsgi:application --bind $${WEB_BIND:-127.0.0.1:8000} --workers $${WEB_WORKERS:-2}
+	$(BIN)/python -m gunicorn medicine_project.wsgi:application -c medicine_project/gunicorn_conf.py --bind $${WEB_BIND:-127.0.0.1:8000}
 
 worker: venv
 	$(BIN)/python -m celery -A medicine_project worker -l info

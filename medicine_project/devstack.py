@@ -106,7 +106,9 @@ def worker_args(*, concurrency: int | None = None) -> list[str]:
 
 
 def web_args(*, bind: str, workers: int = 2) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "medicine_project.wsgi:application", "--bind", bind,
+    # gunicorn_conf.py: sync workers, recycling; the explicit flags below win over it.
+    return [sys.executable, "-m", "gunicorn", "medicine_project.wsgi:application",
+            "-c", str(ROOT / "medicine_project" / "gunicorn_conf.py"), "--bind", bind,
             "--workers", str(workers), "--access-logfile", "-", "--timeout", "60"]
 
 
