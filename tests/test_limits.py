@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
 from django.utils import timezone
 
 from tests.audio_samples import wav_bytes
@@ -16,15 +15,24 @@ from voice_tts.models import Clip, Job
 from voice_tts.services.clips import clips_evict_over_quota
 from voice_tts.services.jobs import job_run
 from voice_tts.services.voices import voice_create
-from workers import runtime
+from workers import runtime, status
+
+
+def _forget_throttle_counters() -> None:
+    # Counters of earlier tests (same user ids) must not leak in. Never cache.clear():
+    # on Redis that is FLUSHDB, which would wipe the shared server.
+    client = status.redis_client()
+    keys = list(client.scan_iter(match=django_settings.REDIS_KEY_PREFIX + "cache*throttle*"))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
 def low_rates(settings):
     settings.THROTTLE_RATES = {"jobs": "3/min", "uploads": "2/hour"}
-    cache.clear()  # counters of earlier tests (same user ids) must not leak in
+    _forget_throttle_counters()
     yield
-    cache.clear()
+    _forget_throttle_counters()
 
 
 def test_job_creation_is_throttled_per_user(alice_api, bob_api, alice, low_rates):
