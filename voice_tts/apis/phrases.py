@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.jobs import JobTextField
 from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
 from voice_tts.models import ReminderPhrase
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
@@ -50,7 +51,7 @@ class PhraseTimeField(serializers.TimeField):
 
 class PhraseInputSerializer(serializers.Serializer):
     # Whitespace and emptiness are judged by the service (same codes as jobs).
-    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=20000)
+    text = JobTextField(allow_blank=True, trim_whitespace=False, max_length=20000)
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
     # Local times of day ("08:00"); empty or absent: daily, no fixed time.
     times = serializers.ListField(child=PhraseTimeField(), default=list, max_length=PHRASE_MAX_TIMES)
