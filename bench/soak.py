@@ -313,9 +313,11 @@ class Soak:
             "files = {str(p.relative_to(settings.MEDIA_ROOT)) for p in media.rglob('*') if p.is_file()}\n"
             "rows = set(Clip.objects.values_list('audio', flat=True))\n"
             "dup_keys = Clip.objects.values('owner', 'cache_key').annotate(n=Count('id')).filter(n__gt=1).count()\n"
+            "partial = Path(settings.MEDIA_ROOT) / '.partial'\n"
+            "partials = len([p for p in partial.iterdir() if p.is_file()]) if partial.exists() else 0\n"
             "print(json.dumps({'clip_rows': len(rows), 'clip_files': len(files),\n"
             "  'files_without_row': len(files - rows), 'rows_without_file': len(rows - files),\n"
-            "  'duplicate_keys': dup_keys,\n"
+            "  'duplicate_keys': dup_keys, 'partial_files': partials,\n"
             "  'db_unfinished': Job.objects.filter(status__in=['queued', 'running']).count()}))\n"
         )
         done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
@@ -359,6 +361,9 @@ class Soak:
             "lost": len(set(t.jobs) - set(t.finished)),
             "duplicate_files": disk["files_without_row"] + disk["duplicate_keys"],
             "rows_without_file": disk["rows_without_file"],
+            # Temp files of writes cut by the SIGKILL: in MEDIA_ROOT/.partial, never beside
+            # the clips, removed by the sweeper once older than the hard time limit.
+            "partial_files": disk["partial_files"],
             "db_unfinished": disk["db_unfinished"],
             "latency_s": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": latencies[-1] if latencies else None},
             "elapsed_s": round(elapsed, 1),

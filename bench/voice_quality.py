@@ -131,6 +131,8 @@ def references_synthetic(out_dir: Path) -> dict[str, Path]:
 
     female: jf_nezumi as is. male: jf_gongitsune with F0 x0.55 and formants x0.86 (WORLD),
     i.e. a lower, longer vocal tract. Both say a sentence that is not in the phrase set.
+    Keep jf_nezumi and jf_gongitsune out of NEURAL_CPU_VOICES (the engine's blend candidates),
+    or matching would find the reference's own voice and the similarity would mean nothing.
     """
     import pyworld as pw
 

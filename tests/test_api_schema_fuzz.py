@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_schema_covers_every_api_route() -> None:
             if hasattr(pattern, "url_patterns"):
                 walk(pattern.url_patterns, route)
             elif route.startswith("api/") and not route.startswith("api/schema"):
-                routes.add("/" + route.replace("<uuid:", "{").replace("<str:", "{").replace(">", "}"))
+                routes.add("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route))
 
     walk(get_resolver().url_patterns, "")
     assert routes, "no /api/ routes found"
@@ -117,7 +118,10 @@ def fuzz_world(live_server: Any, worker: Any, alice_http: Any, settings: Any) ->
     assert created.status_code in (200, 202), created.text
     job = alice_http.wait_job(created.json()["id"])
     assert job["status"] == "succeeded", job
-    yield {"voice_id": voice.json()["id"], "job_id": job["id"], "cache_key": job["cache_key"]}
+    phrase = alice_http.post("/api/tts/phrases/", json={"text": "저녁 약 드세요", "times": ["20:00"]})
+    assert phrase.status_code == 201, phrase.text
+    yield {"voice_id": voice.json()["id"], "job_id": job["id"], "cache_key": job["cache_key"],
+           "phrase_id": phrase.json()["id"]}
     _jobs_drained()
 
 

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from tests.voice_signals import harmonic_voice
 from workers.engines.base import Engine, EngineError, EngineNotReady
-from workers.engines.neural_cpu import NeuralCpuEngine, model_file_assemble
+from workers.engines.neural_cpu import NeuralCpuEngine, blend_names, model_file_assemble
 from workers.engines.registry import ENGINE_PATHS, engine_build
 from workers.voice_match import analysis_sidecar_path, voice_analyse
 
@@ -144,3 +144,51 @@ def test_corrupt_cached_model_is_rebuilt(engine: NeuralCpuEngine, cache_dir: Pat
     import hashlib
 
     assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == digest
+
+
+def test_blend_names() -> None:
+    names = blend_names(["a", "b", "c"], 4)
+    assert len(names) == 15 and len(set(names)) == 15
+    assert {"a", "b", "c"} <= set(names)
+    assert "a=0.25+b=0.5+c=0.25" in names
+
+
+def test_candidates_are_blends_analysed_once_and_cached(engine: NeuralCpuEngine, cache_dir: Path) -> None:
+    assert len(engine._candidates) == len(blend_names(engine.candidate_voices, 4))
+    assert list(cache_dir.glob("candidates-*.json"))
+    blend = next(n for n in engine._candidates if "+" in n)
+    assert engine._voices[blend].shape == engine._voices[engine.voice_female].shape
+    assert "cand-" in engine.model_version
+
+
+def test_voice_choice_follows_the_reference(engine: NeuralCpuEngine, tmp_path: Path) -> None:
+    low = voice_analyse(harmonic_voice(95.0, seconds=2.0), 24000)
+    high = voice_analyse(harmonic_voice(300.0, seconds=2.0), 24000)
+    low_f0 = engine._candidates[engine.voice_for_reference(low)].f0_median_hz
+    high_f0 = engine._candidates[engine.voice_for_reference(high)].f0_median_hz
+    assert low_f0 < high_f0
+
+
+def test_world_runs_only_when_the_closest_blend_is_far(
+    engine: NeuralCpuEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.voice_match as vm
+
+    calls: list[int] = []
+    real = vm.voice_match_apply
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vm, "voice_match_apply", counting)
+    ref = tmp_path / "ref180.wav"
+    sf.write(ref, harmonic_voice(180.0, seconds=2.0), 24000)
+    engine.match_enabled = True
+    engine.synthesize("약 드세요.", "ko", ref, None, {})
+    assert calls == []  # a blend within the pitch tolerance exists: Kokoro's audio as is
+    # Only the female voice to choose from: 180 Hz is far below it, WORLD lowers the pitch.
+    monkeypatch.setattr(engine, "_candidates", {engine.voice_female: engine._candidates[engine.voice_female]})
+    out, sr = engine.synthesize("약 드세요.", "ko", ref, None, {})
+    assert calls == [1]
+    assert voice_analyse(out, sr).f0_median_hz < engine._candidates[engine.voice_female].f0_median_hz

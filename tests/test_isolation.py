@@ -10,6 +10,7 @@ wrongly succeeded would really remove files, and the disk is checked.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from rest_framework.test import APIClient
 
 from tests.audio_samples import voice_like, wav_bytes
 from tests.conftest import api_client
-from voice_tts.models import Clip, Job, Voice
+from voice_tts.models import Clip, Job, ReminderPhrase, Voice
 from voice_tts.services.clips import clip_cache_key, clip_store
 
 
@@ -35,6 +36,7 @@ class World:
     alice_job: Job  # succeeded, with a clip
     alice_queued_job: Job  # no audio yet: the owner gets 409, anyone else 404
     alice_clip: Clip
+    alice_phrase: ReminderPhrase
 
     def file(self, name: str) -> Path:
         return Path(settings.MEDIA_ROOT) / name
@@ -68,7 +70,12 @@ def world(alice: Any, bob: Any, django_capture_on_commit_callbacks: Any) -> Worl
     with django_capture_on_commit_callbacks(execute=True):
         alice_voice, bob_voice = _voice(alice), _voice(bob)
     clip, done, queued = _clip_and_jobs(alice, alice_voice)
-    return World(alice, bob, alice_voice, bob_voice, done, queued, clip)
+    phrase = ReminderPhrase.objects.create(owner=alice, text=clip.text, language="ko", times=["08:00"])
+    return World(alice, bob, alice_voice, bob_voice, done, queued, clip, phrase)
+
+
+def _random_phrase_path() -> str:
+    return f"/api/tts/phrases/{random.randrange(10**9, 2**31)}/"
 
 
 # Every endpoint that names one object: (id, method, path of Alice's object, path of a random one,
@@ -88,7 +95,15 @@ OBJECT_ENDPOINTS: list[tuple[str, str, Callable[[World], str], Callable[[], str]
      lambda: f"/api/tts/cache/{uuid.uuid4().hex * 2}/", 200),
     ("cache-audio", "get", lambda w: f"/api/tts/cache/{w.alice_clip.cache_key}/audio/",
      lambda: f"/api/tts/cache/{uuid.uuid4().hex * 2}/audio/", 200),
+    ("phrase-detail", "get", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/", _random_phrase_path, 200),
+    ("phrase-update", "patch", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/", _random_phrase_path, 200),
+    ("phrase-delete", "delete", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/", _random_phrase_path, 204),
 ]
+
+# Request bodies of the object endpoints that write (by row id); the others send none.
+OBJECT_BODIES: dict[str, Callable[[], Any]] = {
+    "phrase-update": lambda: {"text": "Bob was here", "times": ["03:00"], "is_active": False},
+}
 
 # Endpoints that act on the caller's own account: (id, method, path, request body, format).
 ACCOUNT_ENDPOINTS: list[tuple[str, str, str, Callable[[], Any], str]] = [
@@ -99,6 +114,9 @@ ACCOUNT_ENDPOINTS: list[tuple[str, str, str, Callable[[], Any], str]] = [
     ("generate", "post", "/api/tts/generate/?wait=0", lambda: {"text": "약 드세요"}, "json"),
     ("webhook-secret", "get", "/api/tts/webhook-secret/", dict, "json"),
     ("webhook-secret-rotate", "post", "/api/tts/webhook-secret/rotate/", dict, "json"),
+    ("phrases-list", "get", "/api/tts/phrases/", dict, "json"),
+    ("phrases-create", "post", "/api/tts/phrases/", lambda: {"text": "약 드세요"}, "json"),
+    ("phrase-bundle", "get", "/api/tts/phrases/bundle/", dict, "json"),
 ]
 
 # Who calls: a client for the world, and whether it is authenticated.
@@ -126,6 +144,8 @@ def _state(w: World) -> dict[str, Any]:
         "voices": sorted((str(v.id), v.is_active) for v in Voice.objects.filter(owner=w.alice)),
         "jobs": sorted((str(j.id), j.status) for j in Job.objects.filter(owner=w.alice)),
         "clips": sorted(c.cache_key for c in Clip.objects.filter(owner=w.alice)),
+        "phrases": sorted((p.id, p.text, p.language, tuple(p.times), p.is_active)
+                          for p in ReminderPhrase.objects.filter(owner=w.alice)),
         "voice_file": w.file(w.alice_voice.audio.name).read_bytes(),
         "clip_file": w.file(w.alice_clip.audio.name).read_bytes(),
     }
@@ -138,10 +158,11 @@ def test_other_user_gets_the_same_404_as_for_a_random_id(
     path_of: Callable[[World], str], random_path: Callable[[], str], owner_status: int,
 ) -> None:
     bob = api_client(world.bob)
+    body = OBJECT_BODIES.get(name, dict)
     before = _state(world)
     with django_capture_on_commit_callbacks(execute=True):
-        theirs = _call(bob, method, path_of(world))
-        nothing = _call(bob, method, random_path())
+        theirs = _call(bob, method, path_of(world), body())
+        nothing = _call(bob, method, random_path(), body())
     assert theirs.status_code == 404, (name, theirs.content)
     # Byte-identical answers: Bob cannot tell "exists but Alice's" from "does not exist".
     assert (theirs.status_code, theirs.content) == (nothing.status_code, nothing.content)
@@ -149,7 +170,7 @@ def test_other_user_gets_the_same_404_as_for_a_random_id(
     assert _state(world) == before
     # And the same request from Alice works, so the 404 above is about ownership.
     with django_capture_on_commit_callbacks(execute=True):
-        mine = _call(api_client(world.alice), method, path_of(world))
+        mine = _call(api_client(world.alice), method, path_of(world), body())
     assert mine.status_code == owner_status, (name, mine.content)
 
 
@@ -160,10 +181,11 @@ def test_unauthenticated_object_access_is_401(
     world: World, django_capture_on_commit_callbacks: Any, actor: str, name: str, method: str,
     path_of: Callable[[World], str], random_path: Callable[[], str], owner_status: int,
 ) -> None:
+    body = OBJECT_BODIES.get(name, dict)
     before = _state(world)
     with django_capture_on_commit_callbacks(execute=True):
-        response = _call(ACTORS[actor](world), method, path_of(world))
-        nothing = _call(ACTORS[actor](world), method, random_path())
+        response = _call(ACTORS[actor](world), method, path_of(world), body())
+        nothing = _call(ACTORS[actor](world), method, random_path(), body())
     assert response.status_code == 401, (name, response.content)
     assert response.json()["code"] in ("not_authenticated", "authentication_failed")
     assert (response.status_code, response.content) == (nothing.status_code, nothing.content)
@@ -177,12 +199,15 @@ def test_unauthenticated_account_endpoints_are_401_and_write_nothing(
     world: World, django_capture_on_commit_callbacks: Any, actor: str, name: str, method: str, path: str,
     body: Callable[[], Any], fmt: str,
 ) -> None:
-    counts = (Voice.objects.count(), Job.objects.count(), Clip.objects.count())
+    def counts() -> tuple[int, ...]:
+        return Voice.objects.count(), Job.objects.count(), Clip.objects.count(), ReminderPhrase.objects.count()
+
+    before = counts()
     with django_capture_on_commit_callbacks(execute=True):
         response = _call(ACTORS[actor](world), method, path, body(), fmt)
     assert response.status_code == 401, (name, response.content)
     assert response.json()["code"] in ("not_authenticated", "authentication_failed")
-    assert (Voice.objects.count(), Job.objects.count(), Clip.objects.count()) == counts
+    assert counts() == before
 
 
 def test_lists_show_only_my_own_voices(world: World) -> None:
@@ -190,6 +215,35 @@ def test_lists_show_only_my_own_voices(world: World) -> None:
     theirs = {v["id"] for v in api_client(world.bob).get("/api/tts/voices/").json()["results"]}
     assert mine == {str(world.alice_voice.id)}
     assert theirs == {str(world.bob_voice.id)}
+
+
+def test_lists_show_only_my_own_phrases(world: World) -> None:
+    # Bob's phrase has exactly Alice's text: refusing it (409) would reveal hers.
+    created = api_client(world.bob).post("/api/tts/phrases/", {"text": world.alice_phrase.text}, format="json")
+    assert created.status_code == 201, created.content
+    bobs = created.json()["id"]
+    for user, mine, voice in ((world.alice, world.alice_phrase.id, world.alice_voice),
+                              (world.bob, bobs, world.bob_voice)):
+        client = api_client(user)
+        assert [p["id"] for p in client.get("/api/tts/phrases/").json()["results"]] == [mine]
+        bundle = client.get("/api/tts/phrases/bundle/").json()
+        assert [p["id"] for p in bundle["phrases"]] == [mine]
+        assert bundle["voice_id"] == str(voice.id)
+    # Bob has no clip of that text (Alice has one): his entry carries none.
+    assert bundle["phrases"][0]["status"] == "pending" and bundle["phrases"][0]["audio_url"] is None
+
+
+def test_bobs_phrase_writes_never_touch_alices_phrases(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    before = _state(world)
+    bob = api_client(world.bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = bob.post("/api/tts/phrases/", {"text": world.alice_phrase.text, "times": ["09:00"]}, format="json")
+        assert created.status_code == 201, created.content
+        url = f"/api/tts/phrases/{created.json()['id']}/"
+        assert bob.patch(url, {"text": "Bob's own", "is_active": False}, format="json").status_code == 200
+        assert bob.delete(url).status_code == 204
+    assert _state(world) == before
+    assert not ReminderPhrase.objects.filter(owner=world.bob).exists()
 
 
 def test_bob_cannot_delete_alices_voice_and_her_files_stay(world: World,
@@ -278,7 +332,8 @@ def test_every_api_route_is_in_the_matrix() -> None:
         "api/tts/voices/", "api/tts/voices/<uuid:voice_id>/", "api/tts/upload-voice/", "api/tts/jobs/",
         "api/tts/jobs/<uuid:job_id>/", "api/tts/jobs/<uuid:job_id>/audio/", "api/tts/generate/",
         "api/tts/cache/<str:cache_key>/", "api/tts/cache/<str:cache_key>/audio/", "api/tts/webhook-secret/",
-        "api/tts/webhook-secret/rotate/",
+        "api/tts/webhook-secret/rotate/", "api/tts/phrases/", "api/tts/phrases/bundle/",
+        "api/tts/phrases/<int:phrase_id>/",
         # Public by design, checked for leaks above: login needs no token, health and the schema hold no user data.
         "api/auth/login/", "api/tts/health/", "api/schema/",
     }

@@ -123,3 +123,25 @@ def test_kokoro_symbol_mapping(fixed: str, kokoro: str) -> None:
 
 def test_respelling() -> None:
     assert korean_respell("여덟 시") == "여덜 시"
+
+
+@pytest.mark.parametrize(
+    ("text", "respelled"),
+    [
+        ("혈압약 한 정", "혈압냑 한 정"),  # [혀람냑]: compound, first part ends in a consonant
+        ("아침약을 드세요", "아침냑을 드세요"),
+        ("고혈압약은", "고혈압냑은"),
+        ("감기약", "감기약"),  # first part ends in a vowel: no [n]
+        ("당뇨약", "당뇨약"),
+        ("절약", "절약"),  # one-syllable Sino-Korean word, not a compound
+        ("한약", "한약"),
+        ("약 드세요", "약 드세요"),  # 약 on its own
+    ],
+)
+def test_n_insertion_before_yak(text: str, respelled: str) -> None:
+    assert korean_respell(text) == respelled
+
+
+def test_n_insertion_reaches_the_phonemes() -> None:
+    # 혈압약 -> [혀람냑]: inserted n, then nasal assimilation of the ㅂ coda
+    assert "hjɔɾamnjak" in speech_phonemes("혈압약", "ko")

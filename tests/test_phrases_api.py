@@ -89,3 +89,9 @@ def test_creating_a_phrase_schedules_its_clip_after_commit(alice_api, django_cap
 def test_unauthenticated_is_401(client):
     assert client.get("/api/tts/phrases/").status_code == 401
     assert client.get("/api/tts/phrases/bundle/").status_code == 401
+
+
+def test_nul_in_phrase_text_gets_the_same_code_as_jobs(alice_api):
+    response = alice_api.post("/api/tts/phrases/", {"text": "약\x00드세요"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "text_invalid_characters"

@@ -1,11 +1,13 @@
 """Files are written to a temp name and renamed: never half-written, never left over."""
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
 
-from voice_tts.storage import AtomicFileSystemStorage
+from voice_tts.storage import AtomicFileSystemStorage, storage_partials_remove
 
 
 def test_save_writes_whole_file_and_leaves_no_temp(tmp_path):
@@ -35,7 +37,8 @@ def test_failed_write_leaves_previous_file_and_no_temp(tmp_path):
     with pytest.raises(OSError):
         storage.save("a.wav", Exploding(b"ignored"))
     assert (tmp_path / "a.wav").read_bytes() == b"complete"
-    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["a.wav"]
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == [".partial", "a.wav"]
+    assert list((tmp_path / ".partial").iterdir()) == []
 
 
 def test_traversal_is_refused(tmp_path):
@@ -43,3 +46,16 @@ def test_traversal_is_refused(tmp_path):
     with pytest.raises(Exception, match="(?i)path|detected"):
         storage.save("../escape.wav", ContentFile(b"x"))
     assert not (tmp_path.parent / "escape.wav").exists()
+
+
+def test_partials_of_dead_writers_are_removed_once_old(tmp_path):
+    storage = AtomicFileSystemStorage(location=tmp_path)
+    storage.partial_dir.mkdir()
+    abandoned = storage.partial_dir / "tmp-abc.wav"  # what a SIGKILLed writer leaves
+    abandoned.write_bytes(b"half")
+    os.utime(abandoned, (time.time() - 3600, time.time() - 3600))
+    in_progress = storage.partial_dir / "tmp-def.wav"
+    in_progress.write_bytes(b"being written")
+
+    assert storage_partials_remove(storage=storage, older_than_seconds=600) == 1
+    assert not abandoned.exists() and in_progress.exists()

@@ -12,11 +12,14 @@ import soundfile as sf
 
 from tests.voice_signals import harmonic_voice
 from workers.voice_match import (
+    PITCH_TOLERANCE_LOG,
     VOICE_MATCH_VERSION,
     VoiceMatchError,
     analysis_sidecar_path,
+    pitch_gap_log,
     reference_analysis,
     voice_analyse,
+    voice_distance,
     voice_match_apply,
     warp_factor_fit,
 )
@@ -101,3 +104,19 @@ def test_silent_or_missing_reference_is_an_error(tmp_path: Path) -> None:
     not_audio.write_bytes(b"hello")
     with pytest.raises(VoiceMatchError):
         reference_analysis(not_audio)
+
+
+def test_analysis_has_a_mel_cepstrum_that_tells_formants_apart() -> None:
+    base = voice_analyse(harmonic_voice(150.0, formant_scale=1.0, seed=5), SR)
+    same = voice_analyse(harmonic_voice(150.0, formant_scale=1.0, seed=6), SR)
+    other = voice_analyse(harmonic_voice(150.0, formant_scale=1.2, seed=7), SR)
+    assert len(base.cepstrum) == 15
+    assert voice_distance(same, base) < voice_distance(other, base)
+
+
+def test_voice_distance_counts_pitch() -> None:
+    ref = voice_analyse(harmonic_voice(200.0, seed=8), SR)
+    near = voice_analyse(harmonic_voice(210.0, seed=9), SR)
+    far = voice_analyse(harmonic_voice(120.0, seed=10), SR)
+    assert voice_distance(near, ref) < voice_distance(far, ref)
+    assert pitch_gap_log(near, ref) < PITCH_TOLERANCE_LOG < pitch_gap_log(far, ref)

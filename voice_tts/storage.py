@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage
+
+PARTIAL_DIR = ".partial"
 
 
 class AtomicFileSystemStorage(FileSystemStorage):
@@ -26,10 +29,18 @@ class AtomicFileSystemStorage(FileSystemStorage):
         validate_file_name(name, allow_relative_path=True)
         return name
 
+    @property
+    def partial_dir(self) -> Path:
+        # Temp files live in one folder of the same file system (so os.replace is atomic)
+        # where a writer killed mid-write (SIGKILL, OOM) leaves its garbage for the
+        # sweeper, never next to the real files.
+        return Path(self.location) / PARTIAL_DIR
+
     def _save(self, name: str, content: File) -> str:
         full_path = Path(self.path(name))
         full_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=full_path.parent, prefix=".tmp-", suffix=full_path.suffix)
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.partial_dir, prefix="tmp-", suffix=full_path.suffix)
         try:
             with os.fdopen(fd, "wb") as out:
                 if hasattr(content, "seek"):
@@ -45,3 +56,23 @@ class AtomicFileSystemStorage(FileSystemStorage):
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return name
+
+
+def storage_partials_remove(*, storage: object, older_than_seconds: float) -> int:
+    """Remove temp files abandoned by writers that died mid-write; returns how many.
+
+    Only files older than any write can take (the task hard time limit) are touched.
+    """
+    partial_dir = getattr(storage, "partial_dir", None)
+    if partial_dir is None or not partial_dir.exists():
+        return 0
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for path in partial_dir.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # finished (renamed) or removed meanwhile
+    return removed

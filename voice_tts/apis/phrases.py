@@ -6,11 +6,14 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.utils.http import parse_etags
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.jobs import JobTextField
+from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
 from voice_tts.models import ReminderPhrase
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.phrases import PHRASE_MAX_TIMES, phrase_bundle, phrase_create, phrase_delete, phrase_update
@@ -26,19 +29,78 @@ class PhraseOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
+    class Meta:
+        ref_name = "Phrase"
+
     def get_daily(self, phrase: ReminderPhrase) -> bool:
         return not phrase.times
 
 
+@extend_schema_field({
+    "type": "string",
+    # What the formats below accept (not OpenAPI's `time`, which wants an offset: "08:00:00Z").
+    "pattern": "^([01]?[0-9]|2[0-3]):[0-5]?[0-9](:[0-5]?[0-9])?$",
+    "example": "08:00",
+})
+class PhraseTimeField(serializers.TimeField):
+    """A local time of day, "HH:MM" (or "HH:MM:SS"; the seconds are dropped)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(input_formats=["%H:%M", "%H:%M:%S"], **kwargs)
+
+
 class PhraseInputSerializer(serializers.Serializer):
     # Whitespace and emptiness are judged by the service (same codes as jobs).
-    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=20000)
+    text = JobTextField(allow_blank=True, trim_whitespace=False, max_length=20000)
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
     # Local times of day ("08:00"); empty or absent: daily, no fixed time.
-    times = serializers.ListField(
-        child=serializers.TimeField(input_formats=["%H:%M", "%H:%M:%S"]), default=list, max_length=PHRASE_MAX_TIMES
-    )
+    times = serializers.ListField(child=PhraseTimeField(), default=list, max_length=PHRASE_MAX_TIMES)
     is_active = serializers.BooleanField(default=True)
+
+    class Meta:
+        ref_name = "PhraseInput"
+
+
+class PhraseBundleEntrySerializer(serializers.Serializer):
+    """One phrase of `services.phrases.phrase_bundle`; the clip fields are null while `pending`."""
+
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES)
+    times = serializers.ListField(child=serializers.CharField(), help_text='Local "HH:MM"; empty: daily.')
+    status = serializers.ChoiceField(
+        choices=["ready", "stale", "pending"],
+        help_text="`ready`: clip of the current voice and model; `stale`: of the current voice from older "
+        "weights; `pending`: no clip yet (speak the local fallback).",
+    )
+    cache_key = serializers.CharField(allow_null=True)
+    audio_url = serializers.URLField(allow_null=True)
+    sha256 = serializers.CharField(allow_null=True, help_text="Hex sha256 of the WAV at `audio_url`.")
+    duration_seconds = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        ref_name = "PhraseBundleEntry"
+
+
+class PhraseBundleSerializer(serializers.Serializer):
+    """Describes `services.phrases.phrase_bundle`'s body."""
+
+    voice_id = serializers.UUIDField(allow_null=True, help_text="The active voice; null before one is enrolled.")
+    engine = serializers.CharField()
+    model_version = serializers.CharField(allow_null=True, help_text="Null until a worker has loaded the engine.")
+    timezone = serializers.CharField(help_text="The zone `times` are local to.")
+    phrases = PhraseBundleEntrySerializer(many=True, help_text="Active phrases only, oldest first.")
+
+    class Meta:
+        ref_name = "PhraseBundle"
+
+
+_PHRASE_WRITE_ERROR_TEXTS = {
+    400: "Invalid input: `text_empty`, `text_too_long`, `text_invalid_characters`, `text_unspeakable`, "
+    "or `invalid_input` with `fields` (e.g. an unknown `language`, a bad or 25th time in `times`).",
+    409: "You already have a phrase with this text and language (`phrase_exists`).",
+    415: "Unsupported `Content-Type` (`unsupported_media_type`); send JSON.",
+}
 
 
 def _owned_phrase(request: Request, phrase_id: int) -> ReminderPhrase:
@@ -47,10 +109,25 @@ def _owned_phrase(request: Request, phrase_id: int) -> ReminderPhrase:
 
 
 class PhraseCollectionApi(APIView):
+    @extend_schema(
+        operation_id="phrases_list",
+        responses={
+            200: inline_serializer("PhraseList", {"results": PhraseOutputSerializer(many=True)}),
+            **error_responses(401),
+        },
+    )
     def get(self, request: Request) -> Response:
         phrases = ReminderPhrase.objects.filter(owner=request.user).order_by("id")
         return Response({"results": PhraseOutputSerializer(phrases, many=True).data})
 
+    @extend_schema(
+        operation_id="phrases_create",
+        request={"application/json": PhraseInputSerializer},
+        responses={
+            201: PhraseOutputSerializer,
+            **error_responses(400, 401, 409, 415, descriptions=_PHRASE_WRITE_ERROR_TEXTS),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = PhraseInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -59,9 +136,20 @@ class PhraseCollectionApi(APIView):
 
 
 class PhraseDetailApi(APIView):
+    @extend_schema(
+        operation_id="phrases_retrieve", responses={200: PhraseOutputSerializer, **error_responses(401, 404)}
+    )
     def get(self, request: Request, phrase_id: int) -> Response:
         return Response(PhraseOutputSerializer(_owned_phrase(request, phrase_id)).data)
 
+    @extend_schema(
+        operation_id="phrases_partial_update",
+        request={"application/json": PhraseInputSerializer},
+        responses={
+            200: PhraseOutputSerializer,
+            **error_responses(400, 401, 404, 409, 415, descriptions=_PHRASE_WRITE_ERROR_TEXTS),
+        },
+    )
     def patch(self, request: Request, phrase_id: int) -> Response:
         phrase = _owned_phrase(request, phrase_id)
         data = PhraseInputSerializer(data=request.data, partial=True)
@@ -69,6 +157,13 @@ class PhraseDetailApi(APIView):
         phrase = phrase_update(phrase=phrase, **data.validated_data)
         return Response(PhraseOutputSerializer(phrase).data)
 
+    @extend_schema(
+        operation_id="phrases_destroy",
+        responses={
+            204: OpenApiResponse(description="Deleted; its clip stays in the cache."),
+            **error_responses(401, 404),
+        },
+    )
     def delete(self, request: Request, phrase_id: int) -> Response:
         phrase_delete(phrase=_owned_phrase(request, phrase_id))
         return Response(status=204)
@@ -77,6 +172,15 @@ class PhraseDetailApi(APIView):
 class PhraseBundleApi(APIView):
     """GET: today's phrases with clip URL, sha256 and duration; If-None-Match -> 304."""
 
+    @extend_schema(
+        operation_id="phrases_bundle",
+        responses={
+            200: PhraseBundleSerializer,
+            304: OpenApiResponse(description="Unchanged since the `If-None-Match` tag: no body."),
+            **error_responses(401),
+        },
+        parameters=[IF_NONE_MATCH_HEADER, ETAG_HEADER],
+    )
     def get(self, request: Request) -> Any:
         bundle = phrase_bundle(owner_id=request.user.id, base_url=request.build_absolute_uri("/"))
         client_etags = parse_etags(request.headers.get("If-None-Match", ""))

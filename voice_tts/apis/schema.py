@@ -81,12 +81,11 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    """`{status: the error shape}` for `@extend_schema(responses=...)`; 405 is always possible."""
-    return {
-        status: OpenApiResponse(ApiErrorSerializer, description=_ERROR_DESCRIPTIONS[status])
-        for status in (*statuses, 405)
-    }
+def error_responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int, OpenApiResponse]:
+    """`{status: the error shape}` for `@extend_schema(responses=...)`; 405 is always possible.
+    `descriptions` replaces the generic text for an endpoint whose status means something else."""
+    texts = {**_ERROR_DESCRIPTIONS, **(descriptions or {})}
+    return {status: OpenApiResponse(ApiErrorSerializer, description=texts[status]) for status in (*statuses, 405)}
 
 
 def audio_response(description: str) -> dict[Any, Any]:
@@ -107,4 +106,21 @@ RETRY_AFTER_HEADER = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     response=[429],
     description="Seconds to wait before trying again.",
+)
+
+ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    type=str,
+    location=OpenApiParameter.HEADER,
+    response=[200, 304],
+    required=True,
+    description="Strong validator of the body; send it back as `If-None-Match`.",
+)
+
+IF_NONE_MATCH_HEADER = OpenApiParameter(
+    "If-None-Match",
+    type=str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="An `ETag` from an earlier answer (weak tags and `*` match too): unchanged -> 304 without a body.",
 )

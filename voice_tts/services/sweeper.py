@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db.models import Q
 from django.utils import timezone
 
 from voice_tts.models import Job, WebhookDelivery, WebhookStatus
 from voice_tts.services.jobs import job_enqueue, webhook_enqueue
+from voice_tts.storage import storage_partials_remove
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class SweepReport:
     released: int = 0
     failed: int = 0
     webhooks_resent: int = 0
+    partials_removed: int = 0
 
 
 def _fail_lost(job_ids: list, message: str) -> int:
@@ -88,6 +91,11 @@ def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
         webhook_enqueue(job_id=job_id)
         report.webhooks_resent += 1
 
-    if report.failed or report.requeued or report.released or report.webhooks_resent:
+    # Temp files of writers killed mid-write (older than any write may take).
+    report.partials_removed = storage_partials_remove(
+        storage=default_storage, older_than_seconds=settings.CELERY_TASK_TIME_LIMIT + settings.JOB_RUNNING_GRACE_SECONDS
+    )
+
+    if report.failed or report.requeued or report.released or report.webhooks_resent or report.partials_removed:
         logger.warning("sweep: %s", report)
     return report

@@ -12,7 +12,9 @@ Configuration (environment; read in load()):
   NEURAL_CPU_THREADS       onnxruntime intra-op threads (default: min(2, CPUs))
   NEURAL_CPU_VOICE_FEMALE  stock voice for higher-pitched references (default jf_alpha)
   NEURAL_CPU_VOICE_MALE    stock voice for lower-pitched references (default jm_kumo)
-  NEURAL_CPU_MATCH         1/0: adapt pitch and formants to the reference (default 1)
+  NEURAL_CPU_VOICES        stock voices blended into matching candidates
+                           (default jf_alpha,jf_tebukuro,jm_kumo)
+  NEURAL_CPU_MATCH         1/0: pick the closest voice blend, adapt pitch if still far (default 1)
   NEURAL_CPU_CACHE_DIR     where the joined model lives (default <DATA_DIR>/models/kokoro)
 """
 
@@ -49,6 +51,12 @@ _SENTENCE_PAUSE_S = 0.30
 _TRUE = {"1", "true", "yes", "on"}
 # The phrase used to measure each stock voice's own pitch, once per process.
 _PROBE_TEXT = "약 드실 시간입니다."
+# The phrase used to analyse every matching candidate (pitch and timbre), cached on disk.
+_CANDIDATE_PROBE_TEXT = "안녕하세요. 약 드실 시간입니다. 물 한 컵과 함께 드세요."
+_CANDIDATE_VOICES = "jf_alpha,jf_tebukuro,jm_kumo"
+# Blend weights in quarters: every mix of the stock voices whose weights sum to 1.
+_BLEND_STEPS = 4
+_CANDIDATES_VERSION = "cand-1"
 _PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -147,6 +155,9 @@ class NeuralCpuEngine:
         self._vocab: dict[str, int] = {}
         self._voices: dict[str, np.ndarray] = {}
         self._voice_f0: dict[str, float] = {}
+        self.candidate_voices: list[str] = []
+        # name of a stock voice or blend -> its WORLD analysis (pitch, timbre)
+        self._candidates: dict[str, Any] = {}
         # onnxruntime sessions are thread-safe, but the worker runs one job at a time and
         # the F0 probe must not run twice; a lock keeps both simple.
         self._lock = threading.Lock()
@@ -171,7 +182,9 @@ class NeuralCpuEngine:
         voices_path = data / "voices_ja.npz"
         with np.load(voices_path) as npz:
             self._voices = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
-        for voice in (self.voice_female, self.voice_male):
+        self.candidate_voices = [v.strip() for v in os.environ.get("NEURAL_CPU_VOICES", _CANDIDATE_VOICES).split(",")
+                                 if v.strip()]
+        for voice in (self.voice_female, self.voice_male, *self.candidate_voices):
             if voice not in self._voices:
                 raise EngineNotReady("bad_config", f"unknown Kokoro voice {voice!r}; have {sorted(self._voices)}")
 
@@ -192,13 +205,17 @@ class NeuralCpuEngine:
         from workers.voice_match import VOICE_MATCH_VERSION
 
         voices_sha = _sha256_file(voices_path)[:10]
+        # The candidate set decides which blend speaks, so it is part of the version too.
+        cand_sha = hashlib.sha256(",".join(self.candidate_voices).encode()).hexdigest()[:6]
         self.model_version = (
             f"kokoro82m-int8-{model_sha[:10]}+voices-{voices_sha}+{PHONEME_RULES_VERSION}+{VOICE_MATCH_VERSION}"
+            f"+{_CANDIDATES_VERSION}-{cand_sha}"
         )
         if self.match_enabled:
-            # Measure the stock voices' pitch now (~1 s) rather than in the first job.
-            for voice in (self.voice_female, self.voice_male):
-                self.voice_pitch_hz(voice)
+            # Analyse the matching candidates now (cached on disk: ~15 s the first time on
+            # 2 cores, instant after) rather than in the first job.
+            self._candidates_load(cache_dir / f"candidates-{_CANDIDATES_VERSION}-{VOICE_MATCH_VERSION}-"
+                                              f"{voices_sha}-{PHONEME_RULES_VERSION}.json")
         logger.info("neural_cpu loaded: %s, %d threads, stock F0 %s", self.model_version, threads, self._voice_f0)
 
     # --- synthesis --------------------------------------------------------------------
@@ -263,6 +280,56 @@ class NeuralCpuEngine:
                 self._voice_f0[voice] = voice_analyse(audio, SAMPLE_RATE).f0_median_hz
             return self._voice_f0[voice]
 
+    # --- matching candidates: stock voices and their blends ------------------------------------
+
+    def _candidates_load(self, cache_file: Path) -> None:
+        """Register every blend of the candidate voices and analyse each one (cached in `cache_file`)."""
+        from dataclasses import asdict
+
+        from workers.voice_match import VoiceAnalysis, voice_analyse
+
+        names = blend_names(self.candidate_voices, _BLEND_STEPS)
+        for name in names:
+            if name not in self._voices:
+                self._voices[name] = self._blend_style(name)
+        stored: dict[str, Any] = {}
+        try:
+            stored = json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stored = {}
+        analyses: dict[str, Any] = {}
+        fresh = False
+        for name in names:
+            try:
+                analyses[name] = VoiceAnalysis(**stored[name])
+                continue
+            except (KeyError, TypeError):
+                pass
+            audio = self._render(speech_phonemes(_CANDIDATE_PROBE_TEXT, "ko"), name, 1.0)
+            analyses[name] = voice_analyse(audio, SAMPLE_RATE)
+            fresh = True
+        self._candidates = analyses
+        if fresh:
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                tmp.write_text(json.dumps({k: asdict(v) for k, v in analyses.items()}), encoding="utf-8")
+                os.replace(tmp, cache_file)
+            except OSError as exc:
+                logger.warning("neural_cpu: cannot cache the voice analyses in %s: %s", cache_file, exc)
+                tmp.unlink(missing_ok=True)
+
+    def _blend_style(self, name: str) -> np.ndarray:
+        parts = [p.split("=") for p in name.split("+")]
+        return sum(float(w) * self._voices[v] for v, w in parts).astype(np.float32)
+
+    def voice_for_reference(self, analysis: Any) -> str:
+        """The candidate (stock voice or blend) closest to the reference in timbre and pitch."""
+        from workers.voice_match import voice_distance
+
+        if not self._candidates:
+            return self.voice_for_pitch(analysis.f0_median_hz)
+        return min(self._candidates, key=lambda name: voice_distance(self._candidates[name], analysis))
+
     def voice_for_pitch(self, f0_median_hz: float) -> str:
         """The stock voice (female or male) whose own F0 is closest to the reference's, in log Hz."""
         candidates = [self.voice_female, self.voice_male]
@@ -284,7 +351,13 @@ class NeuralCpuEngine:
         speed = float(np.clip(float(params.get("speed", 1.0) or 1.0), _SPEED_MIN, _SPEED_MAX))
         # params["seed"] is accepted and ignored: Kokoro and WORLD are deterministic.
 
-        from workers.voice_match import VoiceMatchError, reference_analysis, voice_match_apply
+        from workers.voice_match import (
+            PITCH_TOLERANCE_LOG,
+            VoiceMatchError,
+            pitch_gap_log,
+            reference_analysis,
+            voice_match_apply,
+        )
 
         analysis = None
         if self.match_enabled:
@@ -292,7 +365,7 @@ class NeuralCpuEngine:
                 analysis = reference_analysis(Path(reference))
             except VoiceMatchError as exc:
                 raise EngineError("reference_unusable", f"cannot analyse the reference voice: {exc}") from exc
-        voice = self.voice_for_pitch(analysis.f0_median_hz) if analysis else self.voice_female
+        voice = self.voice_for_reference(analysis) if analysis else self.voice_female
 
         try:
             phonemes = self.phonemes(text, language)
@@ -302,9 +375,33 @@ class NeuralCpuEngine:
             raise EngineError("empty_text", "nothing speakable in the text")
         with self._lock:
             audio = self._render(phonemes, voice, speed)
-        if analysis is not None and audio.size:
+        # WORLD only when even the closest blend is still far from the reference's pitch
+        # (a very low or very high voice): it costs time and quality, so it is the exception.
+        chosen = self._candidates.get(voice)
+        if analysis is not None and audio.size and (
+            chosen is None or pitch_gap_log(chosen, analysis) > PITCH_TOLERANCE_LOG
+        ):
             audio = voice_match_apply(audio, SAMPLE_RATE, analysis)
         return audio.astype(np.float32), SAMPLE_RATE
+
+
+def blend_names(voices: list[str], steps: int) -> list[str]:
+    """Every mix of `voices` with weights in 1/steps that sum to 1, e.g. "jf_alpha=0.75+jm_kumo=0.25".
+
+    A pure voice keeps its own name, so the stock voices stay addressable as before.
+    """
+    import itertools
+
+    names: list[str] = []
+    for weights in itertools.product(range(steps + 1), repeat=len(voices)):
+        if sum(weights) != steps:
+            continue
+        parts = [(v, w) for v, w in zip(voices, weights, strict=True) if w]
+        if len(parts) == 1:
+            names.append(parts[0][0])
+        else:
+            names.append("+".join(f"{v}={w / steps:g}" for v, w in parts))
+    return names
 
 
 def _trim_silence(audio: np.ndarray, threshold: float = 0.01, pad_s: float = 0.03) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 # Part of the engine's model_version: bump when a rule changes what Kokoro is fed.
-PHONEME_RULES_VERSION = "ko-rules-4"
+PHONEME_RULES_VERSION = "ko-rules-5"
 
 _STRESS = "ˈˌ"
 _S = f"[{_STRESS}]*"  # stress marks are transparent to assimilation
@@ -62,10 +62,31 @@ def korean_phonemes_fix(phonemes: str) -> str:
 KOREAN_RESPELLINGS = {"여덟": "여덜"}
 
 
+_HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
+
+# ㄴ-insertion (표준 발음법 제29항): in a compound whose second part starts with 야/여/요/유/이,
+# an [n] is inserted after a first part that ends in a consonant. 약 ("medicine") is the
+# compound part every reminder has: 혈압약 [혀람냑], 아침약 [아침냑], 두통약 [두통냑].
+# Only after a first part of two or more syllables: one-syllable Sino-Korean words such as
+# 절약 [저략], 한약 [하냑], 농약 [농약] are single words, not compounds, and have no [n].
+# espeak-ng reads the respelled 냑 and the nasal-assimilation rule below then gives [mɲ]/[ŋɲ].
+_N_INSERTION_RE = re.compile(r"(?<![가-힣])([가-힣]+[가-힣])약")
+
+
+def _has_final_consonant(syllable: str) -> bool:
+    code = ord(syllable)
+    return _HANGUL_FIRST <= code <= _HANGUL_LAST and (code - _HANGUL_FIRST) % 28 != 0
+
+
+def _n_insert(match: re.Match[str]) -> str:
+    stem = match.group(1)
+    return stem + ("냑" if _has_final_consonant(stem[-1]) else "약")
+
+
 def korean_respell(text: str) -> str:
     for written, said in KOREAN_RESPELLINGS.items():
         text = text.replace(written, said)
-    return text
+    return _N_INSERTION_RE.sub(_n_insert, text)
 
 
 # Kokoro learnt Japanese and English, not Korean: these map corrected Korean IPA onto the
