@@ -41,9 +41,13 @@ class UserRateThrottle(SimpleRateThrottle):
         ident = self.get_cache_key(request, view)
         if ident is None:
             return True
+        get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
+        if get_client is None:
+            # Not Django's RedisCache (a deployment's own cache backend): DRF's sliding log.
+            return super().allow_request(request, view)
         key = cache.make_and_validate_key(ident)
         try:
-            client = cache._cache.get_client(key, write=True)
+            client = get_client(key, write=True)
             pipe = client.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, int(self.duration), nx=True)
@@ -59,6 +63,8 @@ class UserRateThrottle(SimpleRateThrottle):
         return False
 
     def wait(self) -> float | None:
+        if self._wait is None and hasattr(self, "history"):
+            return super().wait()  # the sliding-log fallback filled DRF's own state
         return self._wait
 
 
