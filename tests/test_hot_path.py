@@ -121,3 +121,14 @@ def test_values_json_equals_model_json(alice, cached_clip, state):
     row = Job.objects.filter(id=job.id).values(*JOB_VALUES_FIELDS).get()
     base = "http://example.org/"
     assert job_representation_values(row, base_url=base) == job_representation(job, base_url=base)
+
+
+def test_throttle_without_redis_cache_falls_back_to_drf(alice_api, cached_clip, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "hot-path-throttle"}}
+    settings.THROTTLE_RATES = {"jobs": "2/min", "uploads": "2/hour"}
+    codes = [alice_api.post("/api/tts/jobs/", {"text": TEXT, "language": "en"}, format="json").status_code
+             for _ in range(3)]
+    assert codes[:2] == [200, 200] and codes[2] == 429
+    limited = alice_api.post("/api/tts/jobs/", {"text": TEXT, "language": "en"}, format="json")
+    assert 0 < int(limited["Retry-After"]) <= 60
