@@ -140,6 +140,13 @@ def api_one(session: requests.Session, url: str, text: str, reference: Path) -> 
     return time.perf_counter() - start, response.content if ok else None, "" if ok else f"HTTP {response.status_code}"
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def pcm_digest(wav: bytes) -> str:
     """Digest of the samples (headers may differ between the two servers' WAV writers)."""
     import io
@@ -233,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             def theirs(text: str) -> tuple[float, bytes | None, str]:
                 return api_one(requests.Session(), api.url, text, reference)
 
+            worker_pid = next(int(w["pid"]) for w in stack.workers() if w.get("ready"))
+            rss_start = {"ours (worker)": rss_mb(worker_pid), "api_v2": rss_mb(api.proc.pid)}
             probe_job = client.post_job("준비 운동 문장입니다.", language="ko", params={"seed": SEED}).json()["id"]
             print(f"\n1. {len(distinct)} distinct phrases")
             with Probe({"health": stack.base_url + "/api/tts/health/",
@@ -258,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             api_wall2, api_res2 = run_concurrent(theirs, repeated, args.clients)
             report("api_v2", api_wall2, api_res2)
             print(f"  wall ratio api_v2/ours {api_wall2 / ours_wall2:.2f}x (target >= 1.8)")
+
+            rss_end = {"ours (worker)": rss_mb(worker_pid), "api_v2": rss_mb(api.proc.pid)}
+            print("\nRSS of the process holding the model, after warm-up -> after both runs (same inputs):")
+            for name in rss_start:
+                print(f"  {name:<14} {rss_start[name]:7.1f} -> {rss_end[name]:7.1f} MB "
+                      f"({rss_end[name] - rss_start[name]:+.1f} MB)")
 
             if not args.no_mixup_check:
                 texts = sorted(set(distinct) | set(half))
