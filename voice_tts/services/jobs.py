@@ -19,7 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from voice_tts.errors import ServiceError
-from voice_tts.models import Job, Voice, WebhookStatus
+from voice_tts.models import Clip, Job, Voice, WebhookStatus
 from voice_tts.services.clips import clip_cache_key, clip_lookup, clip_store, clip_touch, clips_evict_over_quota
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.services.voices import voice_reference_path
@@ -82,32 +82,30 @@ def job_create(
     text = job_text_normalise(text=text)
     if language not in SUPPORTED_LANGUAGES:
         raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
-    voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
-    if voice is None:
+    # The hot path of every request (cache hits included): ids and the few fields the
+    # answer needs, no full model instances.
+    voice_id = Voice.objects.filter(owner_id=owner_id, is_active=True).values_list("id", flat=True).first()
+    if voice_id is None:
         raise ServiceError("no_active_voice", "Upload a voice sample first (POST /api/tts/voices/).")
     if webhook_url:
         webhook_url_check(url=webhook_url, owner_id=owner_id)
-    webhook_status = WebhookStatus.PENDING if webhook_url else ""
+    fields = dict(owner_id=owner_id, voice_id=voice_id, text=text, language=language, params=params,
+                  webhook_url=webhook_url)
 
     engine = settings.TTS_ENGINE
     model_version = status.engine_version_current(engine=engine)
     if use_cache and model_version:
         key = clip_cache_key(
-            voice_id=voice.id, text=text, language=language, engine=engine, model_version=model_version, params=params
+            voice_id=voice_id, text=text, language=language, engine=engine, model_version=model_version, params=params
         )
-        clip = clip_lookup(owner_id=owner_id, cache_key=key)
+        clip = Clip.objects.filter(owner_id=owner_id, cache_key=key).only("id", "duration_seconds").first()
         if clip is not None:
             now = timezone.now()
             with transaction.atomic():
                 job = Job.objects.create(
-                    owner_id=owner_id,
-                    voice_id=voice.id,
-                    text=text,
-                    language=language,
-                    params=params,
+                    **fields,
                     use_cache=True,
-                    webhook_url=webhook_url,
-                    webhook_status=webhook_status,
+                    webhook_status=WebhookStatus.PENDING if webhook_url else "",
                     status=Job.Status.SUCCEEDED,
                     cache_hit=True,
                     cache_key=key,
@@ -122,16 +120,7 @@ def job_create(
             return job
 
     with transaction.atomic():
-        job = Job.objects.create(
-            owner_id=owner_id,
-            voice_id=voice.id,
-            text=text,
-            language=language,
-            params=params,
-            use_cache=use_cache,
-            webhook_url=webhook_url,
-            queue=queue or "",
-        )
+        job = Job.objects.create(**fields, use_cache=use_cache, queue=queue or "")
         transaction.on_commit(lambda: job_enqueue(job_id=job.id))
     return job
 
