@@ -12,4 +12,4 @@ RUN useradd --system --uid 10001 --home-dir /app carepill \
     && chown carepill /app/media /app/var
 USER carepill
 EXPOSE 8000
-CMD ["gunicorn", "medicine_project.wsgi:application", "--bind", "0.0.0.0:8000"]
+CMD ["gunicorn", "medicine_project.wsgi:application", "-c", "medicine_project/gunicorn_conf.py", "--bind", "0.0.0.0:8000"]

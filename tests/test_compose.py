@@ -66,6 +66,8 @@ def test_every_service_has_a_healthcheck_and_a_known_command():
         elif argv[0] == "gunicorn":
             module, attr = argv[1].split(":")
             assert hasattr(import_module(module), attr)
+            if "-c" in argv:
+                assert (ROOT / option(argv, "-c")).is_file(), argv
         else:
             raise AssertionError(f"{name}: unexpected command {argv}")
 
