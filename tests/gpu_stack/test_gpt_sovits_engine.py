@@ -17,8 +17,10 @@ from workers.engines.base import EngineError, EngineNotReady
 from workers.engines.gpt_sovits import SHARED_FILES, V2_GPT, V2_SOVITS, GptSovitsEngine, fingerprint
 
 SAMPLE_RATE = 32000  # v2 speaks at 32 kHz
-# The tiny GPT caps each sentence at max_sec=8 s of tokens; real models stop far earlier.
-MAX_SECONDS_PER_SENTENCE = 9.0
+# The tiny GPT never learnt to stop: the package caps it at early_stop_num = hz (50) * max_sec (8)
+# = 400 tokens, which at 25 tokens/s is 16 s per sentence (+ the fragment pause). Real models stop
+# far earlier.
+MAX_SECONDS_PER_SENTENCE = 17.0
 
 
 def check_audio(samples: np.ndarray, sample_rate: int, *, sentences: int) -> float:

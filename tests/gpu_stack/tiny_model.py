@@ -1,4 +1,4 @@
-"""Build a TINY random-weight GPT-SoVITS v2 model in the real release layout and checkpoint format.
+"""Build a TINY random-weight GPT-SoVITS v2 (or v2Pro) model in the real release layout and format.
 
 No weights can be downloaded here, so the tests exercise the real loading and inference code on
 weights we make: the package's own module classes with small configs, saved exactly as the official
@@ -6,10 +6,12 @@ release files are (same names, same dict layout, the SoVITS version head). The a
 noise; tests check shape, rate, bounds and determinism, never quality.
 
 Sizes that the inference code hard-wires and must be kept: HuBERT hidden_size 768, SoVITS
-hidden_channels 192 and gin_channels 512, BERT hidden_size 1024.
+hidden_channels 192 and gin_channels 512 (v2Pro: 1024, its release config), BERT hidden_size 1024,
+and v2Pro's speaker-verification ERes2NetV2 at its full size (`sv.SV` builds it with fixed
+arguments; about 100 MB even in fp16, by far the largest file of the tiny v2Pro set).
 
 Usable as a script too (for the api_v2 server test, the benchmark, a manual try):
-    python -m tests.gpu_stack.tiny_model /tmp/tiny-gsv
+    python -m tests.gpu_stack.tiny_model /tmp/tiny-gsv [--version v2Pro]
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ GPT_REL = "gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckp
 SOVITS_REL = "gsv-v2final-pretrained/s2G2333k.pth"
 HUBERT_REL = "chinese-hubert-base"
 BERT_REL = "chinese-roberta-wwm-ext-large"
+# v2Pro release names (lj1995/GPT-SoVITS): its own GPT and SoVITS, plus the speaker-verification model.
+V2PRO_GPT_REL = "s1v3.ckpt"
+V2PRO_SOVITS_REL = "v2Pro/s2Gv2Pro.pth"
+V2PRO_SV_REL = "sv/pretrained_eres2netv2w24s4ep4.ckpt"
+# SoVITS version heads (process_ckpt.py): b"01" = v2, b"05" = v2Pro.
+SOVITS_HEADS = {"v2": b"01", "v2Pro": b"05"}
 
 
 def _package_modules() -> dict[str, Any]:
@@ -35,7 +43,9 @@ def _package_modules() -> dict[str, Any]:
     from workers.engines.gpt_sovits import prepare_import_path
 
     prepare_import_path()
+    import sv  # noqa: F401  (puts GPT_SoVITS/eres2net on sys.path, as the engine's load does)
     from AR.models.t2s_lightning_module import Text2SemanticLightningModule
+    from ERes2NetV2 import ERes2NetV2
     from feature_extractor.cnhubert import HubertInferenceModel
     from module.models import SynthesizerTrn
     from text import symbols2
@@ -46,6 +56,7 @@ def _package_modules() -> dict[str, Any]:
         "hubert": HubertInferenceModel,
         "sovits": SynthesizerTrn,
         "bert": BertForMaskedLM,
+        "eres2netv2": ERes2NetV2,
         "n_phonemes": len(symbols2.symbols),
     }
 
@@ -61,16 +72,26 @@ def _half(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def build_tiny_model(dest: Path, seed: int = 0) -> Path:
-    """Write a tiny v2 model under `dest` (created) and return `dest`."""
+def build_tiny_model(dest: Path, seed: int = 0, version: str = "v2") -> Path:
+    """Write a tiny `version` ("v2" or "v2Pro") model under `dest` (created) and return `dest`.
+
+    v2Pro = the same tiny GPT, a SoVITS built as v2Pro (speaker-embedding projection, gin 1024 as
+    in the release's s2v2Pro.json, head b"05") and a random-weight speaker-verification
+    ERes2NetV2 under sv/. Its names are v2Pro's release names, so the engine picks v2Pro there.
+    """
     from types import SimpleNamespace
 
     import torch
 
+    if version not in SOVITS_HEADS:
+        raise ValueError(f"tiny model version must be one of {sorted(SOVITS_HEADS)}, got {version!r}")
+    pro = version == "v2Pro"
+    gpt_rel, sovits_rel = (V2PRO_GPT_REL, V2PRO_SOVITS_REL) if pro else (GPT_REL, SOVITS_REL)
     mods = _package_modules()
     torch.manual_seed(seed)
     dest = Path(dest)
-    (dest / "gsv-v2final-pretrained").mkdir(parents=True, exist_ok=True)
+    for rel in (gpt_rel, sovits_rel):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
 
     # --- GPT (s1): {"config", "weight"} with Lightning-style "model.*" keys ---------------------
     s1_config = {
@@ -100,9 +121,9 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
         t2s = mods["t2s"](s1_config, "****", is_train=False)
     finally:
         t2s_model_module._build_multiclass_accuracy_for_training = build_metric
-    torch.save({"config": s1_config, "weight": t2s.state_dict()}, dest / GPT_REL)
+    torch.save({"config": s1_config, "weight": t2s.state_dict()}, dest / gpt_rel)
 
-    # --- SoVITS (s2): {"weight", "config", "info"}, first two bytes replaced by b"01" (= v2) -----
+    # --- SoVITS (s2): {"weight", "config", "info"}, first two bytes replaced by the version head --
     s2_config = {
         "train": {"segment_size": 20480},
         "data": {
@@ -130,7 +151,7 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
             "upsample_kernel_sizes": [16, 16, 8, 2, 2],
             "n_layers_q": 1,
             "use_spectral_norm": False,
-            "gin_channels": 512,
+            "gin_channels": 1024 if pro else 512,  # the release configs: s2v2Pro.json / s2.json
             "semantic_frame_rate": "25hz",
             "freeze_quantizer": True,
         },
@@ -139,7 +160,7 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
         s2_config["data"]["filter_length"] // 2 + 1,
         s2_config["train"]["segment_size"] // s2_config["data"]["hop_length"],
         n_speakers=s2_config["data"]["n_speakers"],
-        version="v2",
+        version=version,
         **s2_config["model"],
     )
     # The release drops the training-only posterior encoder and stores fp16 (half the disk).
@@ -155,7 +176,16 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
             weight[key] = torch.ones_like(weight[key])
     buf = io.BytesIO()
     torch.save({"weight": weight, "config": s2_config, "info": "tiny-random"}, buf)
-    (dest / SOVITS_REL).write_bytes(b"01" + buf.getvalue()[2:])
+    (dest / sovits_rel).write_bytes(SOVITS_HEADS[version] + buf.getvalue()[2:])
+
+    if pro:
+        # --- speaker verification: a bare ERes2NetV2 state dict, as sv.SV loads it (strict) ------
+        # sv.SV hard-wires ERes2NetV2(baseWidth=24, scale=4, expansion=4) with the class defaults
+        # (m_channels 64, num_blocks [3, 4, 6, 3], 80 mel bins), and SoVITS's sv_emb projection
+        # expects its 20480-wide output: it cannot be made smaller, only random.
+        sv_net = mods["eres2netv2"](baseWidth=24, scale=4, expansion=4)
+        (dest / V2PRO_SV_REL).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(_half(sv_net.state_dict()), dest / V2PRO_SV_REL)  # fp16: half the disk; loads as fp32
 
     # --- HuBERT: config.json + preprocessor_config.json + pytorch_model.bin ----------------------
     pretrained = _package_pretrained_dir()
@@ -213,9 +243,10 @@ def write_reference_wav(path: Path, seconds: float = 4.0, sample_rate: int = 320
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dest", type=Path, help="directory to write the model into")
+    parser.add_argument("--version", choices=sorted(SOVITS_HEADS), default="v2")
     parser.add_argument("--reference", type=Path, help="also write a 4 s synthetic reference WAV here")
     args = parser.parse_args(argv)
-    build_tiny_model(args.dest)
+    build_tiny_model(args.dest, version=args.version)
     if args.reference:
         write_reference_wav(args.reference)
     print(args.dest)
