@@ -17,7 +17,6 @@ there are no recordings of real people in this repository, and none are download
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
 import os
 import platform
@@ -63,62 +62,11 @@ REFERENCE_TEXT = "안녕하세요, 엄마예요. 오늘도 건강하게 지내�
 # --- engines --------------------------------------------------------------------------
 
 
-class EspeakCtypesEngine:
-    """Fallback espeak-ng synthesis for when the espeak engine is not importable.
+def engine_load(name: str):  # noqa: ANN201
+    """The service's own engine, built through its registry and loaded once."""
+    from workers.engines.registry import engine_build
 
-    Same library and lock as the phonemiser; no voice matching (espeak is the fallback).
-    """
-
-    name = "espeak(bench ctypes)"
-
-    def load(self) -> None:
-        from workers.speech_text.espeak_phonemes import ESPEAK_LOCK, espeak_library
-
-        with ESPEAK_LOCK:
-            self._lib = espeak_library()
-        self._chunks: list[np.ndarray] = []
-        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-
-        def on_audio(wav, count, events):  # noqa: ANN001 - ctypes signature
-            if count > 0:
-                self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
-            return 0
-
-        self._callback = callback_type(on_audio)  # keep a reference: ctypes must not free it
-        self._lib.espeak_SetSynthCallback(self._callback)
-        self._lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-
-    def synthesize(self, text, language, reference, transcript, params):  # noqa: ANN001, ANN201
-        from workers.speech_text.espeak_phonemes import ESPEAK_LOCK
-
-        voice = {"ko": b"ko", "en": b"en-us"}[language]
-        data = text_normalise_for_speech(text, language).encode("utf-8") + b"\0"
-        with ESPEAK_LOCK:
-            self._chunks = []
-            self._lib.espeak_SetVoiceByName(voice)
-            self._lib.espeak_Synth(data, len(data), 0, 0, 0, 1, None, None)  # 1 = espeakCHARS_UTF8
-            self._lib.espeak_Synchronize()
-            audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        return audio.astype(np.float32) / 32768.0, 22050
-
-
-def engine_build(name: str):  # noqa: ANN201
-    if name == "neural_cpu":
-        from workers.engines.neural_cpu import NeuralCpuEngine
-
-        engine = NeuralCpuEngine()
-    elif name == "espeak":
-        try:
-            from workers.engines.espeak import EspeakEngine
-
-            engine = EspeakEngine()
-        except ImportError:
-            print("note: workers.engines.espeak is not on this branch; using the bench's ctypes espeak-ng",
-                  file=sys.stderr)
-            engine = EspeakCtypesEngine()
-    else:
-        raise SystemExit(f"unknown engine {name!r}")
+    engine = engine_build(name)
     engine.load()
     return engine
 
@@ -284,7 +232,7 @@ class Row:
 def run(args: argparse.Namespace) -> list[Row]:
     out_dir = Path(args.out_dir)
     refs = {Path(p).stem: Path(p) for p in args.reference} if args.reference else references_synthetic(out_dir)
-    engine = engine_build(args.engine)
+    engine = engine_load(args.engine)
     metrics = Metrics(args.threads)
     modes = ["unmatched", "matched"] if hasattr(engine, "match_enabled") else ["stock"]
     phrases = [("ko", p) for p in PHRASES_KO] + [("en", p) for p in PHRASES_EN]
@@ -298,7 +246,9 @@ def run(args: argparse.Namespace) -> list[Row]:
             row = Row(ref_name, mode)
             for i, (language, text) in enumerate(phrases):
                 start = time.perf_counter()
-                audio, sr = engine.synthesize(text, language, ref_path, None, {"speed": 1.0})
+                # The service normalises every job's text before any engine (jobs.job_run).
+                spoken = text_normalise_for_speech(text, language)
+                audio, sr = engine.synthesize(spoken, language, ref_path, None, {"speed": 1.0})
                 row.synth_s += time.perf_counter() - start
                 audio = np.asarray(audio, dtype=np.float32)
                 if audio.dtype == np.int16:

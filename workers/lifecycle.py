@@ -28,7 +28,7 @@ def _remember_queues(sender: Any = None, instance: Any = None, **kwargs: Any) ->
 @signals.worker_process_init.connect
 def _load_engine(**kwargs: Any) -> None:
     # A worker dedicated to the nightly batch queue synthesises too.
-    synthesis_queues = {settings.SYNTHESIS_QUEUE, getattr(settings, "SYNTHESIS_BATCH_QUEUE", settings.SYNTHESIS_QUEUE)}
+    synthesis_queues = {settings.SYNTHESIS_QUEUE, settings.SYNTHESIS_BATCH_QUEUE}
     if not synthesis_queues & set(_consumed_queues):
         logger.info("worker does not consume %s: no engine loaded", ", ".join(sorted(synthesis_queues)))
         return
