@@ -303,6 +303,9 @@ AUDIO_ACCEL_REDIRECT_PREFIX = env_str("AUDIO_ACCEL_REDIRECT_PREFIX", "/protected
 # Upper bound on how long a cached token -> user entry lives (it is dropped at once when the
 # token or the user changes through the ORM; this bounds changes made behind its back).
 TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 300, minimum=0)
+# POST /api/tts/jobs/ and GET /api/tts/jobs/<id>/ answer the common case without DRF
+# (voice_tts/apis/hot_path.py); 0 sends every request through the DRF views.
+HOT_PATH = env_bool("HOT_PATH", True)
 # Clips kept per user; the least recently used unpinned ones are evicted beyond it.
 CLIP_QUOTA_PER_USER = env_int("CLIP_QUOTA_PER_USER", 5000, minimum=1)
 

@@ -22,7 +22,7 @@ def _forget_throttle_counters() -> None:
     # Counters of earlier tests (same user ids) must not leak in. Never cache.clear():
     # on Redis that is FLUSHDB, which would wipe the shared server.
     client = status.redis_client()
-    keys = list(client.scan_iter(match=django_settings.REDIS_KEY_PREFIX + "cache*throttle*"))
+    keys = list(client.scan_iter(match=django_settings.REDIS_KEY_PREFIX + "throttle:*"))
     if keys:
         client.delete(*keys)
 

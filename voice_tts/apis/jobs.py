@@ -23,9 +23,9 @@ from voice_tts.apis.schema import (
 from voice_tts.apis.throttles import JobsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
-from voice_tts.presenters import JOB_VALUES_FIELDS, job_representation, job_representation_values
+from voice_tts.presenters import job_representation, job_representation_values
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.jobs import job_create
+from voice_tts.services.jobs import job_create, job_poll_row
 
 
 class JobParamsSerializer(serializers.Serializer):
@@ -77,12 +77,19 @@ class JobInputSerializer(serializers.Serializer):
         ref_name = "JobInput"
 
 
+def job_response_status(job: Job) -> tuple[int, str | None]:
+    """200 for a finished job (a cache hit), else 202 with the URL to poll."""
+    if job.status in Job.FINISHED:
+        return 200, None
+    return 202, reverse("voice_tts:job-detail", kwargs={"job_id": job.id})
+
+
 def job_response(request: Request, job: Job) -> Response:
     body = job_representation(job, base_url=request.build_absolute_uri("/"))
-    if job.status in Job.FINISHED:
-        return Response(body, status=200)
-    response = Response(body, status=202)
-    response["Location"] = reverse("voice_tts:job-detail", kwargs={"job_id": job.id})
+    status, location = job_response_status(job)
+    response = Response(body, status=status)
+    if location:
+        response["Location"] = location
     return response
 
 
@@ -114,9 +121,7 @@ def _owned_job(request: Request, job_id: Any) -> Job:
 class JobDetailApi(APIView):
     @extend_schema(operation_id="jobs_retrieve", responses={200: JobOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id: Any) -> Response:
-        # The polling hot path: one query for the columns the JSON needs (the clip's duration
-        # through the join), no model instances (bench/RESULTS.md).
-        row = Job.objects.filter(id=job_id, owner_id=request.user.id).values(*JOB_VALUES_FIELDS).first()
+        row = job_poll_row(owner_id=request.user.id, job_id=job_id)
         if row is None:
             raise Http404  # other users' jobs too: existence is not revealed
         return Response(job_representation_values(row, base_url=request.build_absolute_uri("/")))

@@ -7,15 +7,20 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.throttling import SimpleRateThrottle
+
+from workers import status
 
 logger = logging.getLogger(__name__)
 
 
+def throttle_key(scope: str, user_id: Any) -> str:
+    return status.redis_key("throttle", scope, str(user_id))
+
+
 class UserRateThrottle(SimpleRateThrottle):
-    """Counts per authenticated user in the shared Redis cache; rates from settings at
-    call time (THROTTLE_RATES), so they can change without a code change.
+    """Counts per authenticated user in Redis (our own keys, one client per process); rates
+    from settings at call time (THROTTLE_RATES), so they can change without a code change.
 
     A fixed-window counter (INCR + EXPIRE in one round trip) instead of DRF's sliding log:
     DRF reads, unpickles, trims, pickles and writes back the list of every request time in
@@ -33,38 +38,44 @@ class UserRateThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         if not request.user or not request.user.is_authenticated:
             return None  # authentication answers 401 first anyway
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+        return throttle_key(self.scope, request.user.pk)
 
     def allow_request(self, request: Any, view: Any) -> bool:
         if self.rate is None:
             return True
-        ident = self.get_cache_key(request, view)
-        if ident is None:
+        remembered = getattr(request, self._verdict_attr(), None)
+        if remembered is not None:
+            # Already counted for this request (the lean front in hot_path.py, which then
+            # handed the request to DRF): one request, one count.
+            allowed, self._wait = remembered
+            return allowed
+        key = self.get_cache_key(request, view)
+        if key is None:
             return True
-        get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
-        if get_client is None:
-            # Not Django's RedisCache (a deployment's own cache backend): DRF's sliding log.
-            return super().allow_request(request, view)
-        key = cache.make_and_validate_key(ident)
         try:
-            client = get_client(key, write=True)
-            pipe = client.pipeline(transaction=False)
+            pipe = status.redis_client().pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, int(self.duration), nx=True)
             pipe.ttl(key)
             count, _, ttl = pipe.execute()
-        except redis.RedisError:
+        except (redis.RedisError, OSError):
             # Redis down: refusing every caregiver would be worse than not counting.
-            logger.warning("throttle cache unavailable; allowing the request", exc_info=True)
+            logger.warning("throttle counter unavailable; allowing the request", exc_info=True)
             return True
+        return self.verdict(count=count, ttl=ttl)
+
+    def verdict(self, *, count: int, ttl: int) -> bool:
+        """Allowed for the `count`-th request of a window with `ttl` seconds left?"""
         if count <= self.num_requests:
             return True
         self._wait = float(ttl if ttl and ttl > 0 else self.duration)
         return False
 
+    @classmethod
+    def _verdict_attr(cls) -> str:
+        return f"_throttle_verdict_{cls.scope}"
+
     def wait(self) -> float | None:
-        if self._wait is None and hasattr(self, "history"):
-            return super().wait()  # the sliding-log fallback filled DRF's own state
         return self._wait
 
 
@@ -74,3 +85,8 @@ class JobsThrottle(UserRateThrottle):
 
 class UploadsThrottle(UserRateThrottle):
     scope = "uploads"
+
+
+def throttle_verdict_remember(request: Any, throttle: UserRateThrottle, *, allowed: bool) -> None:
+    """Store a throttle's verdict on the request, for the same throttle class in DRF to reuse."""
+    setattr(request, throttle._verdict_attr(), (allowed, None if allowed else throttle.wait()))

@@ -12,13 +12,13 @@ import soundfile
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, IntegrityError
-from django.db.models import F
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Voice
+from voice_tts.prepared_sql import PreparedQuery
 
 CACHE_KEY_VERSION = 1
 
@@ -48,8 +48,38 @@ def clip_lookup(*, owner_id: int, cache_key: str) -> Clip | None:
     return Clip.objects.filter(owner_id=owner_id, cache_key=cache_key).first()
 
 
+_clip_hit_query = PreparedQuery(
+    lambda owner_id, cache_key: Clip.objects.filter(owner_id=owner_id, cache_key=cache_key)
+    .order_by()
+    .values("id", "duration_seconds")[:1],
+    owner_id=Clip._meta.get_field("owner"),
+    cache_key=Clip._meta.get_field("cache_key"),
+)
+
+
+def clip_hit(*, owner_id: int, cache_key: str) -> Clip | None:
+    """The clip for a cache key with only what a cache-hit answer needs (id, duration):
+    the lookup every job request makes, compiled once (voice_tts/prepared_sql.py)."""
+    row = _clip_hit_query.first(owner_id=owner_id, cache_key=cache_key)
+    if row is None:
+        return None
+    return Clip.from_db(DEFAULT_DB_ALIAS, ["id", "duration_seconds"], [row["id"], row["duration_seconds"]])
+
+
 def clip_touch(*, clip: Clip) -> None:
-    Clip.objects.filter(pk=clip.pk).update(access_count=F("access_count") + 1, last_accessed_at=timezone.now())
+    """Count a use and mark the clip recent (LRU eviction orders by last_accessed_at).
+
+    Runs on every cache hit, so it is one hand-built UPDATE rather than a compiled QuerySet."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    meta = Clip._meta
+    count, last = quote(meta.get_field("access_count").column), meta.get_field("last_accessed_at")
+    # Identifiers from the model's meta, values bound as parameters.
+    sql = (f"UPDATE {quote(meta.db_table)} SET {count} = {count} + 1, {quote(last.column)} = %s "  # noqa: S608
+           f"WHERE {quote(meta.pk.column)} = %s")
+    now = last.get_db_prep_save(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, meta.pk.get_db_prep_value(clip.pk, connection)])
 
 
 def clip_samples_to_pcm16(samples: np.ndarray) -> np.ndarray:

@@ -19,8 +19,17 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from voice_tts.errors import ServiceError
-from voice_tts.models import Clip, Job, Voice, WebhookStatus
-from voice_tts.services.clips import clip_cache_key, clip_lookup, clip_store, clip_touch, clips_evict_over_quota
+from voice_tts.models import Job, Voice, WebhookStatus
+from voice_tts.prepared_sql import PreparedQuery, model_insert
+from voice_tts.presenters import JOB_VALUES_FIELDS
+from voice_tts.services.clips import (
+    clip_cache_key,
+    clip_hit,
+    clip_lookup,
+    clip_store,
+    clip_touch,
+    clips_evict_over_quota,
+)
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.services.voices import voice_reference_path
 from voice_tts.services.webhook_targets import webhook_url_check
@@ -67,6 +76,12 @@ def webhook_enqueue(*, job_id: Any) -> None:
         logger.warning("broker unavailable, webhook for job %s not sent", job_id, exc_info=True)
 
 
+_active_voice_query = PreparedQuery(
+    lambda owner_id: Voice.objects.filter(owner_id=owner_id, is_active=True).order_by().values("id")[:1],
+    owner_id=Voice._meta.get_field("owner"),
+)
+
+
 def job_create(
     *,
     owner_id: int,
@@ -82,11 +97,12 @@ def job_create(
     text = job_text_normalise(text=text)
     if language not in SUPPORTED_LANGUAGES:
         raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
-    # The hot path of every request (cache hits included): ids and the few fields the
-    # answer needs, no full model instances.
-    voice_id = Voice.objects.filter(owner_id=owner_id, is_active=True).values_list("id", flat=True).first()
-    if voice_id is None:
+    # The hot path of every request (cache hits included): queries compiled once
+    # (voice_tts/prepared_sql.py), ids and the few fields the answer needs.
+    voice = _active_voice_query.first(owner_id=owner_id)
+    if voice is None:
         raise ServiceError("no_active_voice", "Upload a voice sample first (POST /api/tts/voices/).")
+    voice_id = voice["id"]
     if webhook_url:
         webhook_url_check(url=webhook_url, owner_id=owner_id)
     fields = dict(owner_id=owner_id, voice_id=voice_id, text=text, language=language, params=params,
@@ -98,22 +114,23 @@ def job_create(
         key = clip_cache_key(
             voice_id=voice_id, text=text, language=language, engine=engine, model_version=model_version, params=params
         )
-        clip = Clip.objects.filter(owner_id=owner_id, cache_key=key).only("id", "duration_seconds").first()
+        clip = clip_hit(owner_id=owner_id, cache_key=key)
         if clip is not None:
             now = timezone.now()
+            job = Job(
+                **fields,
+                use_cache=True,
+                webhook_status=WebhookStatus.PENDING if webhook_url else "",
+                status=Job.Status.SUCCEEDED,
+                cache_hit=True,
+                cache_key=key,
+                clip=clip,
+                started_at=now,
+                finished_at=now,
+                processing_time_ms=0,
+            )
             with transaction.atomic():
-                job = Job.objects.create(
-                    **fields,
-                    use_cache=True,
-                    webhook_status=WebhookStatus.PENDING if webhook_url else "",
-                    status=Job.Status.SUCCEEDED,
-                    cache_hit=True,
-                    cache_key=key,
-                    clip=clip,
-                    started_at=now,
-                    finished_at=now,
-                    processing_time_ms=0,
-                )
+                model_insert(job)
                 clip_touch(clip=clip)
                 if webhook_url:
                     transaction.on_commit(lambda: webhook_enqueue(job_id=job.id))
@@ -123,6 +140,21 @@ def job_create(
         job = Job.objects.create(**fields, use_cache=use_cache, queue=queue or "")
         transaction.on_commit(lambda: job_enqueue(job_id=job.id))
     return job
+
+
+def job_poll_row(*, owner_id: int, job_id: Any) -> dict[str, Any] | None:
+    """The owner's job as the columns its JSON needs, or None (other users' jobs too).
+
+    The polling hot path: one query (the clip's duration through the join), no model
+    instances (bench/RESULTS.md)."""
+    return _job_poll_query.first(job_id=job_id, owner_id=owner_id)
+
+
+_job_poll_query = PreparedQuery(
+    lambda job_id, owner_id: Job.objects.filter(id=job_id, owner_id=owner_id).order_by().values(*JOB_VALUES_FIELDS)[:1],
+    job_id=Job._meta.pk,
+    owner_id=Job._meta.get_field("owner"),
+)
 
 
 def job_claim(*, job_id: Any, task_id: str) -> bool:
