@@ -87,10 +87,12 @@ class PreparedQuery:
 _insert_sql: WeakKeyDictionary[Any, dict[type[Model], tuple[str, list[Field]]]] = WeakKeyDictionary()
 
 
-def model_insert(obj: Model) -> None:
+def model_insert(obj: Model, *, before: tuple[str, list[Any]] | None = None) -> None:
     """INSERT a new instance in one statement, values prepared as `save()` prepares them.
 
-    The primary key must be set by its default (a UUID), not by the database."""
+    The primary key must be set by its default (a UUID), not by the database. `before` is SQL
+    (and its parameters) put in front of the INSERT, e.g. a `WITH x AS (UPDATE ...)` that must
+    commit with it."""
     connection = connections[DEFAULT_DB_ALIAS]
     model = type(obj)
     per_model = _insert_sql.setdefault(connection, {})
@@ -106,6 +108,8 @@ def model_insert(obj: Model) -> None:
         per_model[model] = (insert, fields)
     sql, fields = per_model[model]
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    if before is not None:
+        sql, params = f"{before[0]} {sql}", [*before[1], *params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
     obj._state.adding = False

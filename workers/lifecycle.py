@@ -13,6 +13,7 @@ from celery import signals
 from django.conf import settings
 
 from workers import runtime
+from workers.memory import heap_trim
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +39,10 @@ def _load_engine(**kwargs: Any) -> None:
 @signals.worker_process_shutdown.connect
 def _unregister(**kwargs: Any) -> None:
     runtime.worker_stopped()
+
+
+@signals.task_postrun.connect
+def _trim_heap_after_synthesis(sender: Any = None, **kwargs: Any) -> None:
+    # Only after a synthesis: the webhook and sweeper tasks allocate next to nothing.
+    if settings.WORKER_HEAP_TRIM and getattr(sender, "name", "") == "voice_tts.tasks.job_synthesize_task":
+        heap_trim()

@@ -66,11 +66,9 @@ def clip_hit(*, owner_id: int, cache_key: str) -> Clip | None:
     return Clip.from_db(DEFAULT_DB_ALIAS, ["id", "duration_seconds"], [row["id"], row["duration_seconds"]])
 
 
-def clip_touch(*, clip: Clip) -> None:
-    """Count a use and mark the clip recent (LRU eviction orders by last_accessed_at).
-
-    Runs on every cache hit, so it is one hand-built UPDATE rather than a compiled QuerySet."""
-    connection = connections[DEFAULT_DB_ALIAS]
+def clip_touch_statement(*, clip: Clip, connection: Any) -> tuple[str, list[Any]]:
+    """The UPDATE that counts a use of the clip and marks it recent (LRU eviction orders by
+    last_accessed_at). Hand-built, not a compiled QuerySet: it runs on every cache hit."""
     quote = connection.ops.quote_name
     meta = Clip._meta
     count, last = quote(meta.get_field("access_count").column), meta.get_field("last_accessed_at")
@@ -78,8 +76,13 @@ def clip_touch(*, clip: Clip) -> None:
     sql = (f"UPDATE {quote(meta.db_table)} SET {count} = {count} + 1, {quote(last.column)} = %s "  # noqa: S608
            f"WHERE {quote(meta.pk.column)} = %s")
     now = last.get_db_prep_save(timezone.now(), connection)
+    return sql, [now, meta.pk.get_db_prep_value(clip.pk, connection)]
+
+
+def clip_touch(*, clip: Clip) -> None:
+    connection = connections[DEFAULT_DB_ALIAS]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now, meta.pk.get_db_prep_value(clip.pk, connection)])
+        cursor.execute(*clip_touch_statement(clip=clip, connection=connection))
 
 
 def clip_samples_to_pcm16(samples: np.ndarray) -> np.ndarray:

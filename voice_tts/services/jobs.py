@@ -13,13 +13,13 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from voice_tts.errors import ServiceError
-from voice_tts.models import Job, Voice, WebhookStatus
+from voice_tts.models import Clip, Job, Voice, WebhookStatus
 from voice_tts.prepared_sql import PreparedQuery, model_insert
 from voice_tts.presenters import JOB_VALUES_FIELDS
 from voice_tts.services.clips import (
@@ -28,6 +28,7 @@ from voice_tts.services.clips import (
     clip_lookup,
     clip_store,
     clip_touch,
+    clip_touch_statement,
     clips_evict_over_quota,
 )
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
@@ -129,12 +130,17 @@ def job_create(
                 finished_at=now,
                 processing_time_ms=0,
             )
-            with transaction.atomic():
-                model_insert(job)
-                clip_touch(clip=clip)
+            try:
+                _job_record_hit(job=job, clip=clip)
+            except IntegrityError:
+                # The clip was evicted or its voice deleted since the lookup: queue the job,
+                # a worker synthesises the clip again.
+                logger.info("clip %s vanished under a cache hit; queueing instead", clip.pk)
+            else:
                 if webhook_url:
+                    # At once when no outer transaction is open, else after it commits.
                     transaction.on_commit(lambda: webhook_enqueue(job_id=job.id))
-            return job
+                return job
 
     with transaction.atomic():
         job = Job.objects.create(**fields, use_cache=use_cache, queue=queue or "")
@@ -155,6 +161,20 @@ _job_poll_query = PreparedQuery(
     job_id=Job._meta.pk,
     owner_id=Job._meta.get_field("owner"),
 )
+
+
+def _job_record_hit(*, job: Job, clip: Clip) -> None:
+    """Store a finished cache-hit job and count the clip's use, atomically, in as few round
+    trips as the database allows: on PostgreSQL one statement (the clip's UPDATE rides along as
+    a data-modifying CTE, so one commit, one WAL flush); on SQLite, in-process, one transaction."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor == "postgresql":
+        touch_sql, touch_params = clip_touch_statement(clip=clip, connection=connection)
+        model_insert(job, before=(f"WITH touched AS ({touch_sql})", touch_params))
+        return
+    with transaction.atomic():
+        model_insert(job)
+        clip_touch(clip=clip)
 
 
 def job_claim(*, job_id: Any, task_id: str) -> bool:
