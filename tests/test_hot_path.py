@@ -126,3 +126,125 @@ def test_values_json_equals_model_json(alice, cached_clip, state):
     row = Job.objects.filter(id=job.id).values(*JOB_VALUES_FIELDS).get()
     base = "http://example.org/"
     assert job_representation_values(row, base_url=base) == job_representation(job, base_url=base)
+
+
+# --- the lean front (voice_tts/apis/hot_path.py) answers exactly as the DRF views ----------------
+
+_VOLATILE = {"id", "created_at", "started_at", "finished_at", "audio_url"}
+
+
+def _post(api: Any, body: Any, settings: Any, *, lean: bool) -> tuple[int, Any, dict[str, str]]:
+    settings.HOT_PATH = lean
+    response = api.post("/api/tts/jobs/", body, format="json")
+    data = response.json()
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in _VOLATILE}
+    headers = {name: response.get(name, "") for name in ("Content-Type", "Allow")}
+    headers["Location"] = "yes" if response.get("Location", "").startswith("/api/tts/jobs/") else response.get(
+        "Location", "")
+    return response.status_code, data, headers
+
+
+@pytest.mark.parametrize("body", [
+    {"text": TEXT, "language": "en"},                         # cache hit: 200
+    {"text": f"  {TEXT}\n", "language": "en", "params": {}},  # the same hit after normalisation
+    {"text": "A phrase nobody asked for yet", "language": "en"},  # miss: 202 + Location
+    {"text": TEXT, "language": "en", "use_cache": False},     # miss on purpose
+    {"text": TEXT, "language": "en", "params": {"speed": 1, "seed": 7}},  # int speed -> 1.0, same key
+    {"text": TEXT, "language": "en", "ignored": "extra keys are ignored, as by the serializer"},
+    {"text": "   "},                                          # service error: text_empty
+    {"text": "\u202eevil"},                                   # service error: text_invalid_characters
+    {"text": TEXT, "language": "xx"},                         # serializer: invalid_input
+    {"text": TEXT, "params": {"speed": "fast"}},
+    {"text": TEXT, "params": {"speed": True}},
+    {"text": TEXT, "params": {"volume": 2}},
+    {"text": TEXT, "params": {"seed": 1.5}},
+    {"text": TEXT, "use_cache": "yes"},
+    {"text": 5},
+    {"language": "en"},
+    [TEXT],
+    {"text": TEXT, "webhook_url": "ftp://example.org/hook"},
+])
+def test_lean_and_drf_answer_the_same(alice_api, alice, cached_clip, settings, body):
+    alice_api.get("/api/tts/voices/")  # token cached: the lean front may answer
+    drf = _post(alice_api, body, settings, lean=False)
+    lean = _post(alice_api, body, settings, lean=True)
+    assert lean == drf
+    assert drf[2]["Allow"] == "POST, OPTIONS" and drf[2]["Content-Type"] == "application/json"
+
+
+def test_lean_poll_answers_as_drf(alice_api, bob_api, cached_clip, settings):
+    job_id = alice_api.post("/api/tts/jobs/", {"text": TEXT, "language": "en"}, format="json").json()["id"]
+    answers = {}
+    for lean in (False, True):
+        settings.HOT_PATH = lean
+        mine, other = alice_api.get(f"/api/tts/jobs/{job_id}/"), bob_api.get(f"/api/tts/jobs/{job_id}/")
+        answers[lean] = [(r.status_code, r.content, r["Content-Type"], r["Allow"]) for r in (mine, other)]
+    assert answers[True] == answers[False]
+    assert answers[True][0][0] == 200 and answers[True][1][0] == 404
+
+
+@pytest.fixture
+def drf_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every request that reached a DRF view of the two hot routes."""
+    from voice_tts.apis.jobs import JobCreateApi, JobDetailApi
+
+    calls: list[str] = []
+    for view in (JobCreateApi, JobDetailApi):
+        original = view.dispatch
+
+        def dispatch(self: Any, request: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            calls.append(request.method)
+            return _original(self, request, *args, **kwargs)
+
+        monkeypatch.setattr(view, "dispatch", dispatch)
+    return calls
+
+
+def test_well_formed_requests_skip_drf(alice_api, cached_clip, drf_calls):
+    alice_api.get("/api/tts/voices/")
+    job_id = alice_api.post("/api/tts/jobs/", {"text": TEXT, "language": "en"}, format="json").json()["id"]
+    assert alice_api.get(f"/api/tts/jobs/{job_id}/").status_code == 200
+    assert drf_calls == []
+    # Anything unusual goes to DRF, which owns those answers.
+    assert alice_api.post("/api/tts/jobs/", {"text": TEXT, "language": "xx"}, format="json").status_code == 400
+    form = alice_api.post("/api/tts/jobs/", f"text={TEXT}", content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 202  # a form body (language defaults to ko: not the cached clip)
+    assert drf_calls == ["POST", "POST"]
+
+
+def test_cold_token_cache_goes_through_drf_then_lean(alice, cached_clip, drf_calls):
+    from tests.conftest import api_client
+
+    status.redis_client().delete(token_cache_key(alice.token))
+    api = api_client(alice)
+    for _ in range(2):
+        assert api.post("/api/tts/jobs/", {"text": TEXT, "language": "en"}, format="json").status_code == 200
+    assert drf_calls == ["POST"]  # the first one filled the token cache
+
+
+def test_throttle_counts_each_request_once_on_either_path(alice_api, alice, cached_clip, settings):
+    from django.conf import settings as django_settings
+
+    settings.THROTTLE_RATES = {"jobs": "3/min", "uploads": "2/hour"}
+    key = f"{django_settings.REDIS_KEY_PREFIX}throttle:jobs:{alice.pk}"
+    status.redis_client().delete(key)
+    alice_api.get("/api/tts/voices/")
+    ok = {"text": TEXT, "language": "en"}
+    assert alice_api.post("/api/tts/jobs/", ok, format="json").status_code == 200  # lean
+    # Counted by the lean front, then answered by DRF (invalid input): still one count.
+    assert alice_api.post("/api/tts/jobs/", {"text": TEXT, "language": "xx"}, format="json").status_code == 400
+    assert int(status.redis_client().get(key)) == 2
+    assert alice_api.post("/api/tts/jobs/", ok, format="json").status_code == 200
+    limited = alice_api.post("/api/tts/jobs/", ok, format="json")
+    assert limited.status_code == 429 and limited.json()["code"] == "throttled"
+    assert 0 < int(limited["Retry-After"]) <= 60
+    assert int(status.redis_client().get(key)) == 4
+    status.redis_client().delete(key)
+
+
+def test_hot_path_off_sends_everything_to_drf(alice_api, cached_clip, settings, drf_calls):
+    settings.HOT_PATH = False
+    alice_api.get("/api/tts/voices/")
+    assert alice_api.post("/api/tts/jobs/", {"text": TEXT, "language": "en"}, format="json").status_code == 200
+    assert drf_calls == ["POST"]

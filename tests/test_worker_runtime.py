@@ -64,3 +64,24 @@ def test_missing_weights_are_not_retried(monkeypatch, db):
         runtime.engine_get()
     assert error.value.code == "engine_load_failed"
     assert runtime._state["started_at"] == started  # no second load attempt
+
+
+def test_heap_is_trimmed_after_each_synthesis_only(monkeypatch, settings):
+    import sys
+
+    from celery import signals
+
+    from voice_tts.tasks import job_synthesize_task, webhook_deliver_task
+    from workers import lifecycle
+    from workers.memory import heap_trim
+
+    if sys.platform == "linux":
+        assert heap_trim() is True  # glibc has malloc_trim: the real call runs here
+    calls: list[int] = []
+    monkeypatch.setattr(lifecycle, "heap_trim", lambda: calls.append(1) or True)
+    signals.task_postrun.send(sender=job_synthesize_task)
+    signals.task_postrun.send(sender=webhook_deliver_task)
+    assert calls == [1]
+    settings.WORKER_HEAP_TRIM = False
+    signals.task_postrun.send(sender=job_synthesize_task)
+    assert calls == [1]

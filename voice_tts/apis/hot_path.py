@@ -52,7 +52,9 @@ def lean_front(view_class: type, handler: LeanHandler) -> Callable[..., HttpResp
     Keeps `cls` and `initkwargs` on the callback so drf-spectacular documents the DRF view.
     """
     drf_view = view_class.as_view()
-    allow = ", ".join(view_class().allowed_methods)
+    probe = view_class()
+    probe.setup(HttpRequest())  # as_view()'s setup adds HEAD where there is GET
+    allow = ", ".join(probe.allowed_methods)
 
     def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if settings.HOT_PATH:
