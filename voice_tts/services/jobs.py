@@ -51,15 +51,19 @@ def job_time_limits(*, text_length: int) -> tuple[int, int]:
 
 
 def job_enqueue(*, job_id: Any) -> None:
-    """Send the job's task message to the queue recorded on its row (interactive
-    synthesis, or the batch queue for pre-generation, also when the sweeper re-sends).
-    Recorded first, so that if the broker is down (or later loses the message) the
-    sweeper knows when to send it again."""
-    from voice_tts.tasks import job_synthesize_task
-
+    """Send the job's task message again (the sweeper, for a message a broker lost or never
+    took), to the queue recorded on its row (interactive synthesis, or the batch queue for
+    pre-generation). Recorded first, so that if the broker is down (or later loses the message)
+    the sweeper knows when to send it again."""
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
     text, queue = Job.objects.values_list("text", "queue").get(id=job_id)
-    soft, hard = job_time_limits(text_length=len(text))
+    _job_publish(job_id=job_id, text_length=len(text), queue=queue)
+
+
+def _job_publish(*, job_id: Any, text_length: int, queue: str) -> None:
+    from voice_tts.tasks import job_synthesize_task
+
+    soft, hard = job_time_limits(text_length=text_length)
     try:
         job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard,
                                        queue=queue or settings.SYNTHESIS_QUEUE)
@@ -142,9 +146,11 @@ def job_create(
                     transaction.on_commit(lambda: webhook_enqueue(job_id=job.id))
                 return job
 
-    with transaction.atomic():
-        job = Job.objects.create(**fields, use_cache=use_cache, queue=queue or "")
-        transaction.on_commit(lambda: job_enqueue(job_id=job.id))
+    # The first send is recorded on the row as it is inserted (one statement), for the sweeper
+    # to re-send if the broker is down or loses the message; then the message goes out.
+    job = Job(**fields, use_cache=use_cache, queue=queue or "", enqueued_at=timezone.now(), enqueue_count=1)
+    model_insert(job)
+    transaction.on_commit(lambda: _job_publish(job_id=job.id, text_length=len(text), queue=job.queue))
     return job
 
 
