@@ -65,7 +65,7 @@ def test_db_failure_while_storing_a_clip_leaves_no_file(alice, monkeypatch):
     def broken(*args, **kwargs):
         raise OperationalError("disk I/O error")  # injected at the ORM boundary
 
-    monkeypatch.setattr(clips_service.Clip.objects, "update_or_create", broken)
+    monkeypatch.setattr(clips_service.Clip.objects, "create", broken)
     with pytest.raises(OperationalError):
         job_run(job_id=job.id, task_id="t")
     assert files_under("clips") == []

@@ -127,22 +127,23 @@ def clip_store(
         sample_rate=sample_rate,
         sha256=hashlib.sha256(wav).hexdigest(),
     )
-    existed = Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).exists()
+    # Usually there is no row yet (the worker holds the clip's lock and just missed the cache):
+    # one INSERT. A row that is already there (a `use_cache: false` job re-synthesising, or a
+    # writer without the lock) makes it an UPDATE of that row; the file has the same name.
     try:
-        clip, _ = Clip.objects.update_or_create(owner_id=voice.owner_id, cache_key=cache_key, defaults=fields)
-    except DatabaseError as exc:
-        if isinstance(exc, IntegrityError):
-            return _clip_store_lost_race(voice=voice, cache_key=cache_key, fields=fields)
-        if not existed:
+        return Clip.objects.create(owner_id=voice.owner_id, cache_key=cache_key, **fields)
+    except IntegrityError:
+        return _clip_store_lost_race(voice=voice, cache_key=cache_key, fields=fields)
+    except DatabaseError:
+        if not Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).exists():
             # No row will ever name this file: remove it rather than leave an orphan.
             default_storage.delete(name)
         raise
-    return clip
 
 
 def _clip_store_lost_race(*, voice: Voice, cache_key: str, fields: dict[str, Any]) -> Clip:
-    # Another writer created the row between our SELECT and INSERT; its file and ours
-    # are the same name, so updating the winner's row is all that is left.
+    # The row exists (an earlier synthesis, or another writer); its file and ours have the
+    # same name, so updating the row is all that is left.
     Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).update(**fields)
     return Clip.objects.get(owner_id=voice.owner_id, cache_key=cache_key)
 
