@@ -110,6 +110,19 @@ def references_synthetic(out_dir: Path) -> dict[str, Path]:
 # --- metrics --------------------------------------------------------------------------
 
 
+def audio_as_float(audio: np.ndarray) -> np.ndarray:
+    """An engine's samples as float32 in [-1, 1]: espeak returns int16 PCM, Kokoro float32.
+
+    The int16 check must look at the engine's own dtype: once cast to float32, int16 PCM
+    keeps its +-32767 scale, and Whisper fed that hears "Thank you." (the espeak WER 1.0
+    of an earlier run), while resemblyzer and distillmos normalise the level and hide it.
+    """
+    audio = np.asarray(audio)
+    if np.issubdtype(audio.dtype, np.integer):
+        return (audio.astype(np.float32) / float(np.iinfo(audio.dtype).max)).astype(np.float32)
+    return audio.astype(np.float32)
+
+
 def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
     import soxr
 
@@ -250,9 +263,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 spoken = text_normalise_for_speech(text, language)
                 audio, sr = engine.synthesize(spoken, language, ref_path, None, {"speed": 1.0})
                 row.synth_s += time.perf_counter() - start
-                audio = np.asarray(audio, dtype=np.float32)
-                if audio.dtype == np.int16:
-                    audio = audio / 32768.0
+                audio = audio_as_float(audio)
                 row.audio_s += audio.size / sr
                 sf.write(out_dir / f"{args.engine}_{ref_name}_{mode}_{language}{i:02d}.wav", audio, sr)
                 emb = metrics.embedding(audio, sr)

@@ -50,3 +50,29 @@ def test_unsupported_language(engine):
 def test_model_version_names_the_data(engine):
     assert isinstance(engine, EspeakEngine)
     assert engine.model_version.startswith("espeak-ng-loader-") and engine.device == "cpu"
+
+
+def test_english_is_read_by_the_english_voice(engine):
+    # The English voice, not the Korean one reading Latin letters: the two differ.
+    text = "It's time to take your medicine."
+    en, _ = engine.synthesize(text, "en", Path("x"), None, {})
+    ko, _ = engine.synthesize(text, "ko", Path("x"), None, {})
+    assert abs(len(en) - len(ko)) > 0.05 * len(en) or not np.array_equal(en[: len(ko)], ko[: len(en)])
+    # Switching back and forth keeps each language's own voice (espeak-ng's voice is process state).
+    again, _ = engine.synthesize(text, "en", Path("x"), None, {})
+    assert abs(len(again) - len(en)) < 0.01 * len(en)
+
+
+def test_bench_scales_int16_pcm_to_unit_range(engine):
+    # The voice-quality bench once cast espeak's int16 PCM to float32 before checking its dtype,
+    # so Whisper heard +-32767-scale audio ("Thank you." for every English phrase).
+    from bench.voice_quality import audio_as_float
+
+    samples, _ = engine.synthesize("Take 2 tablets.", "en", Path("x"), None, {})
+    assert samples.dtype == np.int16
+    audio = audio_as_float(samples)
+    assert audio.dtype == np.float32
+    assert 0.1 < np.abs(audio).max() <= 1.0
+    np.testing.assert_allclose(audio, samples / 32767.0, atol=1e-6)
+    floats = np.array([0.5, -0.25], dtype=np.float64)
+    np.testing.assert_array_equal(audio_as_float(floats), floats.astype(np.float32))

