@@ -306,8 +306,8 @@ TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 300, minimum=0)
 # POST /api/tts/jobs/ and GET /api/tts/jobs/<id>/ answer the common case without DRF
 # (voice_tts/apis/hot_path.py); 0 sends every request through the DRF views.
 HOT_PATH = env_bool("HOT_PATH", True)
-# Workers return freed heap to the OS after each synthesis (glibc malloc_trim; workers/memory.py).
-WORKER_HEAP_TRIM = env_bool("WORKER_HEAP_TRIM", True)
+# Workers return freed heap to the OS every N syntheses (glibc malloc_trim; workers/memory.py); 0: never.
+WORKER_HEAP_TRIM_EVERY = env_int("WORKER_HEAP_TRIM_EVERY", 50, minimum=0)
 # Clips kept per user; the least recently used unpinned ones are evicted beyond it.
 CLIP_QUOTA_PER_USER = env_int("CLIP_QUOTA_PER_USER", 5000, minimum=1)
 

@@ -66,7 +66,7 @@ def test_missing_weights_are_not_retried(monkeypatch, db):
     assert runtime._state["started_at"] == started  # no second load attempt
 
 
-def test_heap_is_trimmed_after_each_synthesis_only(monkeypatch, settings):
+def test_heap_is_trimmed_every_n_syntheses_only(monkeypatch, settings):
     import sys
 
     from celery import signals
@@ -79,9 +79,13 @@ def test_heap_is_trimmed_after_each_synthesis_only(monkeypatch, settings):
         assert heap_trim() is True  # glibc has malloc_trim: the real call runs here
     calls: list[int] = []
     monkeypatch.setattr(lifecycle, "heap_trim", lambda: calls.append(1) or True)
-    signals.task_postrun.send(sender=job_synthesize_task)
-    signals.task_postrun.send(sender=webhook_deliver_task)
-    assert calls == [1]
-    settings.WORKER_HEAP_TRIM = False
-    signals.task_postrun.send(sender=job_synthesize_task)
-    assert calls == [1]
+    monkeypatch.setattr(lifecycle, "_syntheses_since_trim", 0)
+    settings.WORKER_HEAP_TRIM_EVERY = 3
+    for _ in range(7):
+        signals.task_postrun.send(sender=job_synthesize_task)
+        signals.task_postrun.send(sender=webhook_deliver_task)  # never counted
+    assert calls == [1, 1]  # after the 3rd and the 6th synthesis
+    settings.WORKER_HEAP_TRIM_EVERY = 0
+    for _ in range(5):
+        signals.task_postrun.send(sender=job_synthesize_task)
+    assert calls == [1, 1]

@@ -41,8 +41,19 @@ def _unregister(**kwargs: Any) -> None:
     runtime.worker_stopped()
 
 
+_syntheses_since_trim = 0
+
+
 @signals.task_postrun.connect
-def _trim_heap_after_synthesis(sender: Any = None, **kwargs: Any) -> None:
-    # Only after a synthesis: the webhook and sweeper tasks allocate next to nothing.
-    if settings.WORKER_HEAP_TRIM and getattr(sender, "name", "") == "voice_tts.tasks.job_synthesize_task":
+def _trim_heap_now_and_then(sender: Any = None, **kwargs: Any) -> None:
+    # Every WORKER_HEAP_TRIM_EVERY syntheses, not after each one: the memory handed back is
+    # faulted in again by the next synthesis, which made each job ~0.4 s slower with the tiny
+    # GPT-SoVITS model on CPU when trimmed every time (bench/RESULTS.md).
+    global _syntheses_since_trim
+    every = settings.WORKER_HEAP_TRIM_EVERY
+    if not every or getattr(sender, "name", "") != "voice_tts.tasks.job_synthesize_task":
+        return
+    _syntheses_since_trim += 1
+    if _syntheses_since_trim >= every:
+        _syntheses_since_trim = 0
         heap_trim()

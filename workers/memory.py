@@ -1,10 +1,11 @@
-"""Hand freed heap back to the operating system after each synthesis.
+"""Hand freed heap back to the operating system now and then between syntheses.
 
 A synthesis allocates and frees hundreds of MB of tensors of a different shape each time (the
 text length varies). glibc keeps freed chunks in its arenas, fragmented, so a long-lived model
 worker's RSS grows job after job although nothing leaks in Python terms; GPT-SoVITS's own
 api_v2 server shows the same growth (bench/RESULTS.md). `malloc_trim(0)` returns the free pages
-of every arena; it costs a few milliseconds, next to a synthesis's hundreds.
+of every arena. The call itself takes milliseconds, but the next synthesis faults the pages in
+again, so workers/lifecycle.py trims every WORKER_HEAP_TRIM_EVERY syntheses, not after each.
 """
 
 from __future__ import annotations

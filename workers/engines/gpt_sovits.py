@@ -313,6 +313,12 @@ class GptSovitsEngine:
                 config.configs_path = str(data_dir / "GPT_SoVITS" / "configs" / "tts_infer.yaml")
                 tts = TTS(config)
                 _decode_speed_serially(tts)
+                # TTS.run() ends every synthesis with a full gc.collect(), which walked the ~700k
+                # objects the model and its text front ends had just created: ~0.2 s per job with
+                # the tiny model on CPU, a third of it (bench/RESULTS.md). Frozen, the collector
+                # skips them; only what later syntheses create is scanned.
+                gc.collect()
+                gc.freeze()
             except EngineError:
                 raise
             except torch.cuda.OutOfMemoryError as exc:
