@@ -30,10 +30,10 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework import serializers
 
 from voice_tts.apis.authentication import token_cache_key, token_cache_user
-from voice_tts.apis.jobs import JobCreateApi, JobDetailApi, JobParamsSerializer, job_response_status
+from voice_tts.apis.jobs import JobCreateApi, JobDetailApi, JobParamsSerializer, job_response
 from voice_tts.apis.throttles import JobsThrottle, UserRateThrottle, throttle_key, throttle_verdict_remember
 from voice_tts.errors import ServiceError
-from voice_tts.presenters import job_representation, job_representation_values
+from voice_tts.presenters import job_representation_values
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.jobs import job_create, job_poll_row
 from workers import status
@@ -229,12 +229,7 @@ def job_create_lean(request: HttpRequest) -> HttpResponse | None:
         job = job_create(owner_id=owner_id, **fields)
     except ServiceError as exc:
         return _json({"code": exc.code, "message": exc.message}, status=exc.status)
-    body = job_representation(job, base_url=request.build_absolute_uri("/"))
-    status, location = job_response_status(job)
-    response = _json(body, status=status)
-    if location:
-        response["Location"] = location
-    return response
+    return job_response(request, job, render=_json)
 
 
 def job_detail_lean(request: HttpRequest, job_id: Any) -> HttpResponse | None:

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -77,17 +78,19 @@ class JobInputSerializer(serializers.Serializer):
         ref_name = "JobInput"
 
 
-def job_response_status(job: Job) -> tuple[int, str | None]:
+def _job_status_and_location(job: Job) -> tuple[int, str | None]:
     """200 for a finished job (a cache hit), else 202 with the URL to poll."""
     if job.status in Job.FINISHED:
         return 200, None
     return 202, reverse("voice_tts:job-detail", kwargs={"job_id": job.id})
 
 
-def job_response(request: Request, job: Job) -> Response:
+def job_response(request: Any, job: Job, *, render: Callable[..., Any] = Response) -> Any:
+    """The job's JSON answer: 200 when finished, else 202 with `Location`. `render(body, status=)`
+    builds the response (DRF's Response here; the lean front passes its plain-Django one)."""
     body = job_representation(job, base_url=request.build_absolute_uri("/"))
-    status, location = job_response_status(job)
-    response = Response(body, status=status)
+    status, location = _job_status_and_location(job)
+    response = render(body, status=status)
     if location:
         response["Location"] = location
     return response
