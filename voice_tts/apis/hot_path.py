@@ -30,7 +30,7 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework import serializers
 
 from voice_tts.apis.authentication import token_cache_key, token_cache_user
-from voice_tts.apis.jobs import JobCreateApi, JobDetailApi, JobParamsSerializer, job_response
+from voice_tts.apis.jobs import JobCreateApi, JobDetailApi, JobInputSerializer, JobParamsSerializer, job_response
 from voice_tts.apis.throttles import JobsThrottle, UserRateThrottle, throttle_key, throttle_verdict_remember
 from voice_tts.errors import ServiceError
 from voice_tts.presenters import job_representation_values
@@ -175,6 +175,8 @@ def _param_rules() -> dict[str, tuple[type, float, float]]:
 
 
 _PARAM_RULES = _param_rules()
+# The serializer's own bound on the raw text, read from it rather than copied.
+_TEXT_MAX_LENGTH = JobInputSerializer().fields["text"].max_length
 
 
 def _job_params(value: Any) -> dict[str, Any] | None:
@@ -203,7 +205,7 @@ def _job_input(data: dict[str, Any]) -> dict[str, Any] | None:
     language = data.get("language", "ko")
     use_cache = data.get("use_cache", True)
     params = _job_params(data.get("params", {}))
-    if not isinstance(text, str) or len(text) > 20000:
+    if not isinstance(text, str) or len(text) > _TEXT_MAX_LENGTH:
         return None
     if language not in SUPPORTED_LANGUAGES or not isinstance(use_cache, bool) or params is None:
         return None
