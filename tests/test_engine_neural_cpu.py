@@ -132,6 +132,11 @@ def test_synthesize_before_load_is_not_ready(reference: Path) -> None:
         NeuralCpuEngine().synthesize("약", "ko", reference, None, {})
 
 
+def test_session_does_not_cache_a_memory_plan_per_input_length(engine: NeuralCpuEngine) -> None:
+    # Each phrase is a new input shape; a per-shape plan cache made the worker grow job after job.
+    assert engine._session.get_session_options().enable_mem_pattern is False
+
+
 def test_long_text_is_chunked_to_the_model_context(engine: NeuralCpuEngine) -> None:
     phonemes = engine.phonemes("아침 식사 후에 혈압약 1정과 비타민 2알을 물 한 컵과 함께 드세요, " * 20, "ko")
     chunks = engine._chunks(phonemes)

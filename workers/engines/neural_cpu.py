@@ -230,6 +230,11 @@ class NeuralCpuEngine:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Every phrase has a new input length (and so new intermediate shapes), and onnxruntime's
+        # memory-pattern planner caches one allocation plan per shape for the session's life:
+        # the worker grew with each new phrase length (bench/worker_memory.py). Off, RSS stays at
+        # the arena's high-water mark, and a synthesis is no slower (bench/RESULTS.md).
+        options.enable_mem_pattern = False
         try:
             self._session = ort.InferenceSession(str(model_path), sess_options=options,
                                                  providers=["CPUExecutionProvider"])
