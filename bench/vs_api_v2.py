@@ -212,19 +212,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phrases", type=int, default=50, help="requests per run (default 50)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--no-mixup-check", action="store_true", help="skip the sequential reference passes")
+    parser.add_argument("--worker-processes", type=int, default=1,
+                        help="our worker's processes (-c; default 1, the GPU worker's shape; the CPU worker "
+                             "of compose.yaml runs one per core)")
+    parser.add_argument("--worker-threads", type=int, default=None,
+                        help="GPTSOVITS_TORCH_THREADS for each of our worker processes (default: torch's, "
+                             "one per core); api_v2 keeps torch's default")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-vs-api-v2-"))
     model = work / "model"
     subprocess.run([sys.executable, "-m", "tests.gpu_stack.tiny_model", str(model)], check=True, cwd=ROOT,
                    capture_output=True)
-    print(f"# vs_api_v2  {machine_line()}  {args.clients} clients, tiny GPT-SoVITS v2 on CPU, db={args.db}")
+    print(f"# vs_api_v2  {machine_line()}  {args.clients} clients, tiny GPT-SoVITS v2 on CPU, db={args.db}, "
+          f"our worker -c {args.worker_processes} x {args.worker_threads or 'default'} torch threads")
     env = {"GPTSOVITS_MODEL_PATH": str(model), "GPTSOVITS_DEVICE": "cpu", "CELERY_WORKER_MAX_TASKS_PER_CHILD": "100000"}
+    if args.worker_threads:
+        env["GPTSOVITS_TORCH_THREADS"] = str(args.worker_threads)
     distinct = phrases(args.phrases, offset=0)
     half = phrases(args.phrases // 2, offset=args.phrases)
     repeated = half * 2
     random.Random(7).shuffle(repeated)
-    with BenchStack(database=args.db, engine="gpt_sovits", env=env, worker_concurrency=1) as stack:
+    with BenchStack(database=args.db, engine="gpt_sovits", env=env, worker_concurrency=args.worker_processes) as stack:
         client = stack.client()
         reference = next((stack.tmp / "media" / "voices").rglob("*.wav"))
         api = ApiV2Server(model, work)
@@ -240,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             def theirs(text: str) -> tuple[float, bytes | None, str]:
                 return api_one(requests.Session(), api.url, text, reference)
 
-            worker_pid = next(int(w["pid"]) for w in stack.workers() if w.get("ready"))
-            rss_start = {"ours (worker)": rss_mb(worker_pid), "api_v2": rss_mb(api.proc.pid)}
+            worker_pids = [int(w["pid"]) for w in stack.workers() if w.get("ready")]
+            rss_start = {"ours (workers)": sum(map(rss_mb, worker_pids)), "api_v2": rss_mb(api.proc.pid)}
             probe_job = client.post_job("준비 운동 문장입니다.", language="ko", params={"seed": SEED}).json()["id"]
             print(f"\n1. {len(distinct)} distinct phrases")
             with Probe({"health": stack.base_url + "/api/tts/health/",
@@ -268,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             report("api_v2", api_wall2, api_res2)
             print(f"  wall ratio api_v2/ours {api_wall2 / ours_wall2:.2f}x (target >= 1.8)")
 
-            rss_end = {"ours (worker)": rss_mb(worker_pid), "api_v2": rss_mb(api.proc.pid)}
+            rss_end = {"ours (workers)": sum(map(rss_mb, worker_pids)), "api_v2": rss_mb(api.proc.pid)}
             print("\nRSS of the process holding the model, after warm-up -> after both runs (same inputs):")
             for name in rss_start:
                 print(f"  {name:<14} {rss_start[name]:7.1f} -> {rss_end[name]:7.1f} MB "

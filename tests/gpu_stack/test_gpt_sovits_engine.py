@@ -197,3 +197,41 @@ def test_cuda_requested_without_cuda_is_not_ready(tiny_model: Path, monkeypatch:
     with pytest.raises(EngineNotReady) as info:
         engine.load()
     assert info.value.code == "engine_device_unavailable"
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_torch_threads_is_not_ready(tiny_model: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    engine = engine_for(tiny_model, monkeypatch)
+    monkeypatch.setenv("GPTSOVITS_TORCH_THREADS", value)
+    with pytest.raises(EngineNotReady) as info:
+        engine.load()
+    assert info.value.code == "engine_bad_config"
+    assert "GPTSOVITS_TORCH_THREADS" in info.value.message
+
+
+def test_torch_threads_setting_reaches_torch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    engine = engine_for(tiny_model, monkeypatch)
+    monkeypatch.setenv("GPTSOVITS_TORCH_THREADS", "3")
+    try:
+        engine.load()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(engine_device() != "cpu", reason="the one-thread default is for CPU only")
+def test_one_torch_thread_by_default_on_cpu(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    engine = engine_for(tiny_model, monkeypatch)
+    monkeypatch.delenv("GPTSOVITS_TORCH_THREADS", raising=False)
+    try:
+        engine.load()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

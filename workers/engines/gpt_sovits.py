@@ -273,6 +273,7 @@ class GptSovitsEngine:
         import torch
 
         device = self._pick_device(torch)
+        self._set_cpu_threads(torch, device)
         data_dir = prepare_import_path()
         weight_files = [gpt_path, sovits_path] + [model_dir / rel for rel in SHARED_FILES if rel.endswith(".bin")]
         if "Pro" in sovits_version:
@@ -338,6 +339,32 @@ class GptSovitsEngine:
         self.model_version = model_version
         self.load_count += 1
         log.info("GPT-SoVITS %s loaded on %s from %s (%s)", sovits_version, device, model_dir, model_version)
+
+    @staticmethod
+    def _set_cpu_threads(torch: Any, device: str) -> None:
+        """GPTSOVITS_TORCH_THREADS: torch's intra-op threads in this process; on CPU 1 by default.
+
+        On CPU, torch's default (a thread per core) loses whenever anything else wants a core:
+        its threads meet at a barrier after every op, and one thread that waits for the web,
+        Redis or a polling client stalls the rest. With the tiny model on 2 cores, one synthesis
+        took 0.37 s with 2 threads on an idle box but 4-6 s while another process kept one core
+        busy, and 0.44-0.51 s with 1 thread either way; under the API's own load (vs_api_v2)
+        1 thread took 0.35 s against 0.44 s for 2 (bench/RESULTS.md). Throughput on CPU comes
+        from worker processes (-c), one per core. On CUDA the default stands (the GPU does the work).
+        """
+        raw = (os.environ.get("GPTSOVITS_TORCH_THREADS") or "").strip()
+        if not raw:
+            if device == "cpu":
+                torch.set_num_threads(1)
+            return
+        try:
+            threads = int(raw)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise EngineNotReady("engine_bad_config",
+                                 f"GPTSOVITS_TORCH_THREADS must be a whole number >= 1, got {raw!r}")
+        torch.set_num_threads(threads)
 
     @staticmethod
     def _pick_device(torch: Any) -> str:
