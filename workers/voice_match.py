@@ -50,9 +50,12 @@ PITCH_TOLERANCE_LOG = 0.25
 # Envelope correction (vm-4): the chosen voice's long-term envelope is filtered towards the
 # reference's. Only part of the measured difference is the speaker: the reference and the
 # candidate's probe say different sentences, so part of it is phonetic content and
-# estimation noise. Half of it is applied (a shrinkage towards no change), and no band is
-# moved by more than this many dB, so one badly estimated band cannot colour a voice.
-ENVELOPE_CORRECTION_STRENGTH = 0.5
+# estimation noise. The share applied is the Wiener shrinkage speaker / (speaker + noise of a
+# difference of two measurements) = s2 / (s2 + 2 n2), measured once offline on the stock
+# voices with bench/envelope_shrinkage.py (n2: a voice's envelope variance across sentences,
+# 1.1-1.2 dB^2; s2: variance between the stock voices, 10-10.6 dB^2 -> 0.81-0.83). No band is
+# moved by more than _CORRECTION_MAX_DB, so one badly estimated band cannot colour a voice.
+ENVELOPE_CORRECTION_STRENGTH = 0.8
 _CORRECTION_MAX_DB = 9.0
 # Above the analysed grid (8 kHz) the gain fades to 0 dB over this band instead of ending in
 # a step: the analysis says nothing about those frequencies, so they are left as they are.

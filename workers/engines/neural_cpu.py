@@ -19,7 +19,7 @@ Configuration (environment; read in load()):
                            (default 10; 0 = closest blend whatever its quality)
   NEURAL_CPU_ENVELOPE_STRENGTH  share (0-1) of the long-term envelope difference between the
                            chosen voice and the reference that every clip is filtered by
-                           (default 0.5; 0 = Kokoro's spectrum as is)
+                           (default 0.8; 0 = Kokoro's spectrum as is)
   NEURAL_CPU_CACHE_DIR     where the joined model lives (default <DATA_DIR>/models/kokoro)
 """
 
@@ -40,6 +40,7 @@ import numpy as np
 from workers.engines.base import EngineError, EngineNotReady
 from workers.speech_text import SUPPORTED_LANGUAGES, speech_phonemes, text_normalise_for_speech
 from workers.speech_text.phoneme_rules import PHONEME_RULES_VERSION
+from workers.voice_match import ENVELOPE_CORRECTION_STRENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class NeuralCpuEngine:
         self.device = "cpu"
         self.match_enabled = True
         self.quality_weight = _QUALITY_WEIGHT
-        self.envelope_strength = 0.5
+        self.envelope_strength = ENVELOPE_CORRECTION_STRENGTH
         self.voice_female = "jf_alpha"
         self.voice_male = "jm_kumo"
         self._session: Any = None
@@ -211,8 +212,6 @@ class NeuralCpuEngine:
         self.voice_male = os.environ.get("NEURAL_CPU_VOICE_MALE", "jm_kumo")
         self.match_enabled = os.environ.get("NEURAL_CPU_MATCH", "1").strip().lower() in _TRUE
         self.quality_weight = _env_float("NEURAL_CPU_QUALITY_WEIGHT", _QUALITY_WEIGHT)
-        from workers.voice_match import ENVELOPE_CORRECTION_STRENGTH
-
         self.envelope_strength = _env_float("NEURAL_CPU_ENVELOPE_STRENGTH", ENVELOPE_CORRECTION_STRENGTH)
         if self.envelope_strength > 1.0:
             raise EngineNotReady("bad_config", f"NEURAL_CPU_ENVELOPE_STRENGTH must be <= 1, got "
