@@ -216,6 +216,7 @@ def test_matched_clip_is_filtered_toward_the_reference_envelope(
     target = voice_analyse(harmonic_voice(240.0, seconds=2.5, formant_scale=1.2), 24000)
     text = "오늘도 약을 꼭 챙겨 드세요."
     engine.match_enabled = True
+    monkeypatch.setattr(engine, "envelope_strength", 0.8)
     matched, sr = engine.synthesize(text, "ko", ref, None, {})
     monkeypatch.setattr(engine, "envelope_strength", 0.0)
     plain, _ = engine.synthesize(text, "ko", ref, None, {})  # the same blend, Kokoro's spectrum as is
@@ -236,10 +237,10 @@ def test_envelope_strength_is_configurable(
         NeuralCpuEngine().load()
     assert error.value.code == "bad_config"
     # Another strength changes how clips sound: cached clips of the default must not be reused.
-    monkeypatch.setenv("NEURAL_CPU_ENVELOPE_STRENGTH", "0")
+    monkeypatch.setenv("NEURAL_CPU_ENVELOPE_STRENGTH", "0.8")
     other = NeuralCpuEngine()
     other.load()
-    assert other.envelope_strength == 0.0
+    assert other.envelope_strength == 0.8
     assert other.model_version != engine.model_version
 
 
