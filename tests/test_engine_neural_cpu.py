@@ -205,6 +205,50 @@ def test_world_runs_only_when_the_closest_blend_is_far(
     assert voice_analyse(out, sr).f0_median_hz < engine._candidates[engine.voice_female].f0_median_hz
 
 
+def _gap_db(a: np.ndarray, b: np.ndarray) -> float:
+    grid = np.linspace(0.0, 8000.0, 129)
+    band = (grid >= 200.0) & (grid <= 5000.0)
+    diff = a[band] - b[band]
+    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))
+
+
+def test_matched_clip_is_filtered_toward_the_reference_envelope(
+    engine: NeuralCpuEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the pitch tolerance the blend's clip is EQ'd toward the reference's long-term envelope."""
+    ref = tmp_path / "ref_bright.wav"
+    sf.write(ref, harmonic_voice(240.0, seconds=2.5, formant_scale=1.2), 24000)
+    target = voice_analyse(harmonic_voice(240.0, seconds=2.5, formant_scale=1.2), 24000)
+    text = "오늘도 약을 꼭 챙겨 드세요."
+    engine.match_enabled = True
+    monkeypatch.setattr(engine, "envelope_strength", 0.8)
+    matched, sr = engine.synthesize(text, "ko", ref, None, {})
+    monkeypatch.setattr(engine, "envelope_strength", 0.0)
+    plain, _ = engine.synthesize(text, "ko", ref, None, {})  # the same blend, Kokoro's spectrum as is
+    assert matched.size == plain.size
+    before, after = voice_analyse(plain, sr), voice_analyse(matched, sr)
+    assert _gap_db(after.envelope, target.envelope) < _gap_db(before.envelope, target.envelope)
+    # A filter, not a vocoder: pitch and level stay the blend's.
+    assert abs(np.log(after.f0_median_hz / before.f0_median_hz)) < 0.03
+    assert np.sqrt(np.mean(matched**2)) == pytest.approx(np.sqrt(np.mean(plain**2)), rel=0.05)
+
+
+def test_envelope_strength_is_configurable(
+    engine: NeuralCpuEngine, monkeypatch: pytest.MonkeyPatch, cache_dir: Path
+) -> None:
+    monkeypatch.setenv("NEURAL_CPU_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("NEURAL_CPU_ENVELOPE_STRENGTH", "1.5")
+    with pytest.raises(EngineNotReady) as error:
+        NeuralCpuEngine().load()
+    assert error.value.code == "bad_config"
+    # Another strength changes how clips sound: cached clips of the default must not be reused.
+    monkeypatch.setenv("NEURAL_CPU_ENVELOPE_STRENGTH", "0.8")
+    other = NeuralCpuEngine()
+    other.load()
+    assert other.envelope_strength == 0.8
+    assert other.model_version != engine.model_version
+
+
 def _analysis(f0: float, timbre: float) -> VoiceAnalysis:
     return VoiceAnalysis(f0_median_hz=f0, log_f0_mean=float(np.log(f0)), log_f0_std=0.1, voiced_ratio=0.6,
                          duration_s=2.0, envelope_db=[0.0] * 129, cepstrum=[timbre] * 15)

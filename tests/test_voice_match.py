@@ -16,6 +16,8 @@ from workers.voice_match import (
     VOICE_MATCH_VERSION,
     VoiceMatchError,
     analysis_sidecar_path,
+    envelope_correction_apply,
+    envelope_correction_db,
     pitch_gap_log,
     reference_analysis,
     voice_analyse,
@@ -120,3 +122,42 @@ def test_voice_distance_counts_pitch() -> None:
     far = voice_analyse(harmonic_voice(120.0, seed=10), SR)
     assert voice_distance(near, ref) < voice_distance(far, ref)
     assert pitch_gap_log(near, ref) < PITCH_TOLERANCE_LOG < pitch_gap_log(far, ref)
+
+
+def _envelope_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS difference of two long-term envelopes (dB) over 200 Hz-5 kHz, level removed."""
+    grid = np.linspace(0.0, 8000.0, 129)
+    band = (grid >= 200.0) & (grid <= 5000.0)
+    diff = a[band] - b[band]
+    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))
+
+
+def test_envelope_correction_moves_the_envelope_toward_the_reference() -> None:
+    source = harmonic_voice(200.0, formant_scale=1.0, seed=11)
+    src = voice_analyse(source, SR)
+    target = voice_analyse(harmonic_voice(200.0, formant_scale=1.15, seed=12), SR)
+    before = _envelope_gap(src.envelope, target.envelope)
+    gaps = {}
+    for strength in (0.5, 1.0):
+        out = envelope_correction_apply(source, SR, envelope_correction_db(src, target, strength=strength))
+        assert out.dtype == np.float32 and out.size == source.size
+        after = voice_analyse(out, SR)
+        gaps[strength] = _envelope_gap(after.envelope, target.envelope)
+        # A filter: the pitch is the source's, and the level is kept.
+        assert abs(np.log(after.f0_median_hz / src.f0_median_hz)) < 0.02
+        assert np.sqrt(np.mean(out**2)) == pytest.approx(np.sqrt(np.mean(source**2)), rel=0.02)
+    assert gaps[1.0] < gaps[0.5] < before
+    assert gaps[1.0] < before / 2
+
+
+def test_envelope_correction_is_bounded_and_neutral_for_the_same_voice() -> None:
+    voice = voice_analyse(harmonic_voice(180.0, seed=13), SR)
+    assert not np.any(envelope_correction_db(voice, voice))
+    source = harmonic_voice(180.0, seed=14)
+    assert np.allclose(envelope_correction_apply(source, SR, np.zeros(129)), source, atol=1e-6)
+    # A voice with no energy above 1 kHz: the difference is huge there, the EQ stays bounded.
+    dull = voice_analyse(harmonic_voice(180.0, seed=15), SR)
+    dull.envelope_db = [v - (40.0 if i > 16 else 0.0) for i, v in enumerate(dull.envelope_db)]
+    correction = envelope_correction_db(dull, voice, strength=1.0)
+    assert np.max(np.abs(correction)) <= 9.0 + 1e-9
+    assert correction[100] > 0 > correction[5]  # raises the dull highs relative to the lows

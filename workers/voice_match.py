@@ -23,7 +23,7 @@ import numpy as np
 
 # Bump when the analysis or the transform changes; part of the engine's model_version
 # and of the sidecar (an old sidecar is recomputed, never misread).
-VOICE_MATCH_VERSION = "vm-3"
+VOICE_MATCH_VERSION = "vm-4"
 
 _FRAME_PERIOD_MS = 5.0
 # Long-term envelope on a fixed Hz grid, so references of any sample rate compare.
@@ -47,6 +47,19 @@ _PITCH_WEIGHT = 4.0
 # median pitch (0.25 in log = ~4 semitones); closer than that, pitch alone does not move
 # speaker similarity and the stock voice is kept as Kokoro made it.
 PITCH_TOLERANCE_LOG = 0.25
+# Envelope correction (vm-4): the chosen voice's long-term envelope is filtered towards the
+# reference's. Only part of the measured difference is the speaker: the reference and the
+# candidate's probe say different sentences, so part of it is phonetic content and
+# estimation noise. The share applied is the Wiener shrinkage speaker / (speaker + noise of a
+# difference of two measurements) = s2 / (s2 + 2 n2), measured once offline on the stock
+# voices with bench/envelope_shrinkage.py (n2: a voice's envelope variance across sentences,
+# 1.1-1.2 dB^2; s2: variance between the stock voices, 10-10.6 dB^2 -> 0.81-0.83). No band is
+# moved by more than _CORRECTION_MAX_DB, so one badly estimated band cannot colour a voice.
+ENVELOPE_CORRECTION_STRENGTH = 0.8
+_CORRECTION_MAX_DB = 9.0
+# Above the analysed grid (8 kHz) the gain fades to 0 dB over this band instead of ending in
+# a step: the analysis says nothing about those frequencies, so they are left as they are.
+_CORRECTION_FADE_HZ = 2000.0
 
 
 class VoiceMatchError(RuntimeError):
@@ -253,6 +266,57 @@ def warp_factor_fit(source_env_db: np.ndarray, target_env_db: np.ndarray) -> flo
         if err < best_err:
             best, best_err = float(alpha), err
     return best
+
+
+def envelope_correction_db(
+    source: VoiceAnalysis,
+    target: VoiceAnalysis,
+    *,
+    strength: float = ENVELOPE_CORRECTION_STRENGTH,
+) -> np.ndarray:
+    """The static EQ (dB on the analysis grid, 0-8 kHz) that moves `source`'s long-term
+    envelope towards `target`'s: `strength` x their difference, level-free, clipped.
+
+    Both envelopes are WORLD (CheapTrick) envelopes averaged over voiced frames, so the
+    difference is spectral colour (tilt, formant regions), not the harmonics of either pitch.
+    """
+    diff = target.envelope - source.envelope
+    if diff.shape != _ENV_GRID.shape:
+        raise VoiceMatchError("analyses on different envelope grids")
+    band = (_ENV_GRID >= _FIT_LO_HZ) & (_ENV_GRID <= _FIT_HI_HZ)
+    # Loudness is handled elsewhere: the correction only reshapes, it does not raise the level.
+    diff = diff - diff[band].mean()
+    return np.clip(strength * diff, -_CORRECTION_MAX_DB, _CORRECTION_MAX_DB)
+
+
+def envelope_correction_apply(samples: np.ndarray, sample_rate: int, correction_db: np.ndarray) -> np.ndarray:
+    """Filter `samples` by the static EQ `correction_db` (on the analysis grid); keeps the RMS level.
+
+    A zero-phase filter applied to Kokoro's own waveform: the excitation, phase and timing
+    stay exactly as the model made them. (Re-synthesising with WORLD to reshape the
+    envelope cost ~0.3-0.6 predicted MOS in vm-2; this filter costs a few hundredths.)
+    """
+    x = _as_world_input(samples)
+    correction_db = np.asarray(correction_db, dtype=np.float64)
+    if x.size == 0 or not np.any(correction_db):
+        return np.asarray(x, dtype=np.float32)
+    # The gain curve is smooth at the grid's 62.5 Hz spacing, so its impulse response is a few
+    # ms long; padding keeps the circular FFT convolution from wrapping the ends around.
+    pad = min(4096, x.size)
+    n = x.size + 2 * pad
+    spectrum = np.fft.rfft(np.pad(x, pad), n)
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    gain_db = np.interp(freqs, _ENV_GRID, correction_db)
+    fade = np.clip((_ENV_MAX_HZ + _CORRECTION_FADE_HZ - freqs) / _CORRECTION_FADE_HZ, 0.0, 1.0)
+    gain_db = np.where(freqs > _ENV_MAX_HZ, correction_db[-1] * fade, gain_db)
+    y = np.fft.irfft(spectrum * 10.0 ** (gain_db / 20.0), n)[pad : pad + x.size]
+    src_rms = float(np.sqrt(np.mean(x**2)) + 1e-12)
+    out_rms = float(np.sqrt(np.mean(y**2)) + 1e-12)
+    y = y * (src_rms / out_rms)
+    peak = float(np.max(np.abs(y)))
+    if peak > 0.99:
+        y = y * (0.99 / peak)
+    return y.astype(np.float32)
 
 
 def voice_match_apply(
