@@ -308,9 +308,6 @@ TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 300, minimum=0)
 HOT_PATH = env_bool("HOT_PATH", True)
 # Workers return freed heap to the OS every N syntheses (glibc malloc_trim; workers/memory.py); 0: never.
 WORKER_HEAP_TRIM_EVERY = env_int("WORKER_HEAP_TRIM_EVERY", 50, minimum=0)
-# Scheduling priority (nice) of the processes that synthesise: on a host where the web and the
-# model share cores, a synthesis must wait for an API request, not the other way round.
-SYNTHESIS_NICE = env_int("SYNTHESIS_NICE", 10, minimum=0, maximum=19)
 # Clips kept per user; the least recently used unpinned ones are evicted beyond it.
 CLIP_QUOTA_PER_USER = env_int("CLIP_QUOTA_PER_USER", 5000, minimum=1)
 

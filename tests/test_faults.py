@@ -136,18 +136,3 @@ def test_stale_running_job_is_given_back_then_failed_when_out_of_tries(db, alice
     assert retry.status == "queued" and retry.enqueue_count == 1 and retry.enqueued_at is not None
     assert spent.status == "failed" and spent.error_code == "worker_lost"
     assert fresh.status == "running"
-
-
-def test_synthesis_processes_run_niced_so_the_api_comes_first(stack_factory, alice):
-    stack = stack_factory(env={"SYNTHESIS_NICE": "7"}).start()
-    children = [w["pid"] for w in stack.workers() if w.get("ready")]
-    assert children
-    assert [niceness(pid) for pid in children] == [7] * len(children)
-    # The web and the worker's parent (which only fetches messages) keep their priority.
-    assert niceness(stack.procs["web"].pid) == 0
-    assert niceness(stack.procs["worker"].pid) == 0
-
-
-def niceness(pid: int) -> int:
-    # /proc/<pid>/stat field 19; the command name (field 2) is in parentheses and may hold spaces.
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])

@@ -7,7 +7,6 @@ started with `-Q webhooks` alone never touches the GPU.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery import signals
@@ -34,21 +33,7 @@ def _load_engine(**kwargs: Any) -> None:
     if not synthesis_queues & set(_consumed_queues):
         logger.info("worker does not consume %s: no engine loaded", ", ".join(sorted(synthesis_queues)))
         return
-    synthesis_priority_lower(nice=settings.SYNTHESIS_NICE)
     runtime.engine_start(name=settings.TTS_ENGINE, queues=list(_consumed_queues))
-
-
-def synthesis_priority_lower(*, nice: int) -> int:
-    """Run this process at niceness `nice` (only ever lowered: raising needs privileges).
-
-    The model takes every cycle it is given; the web, Redis and polling clients need a few
-    milliseconds each, often. At equal priority the scheduler shares the cores fairly and a
-    poll waits behind a synthesis time slice; niced, the synthesis yields (bench/RESULTS.md).
-    """
-    current = os.nice(0)
-    if nice > current:
-        current = os.nice(nice - current)
-    return current
 
 
 @signals.worker_process_shutdown.connect
