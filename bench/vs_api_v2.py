@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="our worker's processes (-c; default 1, the GPU worker's shape; the CPU worker "
                              "of compose.yaml runs one per core)")
     parser.add_argument("--worker-threads", type=int, default=None,
-                        help="GPTSOVITS_TORCH_THREADS for each of our worker processes (default: torch's, "
-                             "one per core); api_v2 keeps torch's default")
+                        help="GPTSOVITS_TORCH_THREADS for each of our worker processes (default: the "
+                             "engine's, 1 on CPU); api_v2 keeps torch's default (one per core)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-vs-api-v2-"))
