@@ -48,21 +48,20 @@ def envelopes() -> np.ndarray:
     """Level-free long-term envelopes (dB, fit band), shape (voices, sentences, bands)."""
     from workers.engines.neural_cpu import SAMPLE_RATE, NeuralCpuEngine
     from workers.speech_text import speech_phonemes, text_normalise_for_speech
-    from workers.voice_match import _ENV_GRID, _FIT_HI_HZ, _FIT_LO_HZ, voice_analyse
+    from workers.voice_match import FIT_BAND, voice_analyse
 
     engine = NeuralCpuEngine()
     engine.match_enabled = False
     engine.load()
-    band = (_ENV_GRID >= _FIT_LO_HZ) & (_ENV_GRID <= _FIT_HI_HZ)
     voices = STOCK + BLENDS
     for voice in voices:
         if voice not in engine._voices:
             engine._voices[voice] = engine._blend_style(voice)
-    out = np.zeros((len(voices), len(SENTENCES), int(band.sum())))
+    out = np.zeros((len(voices), len(SENTENCES), int(FIT_BAND.sum())))
     for i, voice in enumerate(voices):
         for k, (text, language) in enumerate(SENTENCES):
             phonemes = speech_phonemes(text_normalise_for_speech(text, language), language)
-            env = voice_analyse(engine._render(phonemes, voice, 1.0), SAMPLE_RATE).envelope[band]
+            env = voice_analyse(engine._render(phonemes, voice, 1.0), SAMPLE_RATE).envelope[FIT_BAND]
             out[i, k] = env - env.mean()
     return out
 

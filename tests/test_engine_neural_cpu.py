@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.voice_signals import harmonic_voice
+from tests.voice_signals import envelope_gap, harmonic_voice
 from workers.engines.base import Engine, EngineError, EngineNotReady
 from workers.engines.neural_cpu import (
     VOICE_QUALITY_MOS,
@@ -205,13 +205,6 @@ def test_world_runs_only_when_the_closest_blend_is_far(
     assert voice_analyse(out, sr).f0_median_hz < engine._candidates[engine.voice_female].f0_median_hz
 
 
-def _gap_db(a: np.ndarray, b: np.ndarray) -> float:
-    grid = np.linspace(0.0, 8000.0, 129)
-    band = (grid >= 200.0) & (grid <= 5000.0)
-    diff = a[band] - b[band]
-    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))
-
-
 def test_matched_clip_is_filtered_toward_the_reference_envelope(
     engine: NeuralCpuEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -227,7 +220,7 @@ def test_matched_clip_is_filtered_toward_the_reference_envelope(
     plain, _ = engine.synthesize(text, "ko", ref, None, {})  # the same blend, Kokoro's spectrum as is
     assert matched.size == plain.size
     before, after = voice_analyse(plain, sr), voice_analyse(matched, sr)
-    assert _gap_db(after.envelope, target.envelope) < _gap_db(before.envelope, target.envelope)
+    assert envelope_gap(after.envelope, target.envelope) < envelope_gap(before.envelope, target.envelope)
     # A filter, not a vocoder: pitch and level stay the blend's.
     assert abs(np.log(after.f0_median_hz / before.f0_median_hz)) < 0.03
     assert np.sqrt(np.mean(matched**2)) == pytest.approx(np.sqrt(np.mean(plain**2)), rel=0.05)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.voice_signals import harmonic_voice
+from tests.voice_signals import envelope_gap, harmonic_voice
 from workers.voice_match import (
     PITCH_TOLERANCE_LOG,
     VOICE_MATCH_VERSION,
@@ -124,25 +124,17 @@ def test_voice_distance_counts_pitch() -> None:
     assert pitch_gap_log(near, ref) < PITCH_TOLERANCE_LOG < pitch_gap_log(far, ref)
 
 
-def _envelope_gap(a: np.ndarray, b: np.ndarray) -> float:
-    """RMS difference of two long-term envelopes (dB) over 200 Hz-5 kHz, level removed."""
-    grid = np.linspace(0.0, 8000.0, 129)
-    band = (grid >= 200.0) & (grid <= 5000.0)
-    diff = a[band] - b[band]
-    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))
-
-
 def test_envelope_correction_moves_the_envelope_toward_the_reference() -> None:
     source = harmonic_voice(200.0, formant_scale=1.0, seed=11)
     src = voice_analyse(source, SR)
     target = voice_analyse(harmonic_voice(200.0, formant_scale=1.15, seed=12), SR)
-    before = _envelope_gap(src.envelope, target.envelope)
+    before = envelope_gap(src.envelope, target.envelope)
     gaps = {}
     for strength in (0.5, 1.0):
         out = envelope_correction_apply(source, SR, envelope_correction_db(src, target, strength=strength))
         assert out.dtype == np.float32 and out.size == source.size
         after = voice_analyse(out, SR)
-        gaps[strength] = _envelope_gap(after.envelope, target.envelope)
+        gaps[strength] = envelope_gap(after.envelope, target.envelope)
         # A filter: the pitch is the source's, and the level is kept.
         assert abs(np.log(after.f0_median_hz / src.f0_median_hz)) < 0.02
         assert np.sqrt(np.mean(out**2)) == pytest.approx(np.sqrt(np.mean(source**2)), rel=0.02)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workers.voice_match import FIT_BAND
+
 
 def harmonic_voice(f0_hz: float, seconds: float = 2.0, sample_rate: int = 24000, formant_scale: float = 1.0,
                    seed: int = 0) -> np.ndarray:
@@ -22,3 +24,9 @@ def harmonic_voice(f0_hz: float, seconds: float = 2.0, sample_rate: int = 24000,
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 3.0 * t) ** 2
     out = out * envelope + 0.001 * rng.standard_normal(t.size)
     return (0.5 * out / np.max(np.abs(out))).astype(np.float32)
+
+
+def envelope_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """RMS difference (dB) of two long-term envelopes over the matching's fit band, level removed."""
+    diff = a[FIT_BAND] - b[FIT_BAND]
+    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2)))

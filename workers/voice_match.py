@@ -30,8 +30,11 @@ _FRAME_PERIOD_MS = 5.0
 _ENV_MAX_HZ = 8000.0
 _ENV_POINTS = 129
 _ENV_GRID = np.linspace(0.0, _ENV_MAX_HZ, _ENV_POINTS)
-# Band used to fit the warp: below 200 Hz is F0/noise, above 5 kHz mostly fricatives.
+# Band where envelopes are compared (level removal, warp fit, correction): below 200 Hz is
+# F0/noise, above 5 kHz mostly fricatives.
 _FIT_LO_HZ, _FIT_HI_HZ = 200.0, 5000.0
+FIT_BAND = (_ENV_GRID >= _FIT_LO_HZ) & (_ENV_GRID <= _FIT_HI_HZ)
+FIT_BAND.flags.writeable = False
 _WARP_CANDIDATES = np.linspace(0.80, 1.25, 46)
 _F0_FLOOR, _F0_CEIL = 60.0, 500.0
 # Timbre is compared as the mean mel cepstrum (c1..c15 of a 40-band log-mel envelope) of the
@@ -116,8 +119,7 @@ def _mean_envelope_db(sp: np.ndarray, voiced: np.ndarray, sample_rate: int) -> n
     bins_hz = np.linspace(0.0, sample_rate / 2.0, sp.shape[1])
     env = np.interp(_ENV_GRID, bins_hz, mean_db)
     # Level does not identify a voice, the shape does: remove the mean over the fit band.
-    band = (_ENV_GRID >= _FIT_LO_HZ) & (_ENV_GRID <= _FIT_HI_HZ)
-    return env - env[band].mean()
+    return env - env[FIT_BAND].mean()
 
 
 def _mel_grid_hz() -> np.ndarray:
@@ -257,11 +259,10 @@ def _warp_envelope_db(env: np.ndarray, alpha: float) -> np.ndarray:
 
 def warp_factor_fit(source_env_db: np.ndarray, target_env_db: np.ndarray) -> float:
     """The frequency-warp factor that best maps the source's long-term envelope onto the target's."""
-    band = (_ENV_GRID >= _FIT_LO_HZ) & (_ENV_GRID <= _FIT_HI_HZ)
     best, best_err = 1.0, math.inf
     for alpha in _WARP_CANDIDATES:
         warped = _warp_envelope_db(source_env_db, float(alpha))
-        diff = warped[band] - target_env_db[band]
+        diff = warped[FIT_BAND] - target_env_db[FIT_BAND]
         err = float(np.mean((diff - diff.mean()) ** 2))
         if err < best_err:
             best, best_err = float(alpha), err
@@ -283,9 +284,8 @@ def envelope_correction_db(
     diff = target.envelope - source.envelope
     if diff.shape != _ENV_GRID.shape:
         raise VoiceMatchError("analyses on different envelope grids")
-    band = (_ENV_GRID >= _FIT_LO_HZ) & (_ENV_GRID <= _FIT_HI_HZ)
     # Loudness is handled elsewhere: the correction only reshapes, it does not raise the level.
-    diff = diff - diff[band].mean()
+    diff = diff - diff[FIT_BAND].mean()
     return np.clip(strength * diff, -_CORRECTION_MAX_DB, _CORRECTION_MAX_DB)
 
 
