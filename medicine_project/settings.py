@@ -335,6 +335,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimu
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360, minimum=2)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000, minimum=1)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4_000_000, minimum=1)  # KiB
+# Celery's Django fixup closes every database connection before and after each task, ignoring
+# CONN_MAX_AGE: a new PostgreSQL connection per job, ~6 ms of the queue's overhead per job here
+# (bench/RESULTS.md). Its own escape hatch keeps the connection for this many tasks instead (0:
+# Celery's default, a new connection per task); workers/lifecycle.py adds Django's per-request
+# checks and drops the connection after any task that did not end cleanly.
+CELERY_DB_REUSE_MAX = env_int("WORKER_DB_REUSE_MAX", 500, minimum=0)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {

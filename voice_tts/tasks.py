@@ -14,6 +14,7 @@ from voice_tts.services.jobs import job_fail, job_run
 from voice_tts.services.sweeper import jobs_sweep
 from voice_tts.services.webhooks import webhook_deliver, webhook_status_set
 from workers.engines.base import EngineTransientError
+from workers.lifecycle import db_connections_drop
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def job_synthesize_task(self, job_id: str) -> None:
     except EngineTransientError as exc:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries, base=2.0, cap=60.0)) from exc
     except SoftTimeLimitExceeded:
+        # The limit's signal may have landed inside a query: start from a new connection.
+        db_connections_drop()
         job = Job.objects.get(id=job_id)
         job_fail(job=job, code="timeout", message="Synthesis took longer than the time limit.")
 

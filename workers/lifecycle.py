@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import signals
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connections
 
 from workers import runtime
 from workers.memory import heap_trim
@@ -57,3 +58,31 @@ def _trim_heap_now_and_then(sender: Any = None, **kwargs: Any) -> None:
     if _syntheses_since_trim >= every:
         _syntheses_since_trim = 0
         heap_trim()
+
+
+# Database connections across tasks. Celery's fixup would open one per task; with
+# CELERY_DB_REUSE_MAX it keeps it, and these two hooks give a task what Django gives a request:
+# before it, the connection is dropped when older than CONN_MAX_AGE or broken by an error (and
+# health-checked on first use, CONN_HEALTH_CHECKS); after a task that did not end cleanly it is
+# dropped outright, because a query interrupted mid-protocol (a soft time limit's signal) can
+# leave a connection that Django's checks still think usable (celery/celery#9824).
+
+
+@signals.task_prerun.connect
+def _db_connections_checked(**kwargs: Any) -> None:
+    close_old_connections()
+
+
+@signals.task_postrun.connect
+def _db_connections_dropped_after_trouble(state: str | None = None, **kwargs: Any) -> None:
+    if state != "SUCCESS":
+        db_connections_drop()
+
+
+def db_connections_drop() -> None:
+    """Close every open database connection of this process; the next query opens a new one."""
+    for connection in connections.all(initialized_only=True):
+        try:
+            connection.close()
+        except DatabaseError:
+            logger.warning("closing database connection %s failed", connection.alias, exc_info=True)
