@@ -70,6 +70,11 @@ def machine_line() -> str:
             f"python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M')}")
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name (field 3 onwards, as proc(5) numbers them)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 class BenchStack:
     """Processes started together, stopped together; `database` is "sqlite" or "postgres"."""
 
@@ -243,16 +248,18 @@ class BenchStack:
     def web_cpu_seconds(self) -> float:
         """User + system CPU seconds used so far by the gunicorn workers (children of the master).
 
-        CPU per request is far less sensitive to other load on a shared machine than requests/s."""
+        CPU per request is far less sensitive to other load on a shared machine than requests/s.
+        Workers that gunicorn recycled (`max_requests`) count too: once reaped, their CPU is in the
+        master's cutime/cstime."""
         master = self.procs["web"].pid
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        total = 0
+        # utime, stime (clock ticks); for the master, cutime + cstime: its reaped children
+        total = sum(int(f) for f in _proc_stat(master)[13:15])
         for pid in children:
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += sum(int(f) for f in _proc_stat(int(pid))[11:13])
             except FileNotFoundError:
                 continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
         return total / os.sysconf("SC_CLK_TCK")
 
     def log(self, name: str) -> str:
