@@ -47,6 +47,24 @@ def test_a_real_worker_runs_many_jobs_on_one_connection_per_process(worker, alic
     assert opened <= 2, f"{opened} new database sessions for 12 jobs"
 
 
+def test_a_worker_whose_connection_was_cut_reconnects_for_the_next_job(worker, alice):
+    if connection.vendor != "postgresql":
+        pytest.skip("cuts the worker's PostgreSQL sessions with pg_terminate_backend")
+    voice_create(owner_id=alice.id, data=wav_bytes(4.0))
+    first = [job_create(owner_id=alice.id, text=f"before the cut {i}", language="en").id for i in range(4)]
+    _wait(first)
+    # What a database restart, a failover or a proxy's idle timeout does to a kept connection.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1, "the worker kept no connection to cut"
+    after = [job_create(owner_id=alice.id, text=f"after the cut {i}", language="en").id for i in range(4)]
+    _wait(after)
+    assert Job.objects.filter(id__in=after, status="succeeded").count() == 4
+
+
 def _wait(job_ids: list) -> None:
     deadline = time.monotonic() + 120
     while Job.objects.filter(id__in=job_ids).exclude(status__in=Job.FINISHED).exists():
