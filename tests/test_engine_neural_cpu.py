@@ -234,11 +234,13 @@ def test_envelope_strength_is_configurable(
     with pytest.raises(EngineNotReady) as error:
         NeuralCpuEngine().load()
     assert error.value.code == "bad_config"
+    # On by default at the estimated speaker share (voice_match.ENVELOPE_CORRECTION_STRENGTH).
+    assert engine.envelope_strength == 0.8
     # Another strength changes how clips sound: cached clips of the default must not be reused.
-    monkeypatch.setenv("NEURAL_CPU_ENVELOPE_STRENGTH", "0.8")
+    monkeypatch.setenv("NEURAL_CPU_ENVELOPE_STRENGTH", "0")
     other = NeuralCpuEngine()
     other.load()
-    assert other.envelope_strength == 0.8
+    assert other.envelope_strength == 0.0
     assert other.model_version != engine.model_version
 
 

@@ -54,6 +54,15 @@ RULE_CASES = [
     ("hˈue, dˈu ɐɾˈɯɫ", "hˈue, tˈu ɐɾˈɯl"),
     ("sˈohwɐdʑˌe dˈu", "sˈohwɐdʑˌe dˈu"),  # 소화제 두: voiced in running speech
     ("bˈɐm", "pˈɐm"),
+    # word-initial ㅂ/ㅈ after a word ending in a voiced sound, same clause: voiced like ㄱ/ㄷ
+    ("sˈe pˈʌn", "sˈe bˈʌn"),  # 세 번
+    ("hˈɐn tɕʌŋˈɯɫ", "hˈɐn dʑʌŋˈɯl"),  # 한 정을
+    ("tɕˈɛ tɕˈusejˌo", "tɕˈɛ dʑˈusejˌo"),  # 재 주세요 (the clause-initial one stays voiceless)
+    ("hˈue, pˈʌn", "hˈue, pˈʌn"),  # not across a clause boundary
+    ("pˈɐp tɕˈɐ", "pˈɐp tɕˈɐ"),  # not after an obstruent (tensed there)
+    ("ˈɐ p-ˈɐŋ", "ˈɐ pˈɐŋ"),  # 아 빵: tense ㅃ is not voiced
+    ("ˈɐ tɕhˈɐ", "ˈɐ tɕʰˈɐ"),  # ㅊ stays aspirated
+    ("tɕintɕˈɐ", "tɕintɕˈɐ"),  # 진짜: inside a word espeak's tɕ after a voiced sound is ㅉ
     ("s-ˈɐdɐ", "sˈɐdɐ"),  # 싸다
     # things that must not change
     ("hˈɐnɐ", "hˈɐnɐ"),
@@ -84,7 +93,8 @@ def test_fixed_output_has_no_espeak_only_symbols() -> None:
     [
         ("약 드실 시간입니다.", "jak tɯɕil ɕiɡanimnida."),
         ("국물", "kuŋmul"),
-        ("혈압을 재 주세요.", "hjɔɾabɯl ʨɛ ʨusejo."),
+        ("혈압을 재 주세요.", "hjɔɾabɯl ʥɛ ʥusejo."),
+        ("하루 세 번, 한 정을 드세요.", "haɾu se bɔn, han ʥɔŋɯl dɯsejo."),
         ("아까 함께", "aka hamke"),
         ("축하합니다", "ʨʰukʰahamnida"),
         ("여덟 시", "jɔdɔl ɕi"),

@@ -19,7 +19,7 @@ Configuration (environment; read in load()):
                            (default 10; 0 = closest blend whatever its quality)
   NEURAL_CPU_ENVELOPE_STRENGTH  share (0-1) of the long-term envelope difference between the
                            chosen voice and the reference that every clip is filtered by
-                           (default 0 = off, Kokoro's spectrum as is; 0.8 = the estimated share)
+                           (default 0.8 = the estimated speaker share; 0 = off, Kokoro's spectrum as is)
   NEURAL_CPU_CACHE_DIR     where the joined model lives (default <DATA_DIR>/models/kokoro)
 """
 
@@ -80,11 +80,11 @@ VOICE_QUALITY_MOS = {
 # keeping half of jf_alpha scored 4.1-4.2 for nearly the same speaker similarity.
 _QUALITY_WEIGHT = 10.0
 _PROJECT_DIR = Path(__file__).resolve().parents[2]
-# Envelope correction is off by default for now: at the estimated strength
-# (voice_match.ENVELOPE_CORRECTION_STRENGTH, 0.8) it reaches the issue-4 similarity target for
-# the female benchmark reference (+0.165) but that run's Korean CER came out at 0.201 against the
-# 0.20 limit (bench/RESULTS.md, vm-4). Set NEURAL_CPU_ENVELOPE_STRENGTH=0.8 to turn it on.
-_ENVELOPE_STRENGTH_DEFAULT = 0.0
+# Envelope correction at the estimated speaker share of the envelope difference
+# (voice_match.ENVELOPE_CORRECTION_STRENGTH, 0.8: Wiener shrinkage measured on the stock voices by
+# bench/envelope_shrinkage.py). It was off until ko-rules-7 won the Korean intelligibility margin
+# (bench/RESULTS.md). NEURAL_CPU_ENVELOPE_STRENGTH=0 turns it off.
+_ENVELOPE_STRENGTH_DEFAULT = 0.8
 
 
 def _package_dir(name: str) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 # Part of the engine's model_version: bump when a rule changes what Kokoro is fed.
-PHONEME_RULES_VERSION = "ko-rules-6"
+PHONEME_RULES_VERSION = "ko-rules-7"
 
 _STRESS = "ˈˌ"
 _S = f"[{_STRESS}]*"  # stress marks are transparent to assimilation
@@ -35,8 +35,18 @@ def _rule(pattern: str, repl: str | object) -> None:
 #    espeak-ng voices ㄷ (d) and ㅈ (dʑ) everywhere or by its own rules, ㅂ (p) never:
 #    a. tense ㄲ is written q-: a plain voiceless [k] (아까 -> ak-a, not aɡa; 함께 -> hamke).
 _rule(r"q-", "k")
-#    b. ㅂ between voiced sounds is [b] (혈압을 -> hjʌɾabɯl, 일곱이 -> ilɡobi); ㅃ (p-), ㅍ (ph) are not.
-_rule(r"(?<=[" + _VOICED + r"])(" + _S + r")p(?=" + _S + r"[" + _VOICED + r"])", r"\1b")
+#    b. ㅂ between voiced sounds is [b] (혈압을 -> hjʌɾabɯl, 일곱이 -> ilɡobi), also at the start of
+#       a word after a word ending in a voiced sound in the same clause (세 번 -> se bʌn, 검사 받는
+#       -> kʌmsa bannɯn), as espeak already does for ㄱ and ㄷ (소화제 두 -> sohwadʑe du). ㅃ (p-)
+#       and ㅍ (ph) are not voiced. Kokoro's voiceless p there sounds aspirated to a Korean ear (ㅍ).
+_rule(r"(?<=[" + _VOICED + r"])(" + _S + r" ?" + _S + r")p(?=" + _S + r"[" + _VOICED + r"])", r"\1b")
+#    b'. The same for ㅈ at the start of a word (한 정을 -> han dʑʌŋɯl, 재 주세요 -> tɕɛ dʑusejo): espeak
+#       voices ㅈ inside a word itself (소화제 -> sohwadʑe) but never at a word start, and Kokoro's
+#       voiceless affricate there is heard as ㅊ (한 정을 -> 간청을). Only across a space: inside a
+#       word espeak's tɕ after a voiced sound is ㅉ (진짜 -> tɕintɕa), which stays voiceless. espeak
+#       writes a word-initial ㅉ like ㅈ, so one after a voiced sound (아주 짜다) is voiced too: rare in
+#       reminders, and the lesser error than ㅈ heard as ㅊ in every "한 정".
+_rule(r"(?<=[" + _VOICED + r"])(" + _S + r" " + _S + r")tɕ(?=" + _S + r"[" + _VOICED + r"])", r"\1dʑ")
 #    c. A lenis stop after an obstruent coda is tensed (표준 발음법 제23항: 약 드실 -> [약뜨실],
 #       식당 -> [식땅]), inside a word and, in running speech, across the space: voiceless.
 _rule(r"(?<=[pbtdkqɡ])(-?" + _S + r" ?" + _S + r")(dʑ|[dɡb])", lambda m: m.group(1) + _DEVOICED[m.group(2)])
