@@ -81,8 +81,7 @@ def _db_connections_dropped_after_trouble(state: str | None = None, **kwargs: An
 
 def db_connections_drop() -> None:
     """Close every open database connection of this process; the next query opens a new one."""
-    for connection in connections.all(initialized_only=True):
-        try:
-            connection.close()
-        except DatabaseError:
-            logger.warning("closing database connection %s failed", connection.alias, exc_info=True)
+    try:
+        connections.close_all()
+    except DatabaseError:
+        logger.warning("closing a database connection failed", exc_info=True)

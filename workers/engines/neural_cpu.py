@@ -40,6 +40,7 @@ import numpy as np
 from workers.engines.base import EngineError, EngineNotReady
 from workers.speech_text import SUPPORTED_LANGUAGES, speech_phonemes, text_normalise_for_speech
 from workers.speech_text.phoneme_rules import PHONEME_RULES_VERSION
+from workers.voice_match import ENVELOPE_CORRECTION_STRENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +81,10 @@ VOICE_QUALITY_MOS = {
 # keeping half of jf_alpha scored 4.1-4.2 for nearly the same speaker similarity.
 _QUALITY_WEIGHT = 10.0
 _PROJECT_DIR = Path(__file__).resolve().parents[2]
-# Envelope correction at the estimated speaker share of the envelope difference
-# (voice_match.ENVELOPE_CORRECTION_STRENGTH, 0.8: Wiener shrinkage measured on the stock voices by
-# bench/envelope_shrinkage.py). It was off until ko-rules-7 won the Korean intelligibility margin
-# (bench/RESULTS.md). NEURAL_CPU_ENVELOPE_STRENGTH=0 turns it off.
-_ENVELOPE_STRENGTH_DEFAULT = 0.8
+# Envelope correction at the estimated speaker share of the envelope difference (0.8: Wiener
+# shrinkage measured on the stock voices by bench/envelope_shrinkage.py). It was off until ko-rules-7
+# won the Korean intelligibility margin (bench/RESULTS.md). NEURAL_CPU_ENVELOPE_STRENGTH=0 turns it off.
+_ENVELOPE_STRENGTH_DEFAULT = ENVELOPE_CORRECTION_STRENGTH
 
 
 def _package_dir(name: str) -> Path:
