@@ -276,8 +276,9 @@ WORKER_HEARTBEAT_TTL_SECONDS = env_int("WORKER_HEARTBEAT_TTL_SECONDS", 15, minim
 # by CELERY_TASK_SOFT_TIME_LIMIT / CELERY_TASK_TIME_LIMIT.
 JOB_TIME_LIMIT_BASE_SECONDS = env_int("JOB_TIME_LIMIT_BASE_SECONDS", 60, minimum=1)
 JOB_TIME_LIMIT_PER_CHAR_SECONDS = env_float("JOB_TIME_LIMIT_PER_CHAR_SECONDS", 0.5, minimum=0.0)
-# A job is claimed at most this many times; a worker that dies on it every time (a
-# poison input that crashes the engine) makes it fail with `worker_lost`, not loop.
+# A job's worker may die on it (SIGKILL, OOM, segfault) at most this many times; a worker
+# that dies on it every time (a poison input that crashes the engine) makes it fail with
+# `worker_lost`, not loop. Counts worker deaths only, never the transient retries below.
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 # The sweeper (Celery beat) re-sends a queued job whose message may have been lost (a
 # Redis restart without persistence) after this long, at most JOB_MAX_ENQUEUES times.
@@ -286,6 +287,15 @@ JOB_MAX_ENQUEUES = env_int("JOB_MAX_ENQUEUES", 5, minimum=1)
 # A running job older than the hard time limit plus this grace lost its worker.
 JOB_RUNNING_GRACE_SECONDS = env_int("JOB_RUNNING_GRACE_SECONDS", 60, minimum=0)
 JOB_SWEEP_INTERVAL_SECONDS = env_float("JOB_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0.5)
+# Transient synthesis errors (the engine's server down or restarting: `engine_unavailable`;
+# the clip lock busy or Redis gone: `lock_timeout`, `lock_unavailable`) are retried up to
+# JOB_TRANSIENT_RETRIES times, the n-th after a random wait in [0, min(JOB_RETRY_MAX_SECONDS,
+# JOB_RETRY_BASE_SECONDS * 2**(n-1))] (full jitter); then the job fails with the error's code.
+# Keep JOB_RETRY_MAX_SECONDS below JOB_QUEUED_DEADLINE_SECONDS, or the sweeper re-sends jobs
+# that are only waiting out a retry's countdown (harmless, but it lengthens their schedule).
+JOB_TRANSIENT_RETRIES = env_int("JOB_TRANSIENT_RETRIES", 5, minimum=0)
+JOB_RETRY_BASE_SECONDS = env_float("JOB_RETRY_BASE_SECONDS", 2.0, minimum=0.0)
+JOB_RETRY_MAX_SECONDS = env_float("JOB_RETRY_MAX_SECONDS", 60.0, minimum=0.0)
 # Webhook targets that resolve to loopback/private/link-local/reserved addresses are
 # refused (SSRF) unless they fall in one of these networks, e.g. "127.0.0.1/32".
 WEBHOOK_ALLOWED_NETWORKS = env_networks("WEBHOOK_ALLOWED_NETWORKS")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -18,8 +19,6 @@ from workers.lifecycle import db_connections_drop
 
 logger = logging.getLogger(__name__)
 
-SYNTHESIS_MAX_RETRIES = 5
-
 
 def _backoff(retries: int, *, base: float, cap: float) -> float:
     # Exponential with full jitter, so retries from many jobs do not arrive in waves.
@@ -29,13 +28,21 @@ def _backoff(retries: int, *, base: float, cap: float) -> float:
 # ignore_result: the Job row is the record of a synthesis and of its webhook; storing Celery's
 # own result row too (django-db backend) was one more database write per task on the
 # queue's critical path, read by nobody (bench/RESULTS.md, queue overhead).
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=SYNTHESIS_MAX_RETRIES,
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=settings.JOB_TRANSIENT_RETRIES,
              ignore_result=True)
-def job_synthesize_task(self, job_id: str) -> None:
+def job_synthesize_task(self, job_id: str, first_tried_at: float | None = None) -> None:
+    """Transient errors (EngineTransientError only) are retried `max_retries` times on the
+    JOB_RETRY_* backoff; the retry is the same message (same task id) with `retries + 1`.
+    `first_tried_at` (epoch seconds) rides along on the retries, for the give-up message."""
+    if first_tried_at is None:
+        first_tried_at = time.time()
     try:
-        job_run(job_id=job_id, task_id=self.request.id, final_attempt=self.request.retries >= self.max_retries)
+        job_run(job_id=job_id, task_id=self.request.id, final_attempt=self.request.retries >= self.max_retries,
+                tries=self.request.retries + 1, first_tried_at=first_tried_at)
     except EngineTransientError as exc:
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries, base=2.0, cap=60.0)) from exc
+        countdown = _backoff(self.request.retries, base=settings.JOB_RETRY_BASE_SECONDS,
+                             cap=settings.JOB_RETRY_MAX_SECONDS)
+        raise self.retry(exc=exc, countdown=countdown, kwargs={"first_tried_at": first_tried_at}) from exc
     except SoftTimeLimitExceeded:
         # The limit's signal may have landed inside a query: start from a new connection.
         db_connections_drop()

@@ -185,7 +185,11 @@ def _job_record_hit(*, job: Job, clip: Clip) -> None:
 
 def job_claim(*, job_id: Any, task_id: str) -> bool:
     """Take the job for this task message. A message redelivered after its worker died
-    carries the same task id, so it may take back its own `running` job."""
+    carries the same task id, so it may take back its own `running` job.
+
+    Every claim counts one in `attempts`; a claim that ends in a transient error gives it
+    back (job_release), so `attempts` is this claim plus one per claim whose worker died
+    (SIGKILL, OOM, segfault): JOB_MAX_ATTEMPTS bounds worker deaths, never transient retries."""
     return bool(
         Job.objects.filter(id=job_id)
         .filter(Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, task_id=task_id))
@@ -211,9 +215,46 @@ def job_fail(*, job: Job, code: str, message: str) -> None:
     _job_finish(job=job, status=Job.Status.FAILED, error_code=code, error_message=message[:2000])
 
 
-def job_release(*, job_id: Any) -> None:
-    """Give a running job back to the queue (before a retry of a transient error)."""
-    Job.objects.filter(id=job_id, status=Job.Status.RUNNING).update(status=Job.Status.QUEUED)
+def job_release(*, job_id: Any, task_id: str) -> bool:
+    """Give this task's running job back to the queue before the task retries a transient error.
+
+    The claim is given back too (`attempts - 1`, in the same conditional UPDATE): that try did
+    not end with its worker dying, so it must not count toward JOB_MAX_ATTEMPTS (the retry is
+    counted when it claims the job). One column keeps meaning one thing without a second counter
+    or a migration, and a redelivery after SIGKILL (no release) still counts. Only this task's
+    own claim is given back: a job the sweeper handed to another task is left alone. The retry's
+    message is sent now, so the row counts as sent now (`enqueued_at`): the sweeper does not
+    send a second one while the retry waits out its countdown."""
+    return bool(
+        Job.objects.filter(id=job_id, status=Job.Status.RUNNING, task_id=task_id).update(
+            status=Job.Status.QUEUED, attempts=F("attempts") - 1, enqueued_at=timezone.now()
+        )
+    )
+
+
+# How a job that used up its transient retries says why, by the error's code.
+_TRANSIENT_GAVE_UP = {
+    "engine_unavailable": "The speech engine was still unavailable",
+    "lock_timeout": "Another job was still making this clip",
+    "lock_unavailable": "Redis (the clip lock) was still unavailable",
+}
+
+
+def _duration_words(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _transient_gave_up_message(*, exc: EngineTransientError, tries: int, first_tried_at: float | None) -> str:
+    what = _TRANSIENT_GAVE_UP.get(exc.code, "The synthesis still failed")
+    over = "" if first_tried_at is None else f" over {_duration_words(time.time() - first_tried_at)}"
+    return f"{what} after {tries} {'try' if tries == 1 else 'tries'}{over}: {exc.message}"
 
 
 def _clip_lock(*, owner_id: int, cache_key: str, job_id: Any) -> Any:
@@ -234,11 +275,14 @@ def _clip_lock(*, owner_id: int, cache_key: str, job_id: Any) -> Any:
     return lock, token
 
 
-def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
+def job_run(
+    *, job_id: Any, task_id: str, final_attempt: bool = False, tries: int = 1, first_tried_at: float | None = None
+) -> None:
     """Run one job in a worker process. Idempotent: a rerun of a finished job is a no-op.
 
-    A transient error releases the job back to `queued` and is raised for the task to
-    retry, except on the final attempt, where it fails the job with its code.
+    A transient error releases the job back to `queued` (giving its claim back) and is raised
+    for the task to retry, except on the final attempt, where it fails the job with its code and
+    says how many `tries` (this one included) it made since `first_tried_at` (epoch seconds).
     """
     from workers import runtime
 
@@ -256,9 +300,24 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
     if voice is None:
         job_fail(job=job, code="voice_deleted", message="The voice this job was made for has been deleted.")
         return
+
+    def transient(exc: EngineTransientError) -> None:
+        # Not a worker death: the claim is given back, so JOB_MAX_ATTEMPTS never sees it; the
+        # task's retry schedule (JOB_TRANSIENT_RETRIES) bounds these instead.
+        if final_attempt:
+            job_fail(job=job, code=exc.code,
+                     message=_transient_gave_up_message(exc=exc, tries=tries, first_tried_at=first_tried_at))
+            return
+        job_release(job_id=job.id, task_id=task_id)
+        raise exc
+
     try:
         engine = runtime.engine_get()
     except EngineError as exc:
+        if exc.code in runtime.RETRYABLE_LOAD_CODES:
+            # The engine's server was down when this worker loaded it; engine_get loads it
+            # again (at most every LOAD_RETRY_SECONDS), so retry like any transient error.
+            return transient(EngineTransientError(exc.code, f"The speech engine is not ready: {exc.message}"))
         job_fail(job=job, code=exc.code, message=f"The speech engine is not ready: {exc.message}")
         return
 
@@ -270,13 +329,6 @@ def job_run(*, job_id: Any, task_id: str, final_attempt: bool = False) -> None:
         model_version=engine.model_version,
         params=job.params,
     )
-    def transient(exc: EngineTransientError) -> None:
-        if final_attempt:
-            job_fail(job=job, code=exc.code, message=f"Gave up after {job.attempts} attempts: {exc.message}")
-            return
-        job_release(job_id=job.id)
-        raise exc
-
     try:
         lock, token = _clip_lock(owner_id=job.owner_id, cache_key=key, job_id=job.id)
         acquired = lock.acquire(token=token)
