@@ -60,8 +60,10 @@ beat: venv
 soak: venv
 	$(BIN)/python bench/soak.py
 
+## ruff, then the import-linter contracts in pyproject.toml (layers, workers/ never imports Django).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 test-sqlite: venv
 	DATABASE_URL= $(BIN)/python -m pytest -m "not gpu_stack"

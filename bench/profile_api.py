@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     with BenchStack(database=args.db, engine="tone") as stack:
         client = stack.client()
         first = client.post_job(TEXT)
-        client.wait(first.json()["id"])
-        job_id = client.post_job(TEXT).json()["id"]
+        job_id = first.json()["id"]  # a finished job to poll (the hit that follows makes none)
+        client.wait(job_id)
+        assert client.post_job(TEXT).json()["cache_hit"]
         stack.stop_process("web")
         os.environ.update({k: v for k, v in stack.env.items() if k not in ("PYTHONPATH",)})
 

@@ -252,6 +252,12 @@ class Soak:
                     self.tally.unexpected.append(f"{response.status_code} {response.text[:200]}")
                     continue
                 job = response.json()
+                if job["id"] is None:
+                    # A cache hit: answered with the clip, no job to poll.
+                    hit = f"hit-{uuid.uuid4().hex}"
+                    self.tally.jobs[hit] = submitted
+                    self.tally.finished[hit] = (job["status"], time.monotonic() - submitted, True)
+                    continue
                 self.tally.jobs[job["id"]] = submitted
             pending.append(job["id"])
             pending = [j for j in pending if not self.poll(session, j)]

@@ -7,6 +7,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medicine_project.settings")
 app = Celery("medicine_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-# Connect the worker life-cycle hooks (they import no engine until a worker starts).
-import workers.lifecycle  # noqa: E402,F401
+# The worker life-cycle hooks (voice_tts/worker/signals.py) are connected by the app's
+# ready(): Celery's Django fixup runs django.setup() at worker_init, before they fire.

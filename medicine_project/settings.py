@@ -138,7 +138,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
-    "django_celery_results",
     "voice_tts",
 ]
 
@@ -313,9 +312,9 @@ AUDIO_ACCEL_REDIRECT_PREFIX = env_str("AUDIO_ACCEL_REDIRECT_PREFIX", "/protected
 # Upper bound on how long a cached token -> user entry lives (it is dropped at once when the
 # token or the user changes through the ORM; this bounds changes made behind its back).
 TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 300, minimum=0)
-# POST /api/tts/jobs/ and GET /api/tts/jobs/<id>/ answer the common case without DRF
-# (voice_tts/apis/hot_path.py); 0 sends every request through the DRF views.
-HOT_PATH = env_bool("HOT_PATH", True)
+# Clip uses (access_count, last_accessed_at) are counted in Redis on every hit and added to the
+# rows by beat this often (voice_tts/services/clips.py: clip_uses_flush says what a crash costs).
+CLIP_USE_FLUSH_SECONDS = env_float("CLIP_USE_FLUSH_SECONDS", 60.0, minimum=0.5)
 # Workers return freed heap to the OS every N syntheses (glibc malloc_trim; workers/memory.py); 0: never.
 WORKER_HEAP_TRIM_EVERY = env_int("WORKER_HEAP_TRIM_EVERY", 50, minimum=0)
 # Clips kept per user; the least recently used unpinned ones are evicted beyond it.
@@ -334,8 +333,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_RESULT_BACKEND = "django-db"
-CELERY_RESULT_EXTENDED = True
+# No result backend: every task ignores its result; the Job row is the record of a synthesis
+# and of its webhook, and a task's return value is read by nobody.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
@@ -350,11 +350,12 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 # (bench/RESULTS.md). Its own escape hatch keeps the connection for this many tasks instead (0:
 # Celery's default, a new connection per task); workers/lifecycle.py adds Django's per-request
 # checks and drops the connection after any task that did not end cleanly.
-CELERY_DB_REUSE_MAX = env_int("WORKER_DB_REUSE_MAX", 500, minimum=0)
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 500, minimum=0)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "voice_tts.tasks.jobs_sweep_task", "schedule": JOB_SWEEP_INTERVAL_SECONDS},
+    "clip-uses-flush": {"task": "voice_tts.tasks.clip_uses_flush_task", "schedule": CLIP_USE_FLUSH_SECONDS},
 }
 # Queue names live here; `make run` starts a worker consuming all of them.
 SYNTHESIS_QUEUE = env_str("SYNTHESIS_QUEUE", "synthesis")
@@ -364,6 +365,7 @@ CELERY_TASK_ROUTES = {
     "voice_tts.tasks.job_synthesize_task": {"queue": SYNTHESIS_QUEUE},
     "voice_tts.tasks.webhook_deliver_task": {"queue": WEBHOOK_QUEUE},
     "voice_tts.tasks.jobs_sweep_task": {"queue": WEBHOOK_QUEUE},
+    "voice_tts.tasks.clip_uses_flush_task": {"queue": WEBHOOK_QUEUE},
 }
 # With queue_order_strategy=priority (below) a worker that consumes several queues polls
 # them in this order: webhook deliveries and the sweeper are short and must never starve
@@ -371,18 +373,6 @@ CELERY_TASK_ROUTES = {
 CELERY_QUEUES_ALL = [WEBHOOK_QUEUE, SYNTHESIS_QUEUE]
 # A worker started without -Q consumes every queue declared here.
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in CELERY_QUEUES_ALL]
-
-# --- Cache ----------------------------------------------------------------------------
-
-# Throttle counters must be shared by every web process, so they live in Redis.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": CELERY_BROKER_URL,
-        "KEY_PREFIX": REDIS_KEY_PREFIX + "cache",
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
-    }
-}
 
 # --- Logging ------------------------------------------------------------------------
 

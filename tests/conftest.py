@@ -131,7 +131,7 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def states(self) -> list[dict[str, Any]]:
-        from workers import status
+        from voice_tts.worker import status
 
         return [w for w in status.workers_live() if w.get("engine") == self.engine]
 
@@ -194,12 +194,25 @@ def _media_emptied_after_test() -> Iterator[None]:
         shutil.rmtree(media)
 
 
+@pytest.fixture(autouse=True)
+def _clip_use_counters_emptied() -> Iterator[None]:
+    # Clip use counters are one hash for everyone: a test's counts must not reach the next test's
+    # flush.
+    from voice_tts.redis_client import redis_client
+
+    yield
+    client = redis_client()
+    keys = list(client.scan_iter(match=settings.REDIS_KEY_PREFIX + "clip_use:*", count=100))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _redis_keys_removed_after_run() -> Iterator[None]:
     yield
-    from workers import status
+    from voice_tts.redis_client import redis_client
 
-    client = status.redis_client()
+    client = redis_client()
     keys = list(client.scan_iter(match=settings.REDIS_KEY_PREFIX + "*", count=500))
     if keys:
         client.delete(*keys)

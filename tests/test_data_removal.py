@@ -15,7 +15,7 @@ from voice_tts.models import Clip, Job, Voice
 from voice_tts.services import clips as clips_service
 from voice_tts.services.jobs import job_run
 from voice_tts.services.voices import voice_create
-from workers import runtime
+from voice_tts.worker import runtime
 
 
 def files_under(folder: str) -> list[Path]:

@@ -9,7 +9,7 @@ from tests.audio_samples import wav_bytes
 from voice_tts.models import Clip, Job
 from voice_tts.services.jobs import job_claim, job_run
 from voice_tts.services.voices import voice_create
-from workers import runtime
+from voice_tts.worker import runtime
 
 
 @pytest.fixture

@@ -139,14 +139,14 @@ def test_release_gives_the_claim_back_so_only_worker_deaths_count(queued_job, se
     settings.JOB_MAX_ATTEMPTS = 3
     for _ in range(settings.JOB_MAX_ATTEMPTS + 2):  # more transient tries than attempts allowed
         assert job_claim(job_id=queued_job.id, task_id="task-a")
-        assert job_release(job_id=queued_job.id, task_id="task-a")
+        assert job_release(job_id=queued_job.id, task_id="task-a", owner_id=queued_job.owner_id)
     job = Job.objects.get(id=queued_job.id)
     assert (job.status, job.attempts) == ("queued", 0)
     assert job.enqueued_at is not None  # the retry's message counts as sent: the sweeper waits
 
     assert job_claim(job_id=queued_job.id, task_id="task-a")
     # Only the claim's own task gives it back (the sweeper may have handed the job to another).
-    assert not job_release(job_id=queued_job.id, task_id="task-b")
+    assert not job_release(job_id=queued_job.id, task_id="task-b", owner_id=queued_job.owner_id)
     assert Job.objects.get(id=queued_job.id).status == "running"
 
     # Then the worker dies on it every time: each redelivery (same task id) claims it again.
@@ -185,7 +185,7 @@ def task_run_with_retries(job_id: str) -> int:
 def tone_engine_after() -> Iterator[None]:
     # Leave this process with the engine the other in-process tests start (tests/test_job_run_service.py).
     yield
-    from workers import runtime
+    from voice_tts.worker import runtime
 
     runtime.engine_start(name="tone", queues=["synthesis"])
 
@@ -193,7 +193,7 @@ def tone_engine_after() -> Iterator[None]:
 def test_redis_gone_under_the_clip_lock_is_retried_then_fails_lock_unavailable(
     queued_job, monkeypatch, tone_engine_after
 ):
-    from workers import runtime
+    from voice_tts.worker import runtime
 
     runtime.engine_start(name="tone", queues=["synthesis"])
     tries: list[str] = []
@@ -217,7 +217,7 @@ def test_redis_gone_under_the_clip_lock_is_retried_then_fails_lock_unavailable(
 
 
 def test_engine_server_down_when_the_worker_loaded_is_transient_too(queued_job, monkeypatch, tone_engine_after):
-    from workers import runtime
+    from voice_tts.worker import runtime
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

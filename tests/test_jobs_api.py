@@ -11,6 +11,7 @@ import pytest
 import soundfile
 
 from voice_tts.models import Clip, Job
+from voice_tts.services.clips import clip_uses_flush
 
 pytestmark = pytest.mark.worker
 
@@ -48,14 +49,23 @@ def test_same_request_again_is_a_cache_hit_without_synthesis(worker, alice_http)
     assert first["status"] == "succeeded"
     syntheses = worker.syntheses()
 
+    jobs_before = Job.objects.count()
     again = alice_http.post("/api/tts/jobs/", json={"text": "  Time for   your pills ", "language": "en"})
     assert again.status_code == 200, again.text
     body = again.json()
-    assert body["status"] == "succeeded" and body["cache_hit"] is True
-    assert body["cache_key"] == first["cache_key"]
+    clip = Clip.objects.get(cache_key=first["cache_key"])
+    assert body == {"id": None, "status": "succeeded", "cache_hit": True, "clip_id": clip.id,
+                    "cache_key": first["cache_key"], "duration_seconds": clip.duration_seconds,
+                    "audio_url": body["audio_url"], "text": "Time for your pills", "language": "en"}
+    assert body["audio_url"].endswith(f"/api/tts/cache/{first['cache_key']}/audio/")
     assert alice_http.get(body["audio_url"]).content == alice_http.get(first["audio_url"]).content
     assert worker.syntheses() == syntheses
-    assert Clip.objects.get(cache_key=first["cache_key"]).access_count == 1
+    assert Job.objects.count() == jobs_before  # a hit writes no row
+    # The use is counted in Redis and reaches the row with the next flush.
+    assert clip.access_count == 0
+    assert clip_uses_flush() == 1
+    clip.refresh_from_db()
+    assert clip.access_count == 1 and clip.last_accessed_at is not None
 
     uncached = {"text": "Time for your pills", "language": "en", "use_cache": False}
     fresh = alice_http.post("/api/tts/jobs/", json=uncached)
@@ -73,7 +83,8 @@ def test_twenty_concurrent_identical_requests_make_one_clip(worker, alice_http, 
     with ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(pool.map(lambda _: alice_http.post("/api/tts/jobs/", json=text), range(20)))
     assert all(r.status_code in (200, 202) for r in responses), [r.text for r in responses]
-    finished = [alice_http.wait_job(r.json()["id"]) for r in responses]
+    # A 200 is a cache hit (no job to wait for); a 202 is a job.
+    finished = [r.json() if r.status_code == 200 else alice_http.wait_job(r.json()["id"]) for r in responses]
 
     assert {job["status"] for job in finished} == {"succeeded"}
     assert len({job["cache_key"] for job in finished}) == 1

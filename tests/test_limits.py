@@ -12,16 +12,17 @@ from django.utils import timezone
 
 from tests.audio_samples import wav_bytes
 from voice_tts.models import Clip, Job
+from voice_tts.redis_client import redis_client
 from voice_tts.services.clips import clips_evict_over_quota
 from voice_tts.services.jobs import job_run
 from voice_tts.services.voices import voice_create
-from workers import runtime, status
+from voice_tts.worker import runtime
 
 
 def _forget_throttle_counters() -> None:
     # Counters of earlier tests (same user ids) must not leak in. Never cache.clear():
     # on Redis that is FLUSHDB, which would wipe the shared server.
-    client = status.redis_client()
+    client = redis_client()
     keys = list(client.scan_iter(match=django_settings.REDIS_KEY_PREFIX + "throttle:*"))
     if keys:
         client.delete(*keys)

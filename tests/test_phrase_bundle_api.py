@@ -93,7 +93,7 @@ def test_checksum_of_an_older_clip_is_computed_once_and_stored(alice_api, alice)
     import numpy as np
 
     from voice_tts.services.clips import clip_cache_key, clip_store
-    from workers import status
+    from voice_tts.worker import status
 
     voice = voice_create(owner_id=alice.id, data=wav_bytes(4.0))
     ReminderPhrase.objects.create(owner=alice, text="약 드세요", language="ko")

@@ -19,6 +19,7 @@ from django.core.management.base import CommandError
 from tests.audio_samples import wav_bytes
 from tests.conftest import worker_start, worker_stop
 from voice_tts.models import Clip, Job, ReminderPhrase, Voice
+from voice_tts.result_cache import ClipHit
 from voice_tts.services.jobs import job_create
 from voice_tts.services.reminders import reminders_on_model_loaded, reminders_pregenerate
 from voice_tts.services.voices import voice_create
@@ -72,8 +73,9 @@ def test_batch_makes_each_missing_clip_once_and_a_rerun_does_nothing(worker, ali
     assert Clip.objects.filter(pinned=True, owner=alice).count() == 3
 
     # An interactive request for the same text is served from the batch's clip.
-    job = job_create(owner_id=alice.id, text="Time for your pills", language="en")
-    assert job.status == "succeeded" and job.cache_hit
+    hit = job_create(owner_id=alice.id, text="Time for your pills", language="en")
+    assert isinstance(hit, ClipHit)
+    assert Clip.objects.get(id=hit.clip.id).pinned
 
 
 def test_dry_run_and_in_flight_jobs_enqueue_nothing(alice, bob, django_capture_on_commit_callbacks):

@@ -71,7 +71,8 @@ def test_delete_removes_row_and_files(alice_api, bob_api, django_capture_on_comm
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert alice_api.delete(f"/api/tts/voices/{voice_id}/").status_code == 204
         assert path.exists()  # files go only after the commit
-    assert len(callbacks) == 1
+    # After the commit: the files go, and the owner's result-cache entries are invalidated again.
+    assert len(callbacks) == 2
     assert not Voice.objects.filter(id=voice_id).exists()
     assert not path.exists() and not sidecar.exists()
     assert alice_api.get(f"/api/tts/voices/{voice_id}/").status_code == 404

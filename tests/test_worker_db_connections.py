@@ -13,7 +13,7 @@ from tests.audio_samples import wav_bytes
 from voice_tts.models import Job
 from voice_tts.services.jobs import job_create
 from voice_tts.services.voices import voice_create
-from workers import lifecycle
+from voice_tts.worker import signals as lifecycle
 
 
 def _sessions_opened() -> int:

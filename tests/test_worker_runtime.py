@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from workers import runtime
+from voice_tts.worker import runtime
 from workers.engines.base import EngineNotReady
 
 
@@ -72,7 +72,7 @@ def test_heap_is_trimmed_every_n_syntheses_only(monkeypatch, settings):
     from celery import signals
 
     from voice_tts.tasks import job_synthesize_task, webhook_deliver_task
-    from workers import lifecycle
+    from voice_tts.worker import signals as lifecycle
     from workers.memory import heap_trim
 
     if sys.platform == "linux":

@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -15,6 +18,7 @@ from django.utils.html import format_html
 
 from voice_tts.apis.audio import audio_file_response
 from voice_tts.models import Clip, DisabledWebhookUrl, Job, Voice, WebhookDelivery, WebhookSecret
+from voice_tts.services.users import users_deactivate
 
 
 class AudioAdminMixin:
@@ -103,6 +107,21 @@ class DisabledWebhookUrlAdmin(admin.ModelAdmin):
 
     list_display = ("owner", "url", "disabled_at", "job")
     search_fields = ("owner__username", "url")
+
+
+class CarePillUserAdmin(UserAdmin):
+    """Django's user admin, with bulk deactivation that also stops the users' cached tokens."""
+
+    actions = ["deactivate_users"]
+
+    @admin.action(description="Deactivate selected users (their API tokens stop at once)")
+    def deactivate_users(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = users_deactivate(users=queryset)
+        self.message_user(request, f"Deactivated {count} user(s).")
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), CarePillUserAdmin)
 
 
 # Reminder phrases and the pre-generation actions (issue 6) live in their own module.

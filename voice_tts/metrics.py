@@ -19,7 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from voice_tts.models import Job
-from workers import status
+from voice_tts.redis_client import redis_client
+from voice_tts.worker import status
 
 # Seconds; GPU synthesis of one reminder is ~0.5-5 s, CPU engines up to a minute.
 SYNTHESIS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -68,7 +69,7 @@ class CarePillCollector:
     def _redis(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("carepill_redis_up", "Whether Redis (the broker) answered this scrape.")
         try:
-            client = status.redis_client()
+            client = redis_client()
             depths = {queue: client.llen(settings.REDIS_KEY_PREFIX + queue) for queue in settings.CELERY_QUEUES_ALL}
             workers = status.workers_live()
         except redis.RedisError:

@@ -77,6 +77,21 @@ class Clip(models.Model):
         return f"clip {self.cache_key[:12]} of {self.owner_id}"
 
 
+class EngineVersion(models.Model):
+    """The weights a speech engine's workers last loaded (`model_version`, part of every cache key).
+
+    Workers publish it here and in Redis when they load; the web reads Redis and falls back to
+    this row, so the clip cache never mixes up weights, with or without Redis.
+    """
+
+    engine = models.CharField(max_length=32, unique=True)
+    model_version = models.CharField(max_length=128)
+    loaded_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.engine} {self.model_version}"
+
+
 class WebhookStatus(models.TextChoices):
     PENDING = "pending"
     DELIVERED = "delivered"

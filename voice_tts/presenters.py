@@ -1,66 +1,68 @@
-"""The JSON shape of a job, shared by the API and the webhook payload."""
+"""The public JSON of a job and of a cache hit, shared by the API and the webhook payload.
+
+Services return data (`JobState`, `ClipHit`); this module is the one place that turns it into
+the documented JSON (`apis/schema.py` describes the same shapes for the OpenAPI schema).
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from django.urls import reverse
 
-from voice_tts.models import Job
-
-# The columns job_representation_values() reads: what a `.values()` query on the polling hot
-# path selects (a clip's duration through the join), so that path builds no model instances.
-JOB_VALUES_FIELDS = (
-    "id", "status", "text", "language", "params", "voice_id", "cache_hit", "cache_key", "clip_id",
-    "clip__duration_seconds", "processing_time_ms", "error_code", "error_message", "created_at", "started_at",
-    "finished_at",
-)
-
+from voice_tts.result_cache import ClipHit, JobState
 
 _NIL = UUID(int=0)
 
 
 @functools.cache
-def _job_audio_path_template() -> str:
-    # reverse() once: it took longer than the rest of the job JSON on the polling hot path.
-    return reverse("voice_tts:job-audio", kwargs={"job_id": _NIL}).replace(str(_NIL), "{}")
+def _path_template(route: str, kwarg: str, sample: str) -> str:
+    # reverse() once per route: on every poll it cost more than the rest of the JSON.
+    return reverse(route, kwargs={kwarg: sample}).replace(sample, "{}")
 
 
 def job_audio_path(job_id: Any) -> str:
-    return _job_audio_path_template().format(UUID(str(job_id)))
+    return _path_template("voice_tts:job-audio", "job_id", str(_NIL)).format(UUID(str(job_id)))
 
 
-def job_representation_values(row: Mapping[str, Any], *, base_url: str) -> dict[str, Any]:
-    """The job JSON from a mapping with JOB_VALUES_FIELDS (a `.values()` row)."""
-    status = row["status"]
-    succeeded = status == Job.Status.SUCCEEDED and row["clip_id"] is not None
-    error = {"code": row["error_code"], "message": row["error_message"]} if status == Job.Status.FAILED else None
-    created_at, started_at, finished_at = row["created_at"], row["started_at"], row["finished_at"]
+def clip_audio_path(cache_key: str) -> str:
+    return _path_template("voice_tts:clip-audio", "cache_key", "0" * 64).format(cache_key)
+
+
+def job_json(state: JobState, *, base_url: str) -> dict[str, Any]:
+    has_audio = state.has_audio
+    error = {"code": state.error_code, "message": state.error_message} if state.status == "failed" else None
     return {
-        "id": str(row["id"]),
-        "status": status,
-        "text": row["text"],
-        "language": row["language"],
-        "params": row["params"],
-        "voice_id": str(row["voice_id"]) if row["voice_id"] else None,
-        "cache_hit": row["cache_hit"],
-        "cache_key": row["cache_key"] or None,
-        "audio_url": base_url.rstrip("/") + job_audio_path(row["id"]) if succeeded else None,
-        "duration_seconds": row["clip__duration_seconds"] if succeeded else None,
-        "processing_time_ms": row["processing_time_ms"],
+        "id": str(state.id),
+        "status": state.status,
+        "text": state.text,
+        "language": state.language,
+        "params": state.params,
+        "voice_id": str(state.voice_id) if state.voice_id else None,
+        "cache_hit": state.cache_hit,
+        "cache_key": state.cache_key or None,
+        "audio_url": base_url.rstrip("/") + job_audio_path(state.id) if has_audio else None,
+        "duration_seconds": state.duration_seconds if has_audio else None,
+        "processing_time_ms": state.processing_time_ms,
         "error": error,
-        "created_at": created_at.isoformat() if created_at else None,
-        "started_at": started_at.isoformat() if started_at else None,
-        "finished_at": finished_at.isoformat() if finished_at else None,
+        "created_at": state.created_at.isoformat() if state.created_at else None,
+        "started_at": state.started_at.isoformat() if state.started_at else None,
+        "finished_at": state.finished_at.isoformat() if state.finished_at else None,
     }
 
 
-def job_representation(job: Job, *, base_url: str) -> dict[str, Any]:
-    succeeded = job.status == Job.Status.SUCCEEDED and job.clip_id is not None
-    row = {name: getattr(job, name) for name in JOB_VALUES_FIELDS if name != "clip__duration_seconds"}
-    # Only a finished job with a clip shows its duration; don't load the clip otherwise.
-    row["clip__duration_seconds"] = job.clip.duration_seconds if succeeded else None
-    return job_representation_values(row, base_url=base_url)
+def clip_hit_json(hit: ClipHit, *, base_url: str) -> dict[str, Any]:
+    """A request answered from the clip cache: no job was made (`id` is null)."""
+    return {
+        "id": None,
+        "status": "succeeded",
+        "cache_hit": True,
+        "clip_id": hit.clip.id,
+        "cache_key": hit.clip.cache_key,
+        "audio_url": base_url.rstrip("/") + clip_audio_path(hit.clip.cache_key),
+        "duration_seconds": hit.clip.duration_seconds,
+        "text": hit.text,
+        "language": hit.language,
+    }

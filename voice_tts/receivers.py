@@ -1,9 +1,13 @@
-"""File cleanup when rows are deleted, including by cascade.
+"""What must follow a row's deletion wherever it comes from, cascades included.
 
 Deleting a user cascades to their voices and clips through the ORM's collector, which
-never calls Model.delete(); post_delete is the one hook that sees those rows. It does
-no business logic: it only removes the files the rows named, after the commit (a
-rolled-back delete keeps its files).
+never calls Model.delete(); post_delete is the one hook that sees those rows. These receivers
+do no business logic; they keep two derived things in step with the rows:
+- the files the rows named are removed after the commit (a rolled-back delete keeps them);
+- the owner's result-cache entries (voice_tts/result_cache.py) stop being believed, so a
+  deleted clip or voice is never served from Redis.
+Saving a voice (a new one, or the admin switching `is_active`) also moves the owner's
+entries on: the active voice is one of them.
 """
 
 from __future__ import annotations
@@ -11,21 +15,35 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from voice_tts.models import Clip, Voice
+from voice_tts.result_cache import owner_entries_invalidate
 from voice_tts.services.voices import voice_files_remove
 
 
 @receiver(post_delete, sender=Voice, dispatch_uid="voice_files_remove")
 def _voice_deleted(sender: Any, instance: Voice, **kwargs: Any) -> None:
+    owner_entries_invalidate(owner_id=instance.owner_id)
     transaction.on_commit(partial(voice_files_remove, voice_id=instance.id, audio_name=instance.audio.name))
+
+
+@receiver(post_save, sender=Voice, dispatch_uid="voice_saved_entries_invalidate")
+def _voice_saved(sender: Any, instance: Voice, **kwargs: Any) -> None:
+    owner_entries_invalidate(owner_id=instance.owner_id)
 
 
 @receiver(post_delete, sender=Clip, dispatch_uid="clip_file_remove")
 def _clip_deleted(sender: Any, instance: Clip, **kwargs: Any) -> None:
+    owner_entries_invalidate(owner_id=instance.owner_id)
     if instance.audio.name:
         transaction.on_commit(partial(default_storage.delete, instance.audio.name))
+
+
+@receiver(post_delete, sender=get_user_model(), dispatch_uid="user_deleted_entries_invalidate")
+def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    owner_entries_invalidate(owner_id=instance.pk)

@@ -1,4 +1,7 @@
-"""Celery tasks: take an id, call a service. Retries only for named transient errors."""
+"""Celery tasks: take an id, call a service. Retries only for named transient errors.
+
+Services send these by name through `voice_tts.dispatch` (never by importing this module).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from voice_tts.models import Job, WebhookStatus
+from voice_tts.services.clips import clip_uses_flush
 from voice_tts.services.jobs import job_fail, job_run
+from voice_tts.services.reminders import reminders_pregenerate
 from voice_tts.services.sweeper import jobs_sweep
 from voice_tts.services.webhooks import webhook_deliver, webhook_status_set
+from voice_tts.worker.runtime import db_connections_drop
 from workers.engines.base import EngineTransientError
-from workers.lifecycle import db_connections_drop
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +76,15 @@ def jobs_sweep_task() -> None:
     jobs_sweep()
 
 
-@shared_task(acks_late=True)
-def reminders_pregenerate_task(owner_id: int | None = None) -> dict:
+@shared_task(acks_late=True, ignore_result=True)
+def clip_uses_flush_task() -> None:
+    """Beat, every CLIP_USE_FLUSH_SECONDS: the clip uses counted in Redis into the rows."""
+    clip_uses_flush()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reminders_pregenerate_task(owner_id: int | None = None) -> None:
     """Nightly (django-celery-beat, no args: everyone) and after a new voice, phrase or
     model (one owner, or everyone). Cheap: it only enqueues batch synthesis jobs."""
-    from voice_tts.services.reminders import reminders_pregenerate
-
     summary = reminders_pregenerate(owner_ids=None if owner_id is None else [owner_id])
-    return summary.as_dict()
+    logger.info("reminders pre-generated: %s", summary.as_dict())

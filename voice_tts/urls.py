@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from voice_tts.apis import clips, health, hot_path, jobs, legacy, phrases, voices, webhooks
+from voice_tts.apis import clips, health, jobs, legacy, phrases, voices, webhooks
 
 app_name = "voice_tts"
 
@@ -10,9 +10,8 @@ urlpatterns = [
     path("voices/", voices.VoiceCollectionApi.as_view(), name="voices"),
     path("voices/<uuid:voice_id>/", voices.VoiceDetailApi.as_view(), name="voice-detail"),
     path("upload-voice/", legacy.LegacyUploadVoiceApi.as_view(), name="upload-voice"),
-    # The two hottest routes: plain Django for the common case, the DRF views for the rest.
-    path("jobs/", hot_path.job_create_view, name="jobs"),
-    path("jobs/<uuid:job_id>/", hot_path.job_detail_view, name="job-detail"),
+    path("jobs/", jobs.JobCreateApi.as_view(), name="jobs"),
+    path("jobs/<uuid:job_id>/", jobs.JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<uuid:job_id>/audio/", jobs.JobAudioApi.as_view(), name="job-audio"),
     path("generate/", legacy.LegacyGenerateApi.as_view(), name="generate"),
     path("cache/<str:cache_key>/", clips.ClipDetailApi.as_view(), name="clip-detail"),

@@ -18,7 +18,7 @@ JOB_TIMEOUT_S = 180.0
 
 def no_ready_gpt_sovits_worker_left() -> None:
     """A worker stopped by an earlier module may still have a heartbeat key for a few seconds."""
-    from workers import status
+    from voice_tts.worker import status
 
     deadline = time.monotonic() + 30
     while any(w.get("ready") for w in status.workers_live() if w.get("engine") == "gpt_sovits"):

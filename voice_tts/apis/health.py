@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from workers import status
+from voice_tts.worker import status
 
 # What an anonymous caller may learn about a worker: no host names or pids.
 _PUBLIC_FIELDS = ("engine", "ready", "model_loaded", "model_version", "device", "error_code", "loads", "syntheses")

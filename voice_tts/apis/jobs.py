@@ -1,4 +1,3 @@
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -6,7 +5,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +16,7 @@ from voice_tts.apis.audio import audio_file_response
 from voice_tts.apis.schema import (
     LOCATION_HEADER,
     RETRY_AFTER_HEADER,
+    ClipHitOutputSerializer,
     JobOutputSerializer,
     audio_response,
     error_responses,
@@ -24,9 +24,10 @@ from voice_tts.apis.schema import (
 from voice_tts.apis.throttles import JobsThrottle
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
-from voice_tts.presenters import job_representation, job_representation_values
+from voice_tts.presenters import clip_hit_json, job_json
+from voice_tts.result_cache import ClipHit, job_state_of
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.jobs import job_create, job_poll_row
+from voice_tts.services.jobs import job_create, job_state_get
 
 
 class JobParamsSerializer(serializers.Serializer):
@@ -78,21 +79,15 @@ class JobInputSerializer(serializers.Serializer):
         ref_name = "JobInput"
 
 
-def _job_status_and_location(job: Job) -> tuple[int, str | None]:
-    """200 for a finished job (a cache hit), else 202 with the URL to poll."""
-    if job.status in Job.FINISHED:
-        return 200, None
-    return 202, reverse("voice_tts:job-detail", kwargs={"job_id": job.id})
-
-
-def job_response(request: Any, job: Job, *, render: Callable[..., Any] = Response) -> Any:
-    """The job's JSON answer: 200 when finished, else 202 with `Location`. `render(body, status=)`
-    builds the response (DRF's Response here; the lean front passes its plain-Django one)."""
-    body = job_representation(job, base_url=request.build_absolute_uri("/"))
-    status, location = _job_status_and_location(job)
-    response = render(body, status=status)
-    if location:
-        response["Location"] = location
+def job_created_response(request: Request, result: Job | ClipHit) -> Response:
+    """200 for a cache hit or a finished job; 202 with `Location` for a queued one."""
+    base_url = request.build_absolute_uri("/")
+    if isinstance(result, ClipHit):
+        return Response(clip_hit_json(result, base_url=base_url))
+    state = job_state_of(result)
+    response = Response(job_json(state, base_url=base_url), status=200 if state.finished else 202)
+    if not state.finished:
+        response["Location"] = reverse("voice_tts:job-detail", kwargs={"job_id": state.id})
     return response
 
 
@@ -103,7 +98,11 @@ class JobCreateApi(APIView):
         operation_id="jobs_create",
         request={"application/json": JobInputSerializer},
         responses={
-            200: OpenApiResponse(JobOutputSerializer, description="Answered from the clip cache: a finished job."),
+            200: OpenApiResponse(
+                PolymorphicProxySerializer("JobCreated", [ClipHitOutputSerializer, JobOutputSerializer], None),
+                description="Answered from the clip cache: a `ClipHit` (no job; `id` is null), or a finished job "
+                "when the request named a `webhook_url`.",
+            ),
             202: OpenApiResponse(JobOutputSerializer, description="Queued; poll `Location`."),
             **error_responses(400, 401, 415, 429),
         },
@@ -112,8 +111,7 @@ class JobCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = JobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = job_create(owner_id=request.user.id, **data.validated_data)
-        return job_response(request, job)
+        return job_created_response(request, job_create(owner_id=request.user.id, **data.validated_data))
 
 
 def _owned_job(request: Request, job_id: Any) -> Job:
@@ -124,10 +122,10 @@ def _owned_job(request: Request, job_id: Any) -> Job:
 class JobDetailApi(APIView):
     @extend_schema(operation_id="jobs_retrieve", responses={200: JobOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id: Any) -> Response:
-        row = job_poll_row(owner_id=request.user.id, job_id=job_id)
-        if row is None:
+        state = job_state_get(owner_id=request.user.id, job_id=job_id)
+        if state is None:
             raise Http404  # other users' jobs too: existence is not revealed
-        return Response(job_representation_values(row, base_url=request.build_absolute_uri("/")))
+        return Response(job_json(state, base_url=request.build_absolute_uri("/")))
 
 
 class JobAudioApi(APIView):

@@ -19,7 +19,9 @@ from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle
 from voice_tts.apis.voices import VoiceUploadSerializer, voice_upload_from_request
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
-from voice_tts.presenters import job_audio_path
+from voice_tts.presenters import clip_audio_path, job_audio_path
+from voice_tts.result_cache import ClipHit
+from voice_tts.services.clips import clip_for_owner
 from voice_tts.services.jobs import job_create, job_wait
 
 
@@ -71,7 +73,7 @@ class LegacyGenerateOutputSerializer(serializers.Serializer):
     """All three answers of /generate/: 200 done, 202 still running, 502 failed."""
 
     success = serializers.BooleanField()
-    job_id = serializers.UUIDField()
+    job_id = serializers.UUIDField(allow_null=True, help_text="Null when answered from the clip cache (no job).")
     message = serializers.CharField(allow_blank=True)
     audio_url = serializers.URLField(required=False, help_text="200 only.")
     audio_base64 = serializers.CharField(required=False, help_text="200 with `?format=base64` only.")
@@ -111,6 +113,8 @@ class LegacyGenerateApi(APIView):
         data = JobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = job_create(owner_id=request.user.id, **data.validated_data)
+        if isinstance(job, ClipHit):
+            return self._hit(request, job, base64_audio=query.validated_data["format"] == "base64")
         if job.status not in Job.FINISHED and wait > 0:
             job = job_wait(job_id=job.id, seconds=wait)
         if job.status == Job.Status.FAILED:
@@ -137,6 +141,26 @@ class LegacyGenerateApi(APIView):
             "message": "Served from cache." if job.cache_hit else "Synthesised.",
         }
         if query.validated_data["format"] == "base64":
-            with default_storage.open(job.clip.audio.name, "rb") as handle:
-                body["audio_base64"] = base64.b64encode(handle.read()).decode()
+            body["audio_base64"] = _audio_base64(job.clip.audio.name)
         return Response(body)
+
+    def _hit(self, request: Request, hit: ClipHit, *, base64_audio: bool) -> Response:
+        # Answered from the clip cache: no job was made (job_id null), the audio is the clip's.
+        body = {
+            "success": True,
+            "audio_url": request.build_absolute_uri(clip_audio_path(hit.clip.cache_key)),
+            "cache_hit": True,
+            "processing_time_ms": 0,
+            "text_length": len(hit.text),
+            "job_id": None,
+            "message": "Served from cache.",
+        }
+        if base64_audio:
+            clip = clip_for_owner(owner_id=request.user.id, cache_key=hit.clip.cache_key)
+            body["audio_base64"] = _audio_base64(clip.audio.name)
+        return Response(body)
+
+
+def _audio_base64(name: str) -> str:
+    with default_storage.open(name, "rb") as handle:
+        return base64.b64encode(handle.read()).decode()

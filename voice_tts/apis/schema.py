@@ -1,7 +1,7 @@
 """OpenAPI pieces shared by the API views: the error shape, the job shape, audio bodies.
 
 The views answer with plain dicts (the job JSON is shared with the webhook payload in
-`presenters.job_representation`), so the serializers here only describe those dicts for
+`presenters.job_json`), so the serializers here only describe those dicts for
 drf-spectacular; tests/test_api_schema_fuzz.py checks that the live answers match them.
 """
 
@@ -45,7 +45,7 @@ class JobErrorSerializer(serializers.Serializer):
 
 
 class JobOutputSerializer(serializers.Serializer):
-    """Describes `presenters.job_representation` (the API's and the webhooks' job JSON)."""
+    """Describes `presenters.job_json` (the API's and the webhooks' job JSON)."""
 
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Job.Status.choices)
@@ -65,6 +65,23 @@ class JobOutputSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "Job"
+
+
+class ClipHitOutputSerializer(serializers.Serializer):
+    """Describes `presenters.clip_hit_json`: a request answered from the clip cache, no job made."""
+
+    id = serializers.CharField(allow_null=True, help_text="Always null: a cache hit makes no job.")
+    status = serializers.ChoiceField(choices=["succeeded"])
+    cache_hit = serializers.BooleanField()
+    clip_id = serializers.IntegerField()
+    cache_key = serializers.CharField()
+    audio_url = serializers.URLField(help_text="The clip's own (owner-only) audio route.")
+    duration_seconds = serializers.FloatField()
+    text = serializers.CharField()
+    language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES)
+
+    class Meta:
+        ref_name = "ClipHit"
 
 
 _ERROR_DESCRIPTIONS = {

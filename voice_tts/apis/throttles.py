@@ -9,13 +9,13 @@ import redis
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from workers import status
+from voice_tts.redis_client import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
 
 
 def throttle_key(scope: str, user_id: Any) -> str:
-    return status.redis_key("throttle", scope, str(user_id))
+    return redis_key("throttle", scope, str(user_id))
 
 
 class UserRateThrottle(SimpleRateThrottle):
@@ -43,17 +43,11 @@ class UserRateThrottle(SimpleRateThrottle):
     def allow_request(self, request: Any, view: Any) -> bool:
         if self.rate is None:
             return True
-        remembered = getattr(request, self._verdict_attr(), None)
-        if remembered is not None:
-            # Already counted for this request (the lean front in hot_path.py, which then
-            # handed the request to DRF): one request, one count.
-            allowed, self._wait = remembered
-            return allowed
         key = self.get_cache_key(request, view)
         if key is None:
             return True
         try:
-            pipe = status.redis_client().pipeline(transaction=False)
+            pipe = redis_client().pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, int(self.duration), nx=True)
             pipe.ttl(key)
@@ -71,10 +65,6 @@ class UserRateThrottle(SimpleRateThrottle):
         self._wait = float(ttl if ttl and ttl > 0 else self.duration)
         return False
 
-    @classmethod
-    def _verdict_attr(cls) -> str:
-        return f"_throttle_verdict_{cls.scope}"
-
     def wait(self) -> float | None:
         return self._wait
 
@@ -85,8 +75,3 @@ class JobsThrottle(UserRateThrottle):
 
 class UploadsThrottle(UserRateThrottle):
     scope = "uploads"
-
-
-def throttle_verdict_remember(request: Any, throttle: UserRateThrottle, *, allowed: bool) -> None:
-    """Store a throttle's verdict on the request, for the same throttle class in DRF to reuse."""
-    setattr(request, throttle._verdict_attr(), (allowed, None if allowed else throttle.wait()))

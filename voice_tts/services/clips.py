@@ -12,13 +12,15 @@ import soundfile
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from voice_tts import result_cache
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Voice
-from voice_tts.prepared_sql import PreparedQuery
+from voice_tts.result_cache import CachedClip
 
 CACHE_KEY_VERSION = 1
 
@@ -48,41 +50,42 @@ def clip_lookup(*, owner_id: int, cache_key: str) -> Clip | None:
     return Clip.objects.filter(owner_id=owner_id, cache_key=cache_key).first()
 
 
-_clip_hit_query = PreparedQuery(
-    lambda owner_id, cache_key: Clip.objects.filter(owner_id=owner_id, cache_key=cache_key)
-    .order_by()
-    .values("id", "duration_seconds")[:1],
-    owner_id=Clip._meta.get_field("owner"),
-    cache_key=Clip._meta.get_field("cache_key"),
-)
-
-
-def clip_hit(*, owner_id: int, cache_key: str) -> Clip | None:
-    """The clip for a cache key with only what a cache-hit answer needs (id, duration):
-    the lookup every job request makes, compiled once (voice_tts/prepared_sql.py)."""
-    row = _clip_hit_query.first(owner_id=owner_id, cache_key=cache_key)
+def clip_hit(*, owner_id: int, cache_key: str) -> CachedClip | None:
+    """The clip for a cache key with only what a cache-hit answer needs, from the database
+    (the result cache's fallback)."""
+    row = Clip.objects.filter(owner_id=owner_id, cache_key=cache_key).values_list("id", "duration_seconds").first()
     if row is None:
         return None
-    return Clip.from_db(DEFAULT_DB_ALIAS, ["id", "duration_seconds"], [row["id"], row["duration_seconds"]])
+    return CachedClip(id=row[0], cache_key=cache_key, duration_seconds=row[1])
 
 
-def clip_touch_statement(*, clip: Clip, connection: Any) -> tuple[str, list[Any]]:
-    """The UPDATE that counts a use of the clip and marks it recent (LRU eviction orders by
-    last_accessed_at). Hand-built, not a compiled QuerySet: it runs on every cache hit."""
-    quote = connection.ops.quote_name
-    meta = Clip._meta
-    count, last = quote(meta.get_field("access_count").column), meta.get_field("last_accessed_at")
-    # Identifiers from the model's meta, values bound as parameters.
-    sql = (f"UPDATE {quote(meta.db_table)} SET {count} = {count} + 1, {quote(last.column)} = %s "  # noqa: S608
-           f"WHERE {quote(meta.pk.column)} = %s")
-    now = last.get_db_prep_save(timezone.now(), connection)
-    return sql, [now, meta.pk.get_db_prep_value(clip.pk, connection)]
+def clip_use_record(*, clip_id: int) -> None:
+    """Count one use of a clip (LRU eviction orders by the last one): in Redis, flushed to the
+    row in batches by `clip_uses_flush`; straight to the row when Redis is down."""
+    if not result_cache.clip_use_count(clip_id=clip_id):
+        Clip.objects.filter(id=clip_id).update(access_count=F("access_count") + 1, last_accessed_at=timezone.now())
 
 
-def clip_touch(*, clip: Clip) -> None:
-    connection = connections[DEFAULT_DB_ALIAS]
-    with connection.cursor() as cursor:
-        cursor.execute(*clip_touch_statement(clip=clip, connection=connection))
+def clip_uses_flush() -> int:
+    """Add the uses counted in Redis to the clips' rows, in one transaction; returns how many
+    clips were updated (0 when another flush is running). Run by beat every
+    CLIP_USE_FLUSH_SECONDS and before an eviction. What a crash can cost: counts reach Redis
+    before the answer does, and stay there until this commits; a flush that dies before its
+    commit leaves them for the next one; one that dies after its commit but before clearing
+    them counts that batch twice. Only Redis losing its data (a restart without persistence)
+    loses counts: at most the uses since the last flush."""
+    with result_cache.clip_uses_flushing() as taken:
+        if not taken:
+            return 0
+        with transaction.atomic():
+            for clip_id, (uses, last) in taken.items():
+                changes: dict[str, Any] = {"access_count": F("access_count") + uses}
+                if last is not None:  # never move last_accessed_at backwards
+                    changes["last_accessed_at"] = Case(
+                        When(last_accessed_at__gt=last, then=F("last_accessed_at")), default=Value(last)
+                    )
+                Clip.objects.filter(id=clip_id).update(**changes)
+        return len(taken)
 
 
 def clip_samples_to_pcm16(samples: np.ndarray) -> np.ndarray:
@@ -127,18 +130,24 @@ def clip_store(
         sample_rate=sample_rate,
         sha256=hashlib.sha256(wav).hexdigest(),
     )
+    # Read before the row is written: the hit entry below must not outlive a deletion of it.
+    generation = result_cache.owner_generation(owner_id=voice.owner_id)
     # Usually there is no row yet (the worker holds the clip's lock and just missed the cache):
     # one INSERT. A row that is already there (a `use_cache: false` job re-synthesising, or a
     # writer without the lock) makes it an UPDATE of that row; the file has the same name.
     try:
-        return Clip.objects.create(owner_id=voice.owner_id, cache_key=cache_key, **fields)
+        clip = Clip.objects.create(owner_id=voice.owner_id, cache_key=cache_key, **fields)
     except IntegrityError:
-        return _clip_store_lost_race(voice=voice, cache_key=cache_key, fields=fields)
+        clip = _clip_store_lost_race(voice=voice, cache_key=cache_key, fields=fields)
     except DatabaseError:
         if not Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).exists():
             # No row will ever name this file: remove it rather than leave an orphan.
             default_storage.delete(name)
         raise
+    cached = CachedClip(id=clip.id, cache_key=cache_key, duration_seconds=clip.duration_seconds)
+    transaction.on_commit(lambda: result_cache.clip_remember(owner_id=voice.owner_id, clip=cached,
+                                                             generation=generation))
+    return clip
 
 
 def _clip_store_lost_race(*, voice: Voice, cache_key: str, fields: dict[str, Any]) -> Clip:
@@ -165,6 +174,7 @@ def clips_evict_over_quota(*, owner_id: int, keep_clip_id: int | None = None) ->
     total = Clip.objects.filter(owner_id=owner_id).count()
     if total <= quota:
         return 0
+    clip_uses_flush()  # least recently used by the latest counts, not the last flush's
     # Never-replayed clips count from their creation; replayed ones from the last replay.
     victims = list(
         Clip.objects.filter(owner_id=owner_id, pinned=False)

@@ -13,41 +13,33 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
+from voice_tts import result_cache
+from voice_tts.dispatch import job_synthesis_send, webhook_delivery_send
 from voice_tts.errors import ServiceError
-from voice_tts.models import Clip, Job, Voice, WebhookStatus
-from voice_tts.prepared_sql import PreparedQuery, model_insert
-from voice_tts.presenters import JOB_VALUES_FIELDS
+from voice_tts.models import Job, Voice, WebhookStatus
+from voice_tts.redis_client import redis_client, redis_key
+from voice_tts.result_cache import JOB_STATE_COLUMNS, CachedClip, ClipHit, JobState
 from voice_tts.services.clips import (
     clip_cache_key,
     clip_hit,
     clip_lookup,
     clip_store,
-    clip_touch,
-    clip_touch_statement,
+    clip_use_record,
     clips_evict_over_quota,
 )
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.services.voices import voice_reference_path
 from voice_tts.services.webhook_targets import webhook_url_check
-from workers import status
+from voice_tts.worker import runtime
+from voice_tts.worker.status import engine_version_current
 from workers.engines.base import EngineError, EngineTransientError
 from workers.speech_text import text_normalise_for_speech
 
 logger = logging.getLogger(__name__)
-
-
-def job_time_limits(*, text_length: int) -> tuple[int, int]:
-    """(soft, hard) seconds for one synthesis, growing with the text, capped by the
-    global limits (which the sweeper and the broker's visibility timeout rely on)."""
-    soft = settings.JOB_TIME_LIMIT_BASE_SECONDS + settings.JOB_TIME_LIMIT_PER_CHAR_SECONDS * text_length
-    soft = min(int(soft), settings.CELERY_TASK_SOFT_TIME_LIMIT)
-    hard = min(soft + 30, settings.CELERY_TASK_TIME_LIMIT)
-    return soft, max(hard, soft + 1)
 
 
 def job_enqueue(*, job_id: Any) -> None:
@@ -57,34 +49,28 @@ def job_enqueue(*, job_id: Any) -> None:
     the sweeper knows when to send it again."""
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
     text, queue = Job.objects.values_list("text", "queue").get(id=job_id)
-    _job_publish(job_id=job_id, text_length=len(text), queue=queue)
+    job_synthesis_send(job_id=job_id, text_length=len(text), queue=queue)
 
 
-def _job_publish(*, job_id: Any, text_length: int, queue: str) -> None:
-    from voice_tts.tasks import job_synthesize_task
-
-    soft, hard = job_time_limits(text_length=text_length)
-    try:
-        job_synthesize_task.apply_async(args=[str(job_id)], soft_time_limit=soft, time_limit=hard,
-                                       queue=queue or settings.SYNTHESIS_QUEUE)
-    except BrokerError:
-        # The row stays `queued`; the sweeper re-sends jobs that no worker picked up.
-        logger.warning("broker unavailable, job %s left queued for the sweeper", job_id, exc_info=True)
+def _active_voice_id(*, owner_id: int, context: result_cache.HitContext) -> Any:
+    if context.voice_id is not None:
+        return context.voice_id
+    voice_id = Voice.objects.filter(owner_id=owner_id, is_active=True).values_list("id", flat=True).first()
+    if voice_id is not None:
+        result_cache.active_voice_remember(owner_id=owner_id, voice_id=voice_id, generation=context.generation)
+    return voice_id
 
 
-def webhook_enqueue(*, job_id: Any) -> None:
-    from voice_tts.tasks import webhook_deliver_task
-
-    try:
-        webhook_deliver_task.apply_async(args=[str(job_id)])
-    except BrokerError:
-        logger.warning("broker unavailable, webhook for job %s not sent", job_id, exc_info=True)
-
-
-_active_voice_query = PreparedQuery(
-    lambda owner_id: Voice.objects.filter(owner_id=owner_id, is_active=True).order_by().values("id")[:1],
-    owner_id=Voice._meta.get_field("owner"),
-)
+def _clip_hit(*, owner_id: int, cache_key: str, generation: int | None) -> CachedClip | None:
+    """The clip for a key, its use counted: from Redis, else from the database (then kept)."""
+    cached = result_cache.clip_hit_cached(owner_id=owner_id, cache_key=cache_key)
+    if cached is not None:
+        return cached
+    clip = clip_hit(owner_id=owner_id, cache_key=cache_key)
+    if clip is not None:
+        result_cache.clip_remember(owner_id=owner_id, clip=clip, generation=generation)
+        clip_use_record(clip_id=clip.id)
+    return clip
 
 
 def job_create(
@@ -96,91 +82,88 @@ def job_create(
     use_cache: bool = True,
     webhook_url: str = "",
     queue: str | None = None,
-) -> Job:
-    """Answer from the clip cache when possible (a finished job), else queue a job."""
+) -> Job | ClipHit:
+    """Answer from the clip cache when possible, else queue a job.
+
+    A hit writes no row (a `ClipHit`) unless the request carries a webhook: its delivery needs
+    a job to record it (a finished job). With warm Redis entries a hit runs no SQL at all.
+    """
     params = params or {}
     text = job_text_normalise(text=text)
     if language not in SUPPORTED_LANGUAGES:
         raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
-    # The hot path of every request (cache hits included): queries compiled once
-    # (voice_tts/prepared_sql.py), ids and the few fields the answer needs.
-    voice = _active_voice_query.first(owner_id=owner_id)
-    if voice is None:
+    engine = settings.TTS_ENGINE
+    # One Redis round trip: the owner's generation (read before any row), the active voice,
+    # the model version.
+    context = result_cache.hit_context(owner_id=owner_id, engine=engine)
+    voice_id = _active_voice_id(owner_id=owner_id, context=context)
+    if voice_id is None:
         raise ServiceError("no_active_voice", "Upload a voice sample first (POST /api/tts/voices/).")
-    voice_id = voice["id"]
     if webhook_url:
         webhook_url_check(url=webhook_url, owner_id=owner_id)
     fields = dict(owner_id=owner_id, voice_id=voice_id, text=text, language=language, params=params,
                   webhook_url=webhook_url)
 
-    engine = settings.TTS_ENGINE
-    model_version = status.engine_version_current(engine=engine)
+    model_version = context.model_version or engine_version_current(engine=engine)
     if use_cache and model_version:
         key = clip_cache_key(
             voice_id=voice_id, text=text, language=language, engine=engine, model_version=model_version, params=params
         )
-        clip = clip_hit(owner_id=owner_id, cache_key=key)
+        clip = _clip_hit(owner_id=owner_id, cache_key=key, generation=context.generation)
+        if clip is not None and not webhook_url:
+            return ClipHit(clip=clip, text=text, language=language)
         if clip is not None:
             now = timezone.now()
-            job = Job(
-                **fields,
-                use_cache=True,
-                webhook_status=WebhookStatus.PENDING if webhook_url else "",
-                status=Job.Status.SUCCEEDED,
-                cache_hit=True,
-                cache_key=key,
-                clip=clip,
-                started_at=now,
-                finished_at=now,
-                processing_time_ms=0,
+            job = Job.objects.create(
+                **fields, use_cache=True, webhook_status=WebhookStatus.PENDING, status=Job.Status.SUCCEEDED,
+                cache_hit=True, cache_key=key, clip_id=clip.id, started_at=now, finished_at=now, processing_time_ms=0,
             )
-            try:
-                _job_record_hit(job=job, clip=clip)
-            except IntegrityError:
-                # The clip was evicted or its voice deleted since the lookup: queue the job,
-                # a worker synthesises the clip again.
-                logger.info("clip %s vanished under a cache hit; queueing instead", clip.pk)
-            else:
-                if webhook_url:
-                    # At once when no outer transaction is open, else after it commits.
-                    transaction.on_commit(lambda: webhook_enqueue(job_id=job.id))
-                return job
+            state = result_cache.job_state_of(job, duration_seconds=clip.duration_seconds)
+            transaction.on_commit(lambda: _job_published(state=state, generation=context.generation))
+            # At once when no outer transaction is open, else after it commits.
+            transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
+            return job
 
-    # The first send is recorded on the row as it is inserted (one statement), for the sweeper
-    # to re-send if the broker is down or loses the message; then the message goes out.
-    job = Job(**fields, use_cache=use_cache, queue=queue or "", enqueued_at=timezone.now(), enqueue_count=1)
-    model_insert(job)
-    transaction.on_commit(lambda: _job_publish(job_id=job.id, text_length=len(text), queue=job.queue))
+    # The first send is recorded on the row as it is inserted, for the sweeper to re-send if
+    # the broker is down or loses the message; the message goes out once the row is committed.
+    job = Job.objects.create(**fields, use_cache=use_cache, queue=queue or "", enqueued_at=timezone.now(),
+                             enqueue_count=1)
+    state = result_cache.job_state_of(job)
+
+    def publish() -> None:
+        _job_published(state=state, generation=context.generation)
+        job_synthesis_send(job_id=job.id, text_length=len(text), queue=job.queue)
+
+    transaction.on_commit(publish)
     return job
 
 
-def job_poll_row(*, owner_id: int, job_id: Any) -> dict[str, Any] | None:
-    """The owner's job as the columns its JSON needs, or None (other users' jobs too).
-
-    The polling hot path: one query (the clip's duration through the join), no model
-    instances (bench/RESULTS.md)."""
-    return _job_poll_query.first(job_id=job_id, owner_id=owner_id)
+def _job_published(*, state: JobState, generation: int | None) -> None:
+    result_cache.job_state_remember(state, generation=generation, writer=True)
 
 
-_job_poll_query = PreparedQuery(
-    lambda job_id, owner_id: Job.objects.filter(id=job_id, owner_id=owner_id).order_by().values(*JOB_VALUES_FIELDS)[:1],
-    job_id=Job._meta.pk,
-    owner_id=Job._meta.get_field("owner"),
-)
+def job_state_get(*, owner_id: int, job_id: Any) -> JobState | None:
+    """The owner's job, or None (other users' jobs too): from Redis, else one query (kept)."""
+    state, found, generation = result_cache.job_state_cached(owner_id=owner_id, job_id=job_id)
+    if found:
+        return state
+    row = Job.objects.filter(id=job_id, owner_id=owner_id).values(*JOB_STATE_COLUMNS).first()
+    if row is None:
+        return None
+    state = result_cache.job_state_from_row(row)
+    result_cache.job_state_remember(state, generation=generation, writer=False)
+    return state
 
 
-def _job_record_hit(*, job: Job, clip: Clip) -> None:
-    """Store a finished cache-hit job and count the clip's use, atomically, in as few round
-    trips as the database allows: on PostgreSQL one statement (the clip's UPDATE rides along as
-    a data-modifying CTE, so one commit, one WAL flush); on SQLite, in-process, one transaction."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    if connection.vendor == "postgresql":
-        touch_sql, touch_params = clip_touch_statement(clip=clip, connection=connection)
-        model_insert(job, before=(f"WITH touched AS ({touch_sql})", touch_params))
+def job_state_refresh(*, job_id: Any, owner_id: int) -> None:
+    """Re-read a job after one of its state changes and keep it for polling. The generation is
+    read before the row, so a clip or voice deleted meanwhile is never shown as present."""
+    generation = result_cache.owner_generation(owner_id=owner_id)
+    row = Job.objects.filter(id=job_id).values(*JOB_STATE_COLUMNS).first()
+    if row is None:
+        result_cache.job_state_forget(job_id=job_id)
         return
-    with transaction.atomic():
-        model_insert(job)
-        clip_touch(clip=clip)
+    result_cache.job_state_remember(result_cache.job_state_from_row(row), generation=generation, writer=True)
 
 
 def job_claim(*, job_id: Any, task_id: str) -> bool:
@@ -207,15 +190,17 @@ def _job_finish(*, job: Job, **fields: Any) -> None:
             processing_time_ms=int((finished_at - started_at).total_seconds() * 1000),
             **fields,
         )
+        if updated:
+            transaction.on_commit(lambda: job_state_refresh(job_id=job.id, owner_id=job.owner_id))
         if updated and job.webhook_url:
-            transaction.on_commit(lambda: webhook_enqueue(job_id=job.id))
+            transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
 
 
 def job_fail(*, job: Job, code: str, message: str) -> None:
     _job_finish(job=job, status=Job.Status.FAILED, error_code=code, error_message=message[:2000])
 
 
-def job_release(*, job_id: Any, task_id: str) -> bool:
+def job_release(*, job_id: Any, task_id: str, owner_id: int) -> bool:
     """Give this task's running job back to the queue before the task retries a transient error.
 
     The claim is given back too (`attempts - 1`, in the same conditional UPDATE): that try did
@@ -225,11 +210,14 @@ def job_release(*, job_id: Any, task_id: str) -> bool:
     own claim is given back: a job the sweeper handed to another task is left alone. The retry's
     message is sent now, so the row counts as sent now (`enqueued_at`): the sweeper does not
     send a second one while the retry waits out its countdown."""
-    return bool(
+    released = bool(
         Job.objects.filter(id=job_id, status=Job.Status.RUNNING, task_id=task_id).update(
             status=Job.Status.QUEUED, attempts=F("attempts") - 1, enqueued_at=timezone.now()
         )
     )
+    if released:
+        job_state_refresh(job_id=job_id, owner_id=owner_id)
+    return released
 
 
 # How a job that used up its transient retries says why, by the error's code.
@@ -266,8 +254,8 @@ def _clip_lock(*, owner_id: int, cache_key: str, job_id: Any) -> Any:
     lock to expire.
     """
     timeout = settings.CELERY_TASK_TIME_LIMIT
-    client = status.redis_client()
-    name = status.redis_key("lock", "clip", str(owner_id), cache_key)
+    client = redis_client()
+    name = redis_key("lock", "clip", str(owner_id), cache_key)
     token = str(job_id).encode()
     if client.get(name) == token:
         client.delete(name)
@@ -284,12 +272,11 @@ def job_run(
     for the task to retry, except on the final attempt, where it fails the job with its code and
     says how many `tries` (this one included) it made since `first_tried_at` (epoch seconds).
     """
-    from workers import runtime
-
     if not job_claim(job_id=job_id, task_id=task_id):
         logger.info("job %s not claimable (finished or owned by another task)", job_id)
         return
     job = Job.objects.select_related("voice").get(id=job_id)
+    job_state_refresh(job_id=job.id, owner_id=job.owner_id)  # now `running`, for polling
     if job.attempts > settings.JOB_MAX_ATTEMPTS:
         # Each earlier claim ended with the worker dying (SIGKILL, OOM, segfault):
         # this input is poison for the engine. Stop here instead of looping.
@@ -308,7 +295,7 @@ def job_run(
             job_fail(job=job, code=exc.code,
                      message=_transient_gave_up_message(exc=exc, tries=tries, first_tried_at=first_tried_at))
             return
-        job_release(job_id=job.id, task_id=task_id)
+        job_release(job_id=job.id, task_id=task_id, owner_id=job.owner_id)
         raise exc
 
     try:
@@ -339,7 +326,7 @@ def job_run(
     try:
         clip = clip_lookup(owner_id=job.owner_id, cache_key=key) if job.use_cache else None
         if clip is not None:
-            clip_touch(clip=clip)
+            clip_use_record(clip_id=clip.id)
             _job_finish(job=job, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=True, cache_key=key)
             return
         try:

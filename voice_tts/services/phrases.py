@@ -19,11 +19,12 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
+from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, ReminderPhrase, Voice
 from voice_tts.services.clips import clip_cache_key
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
-from workers import status
+from voice_tts.worker.status import engine_version_current
 
 PHRASE_MAX_TIMES = 24
 # The nightly batch makes reminders with the engine's defaults; an API job with the
@@ -62,11 +63,9 @@ def _phrase_saved(phrase: ReminderPhrase) -> ReminderPhrase:
 
 
 def _clips_requested(*, owner_id: int) -> None:
-    from voice_tts.services.reminders import reminders_schedule_owner
-
     # After commit, so the worker sees the row; in the background, so the caller
     # (CarePill's backend, the admin) never waits for synthesis.
-    transaction.on_commit(lambda: reminders_schedule_owner(owner_id=owner_id, reason="phrase_changed"))
+    transaction.on_commit(lambda: reminders_pregenerate_send(owner_id=owner_id))
 
 
 def phrase_create(
@@ -149,7 +148,7 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
     """
     engine = settings.TTS_ENGINE
     voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
-    model_version = status.engine_version_current(engine=engine)
+    model_version = engine_version_current(engine=engine)
     phrases = list(ReminderPhrase.objects.filter(owner_id=owner_id, is_active=True).order_by("id"))
 
     keys: dict[int, str] = {}

@@ -19,14 +19,15 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 from django.conf import settings
-from kombu.exceptions import OperationalError as BrokerError
 
+from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Job, ReminderPhrase, Voice
+from voice_tts.redis_client import redis_client, redis_key
 from voice_tts.services.clips import clip_cache_key
-from voice_tts.services.jobs import job_create
+from voice_tts.services.jobs import ClipHit, job_create
 from voice_tts.services.phrases import PHRASE_PARAMS
-from workers import status
+from voice_tts.worker.status import engine_version_current
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def reminders_pregenerate(
     and the worker, which checks the cache under the clip lock, makes each clip once.
     """
     engine = settings.TTS_ENGINE
-    model_version = status.engine_version_current(engine=engine)
+    model_version = engine_version_current(engine=engine)
     summary = PregenerateSummary(dry_run=dry_run, model_version=model_version)
     phrases = ReminderPhrase.objects.filter(is_active=True)
     if owner_ids is not None:
@@ -164,27 +165,10 @@ def _phrase_job_create(*, phrase: ReminderPhrase, summary: PregenerateSummary) -
         summary.failed += 1
         summary.errors.append(f"phrase {phrase.id}: {exc.code}: {exc.message}")
         return
-    if job.status == Job.Status.SUCCEEDED:
+    if isinstance(job, ClipHit):
         summary.cached += 1  # made by someone else between our lookup and job_create
     else:
         summary.enqueued += 1
-
-
-def reminders_schedule_owner(*, owner_id: int | None, reason: str) -> bool:
-    """Pre-generate one owner's phrases (None: everyone's) in the background.
-
-    Returns False when the broker is unreachable; the nightly run then catches up.
-    """
-    from voice_tts.tasks import reminders_pregenerate_task
-
-    try:
-        reminders_pregenerate_task.apply_async(args=[owner_id])
-    except BrokerError:
-        logger.warning("broker unavailable: reminders for %s (%s) wait for the nightly run", owner_id, reason,
-                       exc_info=True)
-        return False
-    logger.info("reminder pre-generation scheduled for %s (%s)", owner_id or "everyone", reason)
-    return True
 
 
 def reminders_on_model_loaded(*, engine: str, model_version: str) -> bool:
@@ -194,12 +178,14 @@ def reminders_on_model_loaded(*, engine: str, model_version: str) -> bool:
     regeneration for everyone; the others, and restarts with the same weights, do
     nothing. Returns whether this call scheduled it.
     """
-    marker = status.redis_key("reminders", "regenerated", engine, model_version)
+    marker = redis_key("reminders", "regenerated", engine, model_version)
     try:
-        first = status.redis_client().set(marker, "1", nx=True)
+        first = redis_client().set(marker, "1", nx=True)
     except redis.RedisError:
         logger.warning("Redis unavailable: reminders for %s %s wait for the nightly run", engine, model_version)
         return False
     if not first:
         return False
-    return reminders_schedule_owner(owner_id=None, reason=f"model {engine} {model_version}")
+    logger.info("model %s %s loaded: reminders re-made for everyone", engine, model_version)
+    # Not sent (broker down): the nightly run catches up.
+    return reminders_pregenerate_send(owner_id=None)

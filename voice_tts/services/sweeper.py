@@ -19,8 +19,9 @@ from django.core.files.storage import default_storage
 from django.db.models import Q
 from django.utils import timezone
 
+from voice_tts.dispatch import webhook_delivery_send
 from voice_tts.models import Job, WebhookDelivery, WebhookStatus
-from voice_tts.services.jobs import job_enqueue, webhook_enqueue
+from voice_tts.services.jobs import job_enqueue, job_state_refresh
 from voice_tts.storage import storage_partials_remove
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,18 @@ class SweepReport:
 
 def _fail_lost(job_ids: list, message: str) -> int:
     now = timezone.now()
-    return Job.objects.filter(id__in=job_ids, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
+    failed = Job.objects.filter(id__in=job_ids, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
         status=Job.Status.FAILED, error_code="worker_lost", error_message=message, finished_at=now,
         webhook_status=WebhookStatus.PENDING,
     )
+    _states_refresh(job_ids)
+    return failed
+
+
+def _states_refresh(job_ids: list) -> None:
+    # Polling reads a job's state from Redis: show what the sweeper just changed.
+    for job_id, owner_id in Job.objects.filter(id__in=job_ids).values_list("id", "owner_id"):
+        job_state_refresh(job_id=job_id, owner_id=owner_id)
 
 
 def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
@@ -62,6 +71,7 @@ def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
         if attempts < settings.JOB_MAX_ATTEMPTS and Job.objects.filter(
             id=job_id, status=Job.Status.RUNNING, started_at__lt=running_deadline
         ).update(status=Job.Status.QUEUED, task_id=""):
+            _states_refresh([job_id])
             job_enqueue(job_id=job_id)
             report.released += 1
 
@@ -88,7 +98,7 @@ def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
         .exclude(id__in=attempted)
         .values_list("id", flat=True)[:_BATCH]
     ):
-        webhook_enqueue(job_id=job_id)
+        webhook_delivery_send(job_id=job_id)
         report.webhooks_resent += 1
 
     # Temp files of writers killed mid-write (older than any write may take).

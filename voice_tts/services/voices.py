@@ -15,6 +15,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from voice_tts import result_cache
+from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import Voice
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
@@ -60,10 +62,10 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
         # No row, no file: the row is the source of truth.
         default_storage.delete(name)
         raise
+    # The cached active voice is no longer the active one.
+    result_cache.owner_entries_invalidate(owner_id=owner_id)
     # A new voice changes every cache key: re-make this owner's reminders in the background.
-    from voice_tts.services.reminders import reminders_schedule_owner
-
-    transaction.on_commit(lambda: reminders_schedule_owner(owner_id=owner_id, reason="new_voice"))
+    transaction.on_commit(lambda: reminders_pregenerate_send(owner_id=owner_id))
     return voice
 
 

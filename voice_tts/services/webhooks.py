@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from voice_tts.errors import ServiceError
 from voice_tts.models import DisabledWebhookUrl, Job, WebhookDelivery, WebhookSecret, WebhookStatus
-from voice_tts.presenters import job_representation
+from voice_tts.presenters import job_json
+from voice_tts.result_cache import job_state_of
 from voice_tts.services.webhook_targets import webhook_url_check
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def webhook_deliver(*, job_id: Any, attempt: int) -> WebhookOutcome:
                            else WebhookStatus.FAILED)
         return WebhookOutcome(delivered=False, retryable=False)
     body = json.dumps(
-        {"type": f"job.{job.status}", "data": job_representation(job, base_url=settings.PUBLIC_BASE_URL)},
+        {"type": f"job.{job.status}", "data": job_json(job_state_of(job), base_url=settings.PUBLIC_BASE_URL)},
         separators=(",", ":"),
     ).encode()
     message_id = record.message_id

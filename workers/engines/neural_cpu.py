@@ -97,14 +97,8 @@ def _package_dir(name: str) -> Path:
 
 
 def _data_dir() -> Path:
-    """settings.DATA_DIR when Django is configured, else $CAREPILL_DATA_DIR, else <project>/var."""
-    try:
-        from django.conf import settings
-
-        if settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE"):
-            return Path(settings.DATA_DIR)
-    except Exception as exc:  # noqa: BLE001 - no Django, or settings that cannot load outside a deployment
-        logger.debug("neural_cpu: Django settings unavailable (%s); using the environment", exc)
+    """$CAREPILL_DATA_DIR (relative to the project), else <project>/var: the same rule as the
+    service's settings.DATA_DIR, read from the environment (workers/ never imports Django)."""
     raw = os.environ.get("CAREPILL_DATA_DIR")
     if raw:
         path = Path(raw)

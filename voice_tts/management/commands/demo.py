@@ -121,7 +121,8 @@ class Command(BaseCommand):
             created = http.post(f"{base}/api/tts/jobs/", json={"text": text, "language": language}, timeout=10)
             created.raise_for_status()
             jobs.append(created.json())
-            say(f"POST /api/tts/jobs/ -> {created.status_code} job {created.json()['id']}: {text}")
+            what = "a cache hit (no job)" if created.json()["id"] is None else f"job {created.json()['id']}"
+            say(f"POST /api/tts/jobs/ -> {created.status_code} {what}: {text}")
 
         for index, job in enumerate(jobs, start=1):
             deadline = time.monotonic() + timeout
@@ -137,9 +138,9 @@ class Command(BaseCommand):
             path = out_dir / f"reminder-{index}.wav"
             path.write_bytes(audio.content)
             info = soundfile.info(io.BytesIO(audio.content))
-            say(f"job {job['id']} succeeded in {job['processing_time_ms']} ms -> {path} "
-                f"({info.duration:.2f} s, {info.samplerate} Hz)")
+            made = "from the cache" if job["id"] is None else f"by job {job['id']} in {job['processing_time_ms']} ms"
+            say(f"reminder {index} made {made} -> {path} ({info.duration:.2f} s, {info.samplerate} Hz)")
 
         again = http.post(f"{base}/api/tts/jobs/", json={"text": PHRASES[0][1], "language": "ko"}, timeout=10).json()
-        say(f"asked for phrase 1 again: status={again['status']} cache_hit={again['cache_hit']}")
+        say(f"asked for phrase 1 again: status={again['status']} cache_hit={again['cache_hit']} job={again['id']}")
         say(f"done: {len(jobs)} reminders saved under {out_dir}")

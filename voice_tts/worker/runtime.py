@@ -12,8 +12,13 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+from voice_tts.worker import status
 from workers.engines.base import Engine, EngineError, EngineNotReady
 from workers.engines.registry import engine_build
 
@@ -29,22 +34,21 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _state: dict[str, Any] = {}
 _heartbeat_started = False
+# Called with (engine name, model version) after each successful load (signals.py passes the
+# reminders service: new weights change every cache key).
+_on_loaded: Callable[[str, str], None] | None = None
 
 
 def _publish() -> None:
-    from workers import status
-
     with _lock:
         state = dict(_state, updated_at=time.time())
     try:
-        status.worker_heartbeat_write(state)
+        status.worker_heartbeat_write(state, ttl_seconds=settings.WORKER_HEARTBEAT_TTL_SECONDS)
     except Exception:  # noqa: BLE001 - a missed heartbeat must never kill the worker
         logger.warning("worker heartbeat failed", exc_info=True)
 
 
 def _heartbeat_loop() -> None:
-    from django.conf import settings
-
     # Several beats per TTL, so one late beat on a busy machine never drops the worker.
     interval = min(HEARTBEAT_INTERVAL_SECONDS, settings.WORKER_HEARTBEAT_TTL_SECONDS / 3)
     while True:
@@ -52,11 +56,14 @@ def _heartbeat_loop() -> None:
         _publish()
 
 
-def engine_start(*, name: str, queues: list[str]) -> None:
-    """Build and load the engine once; record readiness or the reason it is not ready."""
-    global _engine, _heartbeat_started
-    from workers import status
+def engine_start(*, name: str, queues: list[str], on_loaded: Callable[[str, str], None] | None = None) -> None:
+    """Build and load the engine once; record readiness or the reason it is not ready.
 
+    `on_loaded(name, model_version)` runs after every successful load, the on-demand reloads
+    of `engine_get()` included."""
+    global _engine, _heartbeat_started, _on_loaded
+    if on_loaded is not None:
+        _on_loaded = on_loaded
     with _lock:
         _engine = None  # a failed (re)load must not leave the previous engine serving
         _state.update(
@@ -99,13 +106,10 @@ def engine_start(*, name: str, queues: list[str]) -> None:
             )
         try:
             status.engine_version_publish(engine=name, model_version=engine.model_version)
-        except Exception:  # noqa: BLE001 - the web then just skips its cache lookup
+        except Exception:  # noqa: BLE001 - the web then reads the database's (older) version
             logger.warning("could not publish the engine version", exc_info=True)
-        # New weights change every cache key: have everyone's reminders re-made in the
-        # background (once per version across all workers; the service logs failures).
-        from voice_tts.services.reminders import reminders_on_model_loaded
-
-        reminders_on_model_loaded(engine=name, model_version=engine.model_version)
+        if _on_loaded is not None:
+            _on_loaded(name, engine.model_version)
     _publish()
     if not _heartbeat_started:
         _heartbeat_started = True
@@ -138,8 +142,6 @@ def synthesis_counted() -> None:
 
 
 def worker_stopped() -> None:
-    from workers import status
-
     with _lock:
         state = dict(_state)
     if state:
@@ -147,3 +149,11 @@ def worker_stopped() -> None:
             status.worker_heartbeat_clear(hostname=state["hostname"], pid=state["pid"])
         except Exception:  # noqa: BLE001 - shutting down anyway; the key expires by itself
             logger.debug("could not clear the heartbeat", exc_info=True)
+
+
+def db_connections_drop() -> None:
+    """Close every open database connection of this process; the next query opens a new one."""
+    try:
+        connections.close_all()
+    except DatabaseError:
+        logger.warning("closing a database connection failed", exc_info=True)

@@ -1,7 +1,8 @@
 """Celery signal hooks: load the engine once per worker process, never per job.
 
 Only processes of a worker that consumes the synthesis queue load an engine; a worker
-started with `-Q webhooks` alone never touches the GPU.
+started with `-Q webhooks` alone never touches the GPU. Connected by `VoiceTtsConfig.ready()`
+(Celery's Django fixup runs `django.setup()` at `worker_init`, before any of these fire).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import Any
 
 from celery import signals
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import close_old_connections
 
-from workers import runtime
+from voice_tts.services.reminders import reminders_on_model_loaded
+from voice_tts.worker import runtime
+from voice_tts.worker.runtime import db_connections_drop
 from workers.memory import heap_trim
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,13 @@ def _load_engine(**kwargs: Any) -> None:
     if not synthesis_queues & set(_consumed_queues):
         logger.info("worker does not consume %s: no engine loaded", ", ".join(sorted(synthesis_queues)))
         return
-    runtime.engine_start(name=settings.TTS_ENGINE, queues=list(_consumed_queues))
+    runtime.engine_start(name=settings.TTS_ENGINE, queues=list(_consumed_queues), on_loaded=_model_loaded)
+
+
+def _model_loaded(engine: str, model_version: str) -> None:
+    # New weights change every cache key: have everyone's reminders re-made in the background
+    # (once per version across all workers; the service logs failures).
+    reminders_on_model_loaded(engine=engine, model_version=model_version)
 
 
 @signals.worker_process_shutdown.connect
@@ -77,11 +86,3 @@ def _db_connections_checked(**kwargs: Any) -> None:
 def _db_connections_dropped_after_trouble(state: str | None = None, **kwargs: Any) -> None:
     if state != "SUCCESS":
         db_connections_drop()
-
-
-def db_connections_drop() -> None:
-    """Close every open database connection of this process; the next query opens a new one."""
-    try:
-        connections.close_all()
-    except DatabaseError:
-        logger.warning("closing a database connection failed", exc_info=True)
