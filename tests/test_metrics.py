@@ -6,6 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from voice_tts.models import Job
+from voice_tts.result_cache import clip_use_count
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -31,15 +32,16 @@ def test_job_counts_cache_ratio_and_histogram(client, settings, alice):
     base = dict(owner=alice, text="x", status=Job.Status.SUCCEEDED)
     Job.objects.create(**base, cache_hit=False, processing_time_ms=800)
     Job.objects.create(**base, cache_hit=False, processing_time_ms=4000)
-    Job.objects.create(**base, cache_hit=True, processing_time_ms=0)
     Job.objects.create(owner=alice, text="y", status=Job.Status.QUEUED)
+    clip_use_count(clip_id=1)  # a cache hit: counted in Redis, no job row
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer tok")
     assert response["Content-Type"].startswith("text/plain")
     found = samples(response.content.decode())
-    assert found[("carepill_jobs", (("status", "succeeded"),))] == 3
+    assert found[("carepill_jobs", (("status", "succeeded"),))] == 2
     assert found[("carepill_jobs", (("status", "queued"),))] == 1
     assert found[("carepill_jobs", (("status", "failed"),))] == 0
     assert found[("carepill_job_cache_total", (("result", "hit"),))] == 1
+    assert found[("carepill_job_cache_total", (("result", "miss"),))] == 2
     assert found[("carepill_cache_hit_ratio", ())] == pytest.approx(1 / 3)
     assert found[("carepill_synthesis_duration_seconds_bucket", (("le", "0.5"),))] == 0
     assert found[("carepill_synthesis_duration_seconds_bucket", (("le", "1.0"),))] == 1

@@ -19,7 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from voice_tts.models import Job
-from voice_tts.redis_client import redis_client
+from voice_tts.redis_client import REDIS_ERRORS, redis_client
+from voice_tts.result_cache import cache_hits_total
 from voice_tts.worker import status
 
 # Seconds; GPU synthesis of one reminder is ~0.5-5 s, CPU engines up to a minute.
@@ -40,15 +41,20 @@ class CarePillCollector:
             by_status.add_metric([name], value)
         yield by_status
 
-        hits = Job.objects.filter(status=Job.Status.SUCCEEDED).aggregate(
-            hits=Count("id", filter=Q(cache_hit=True)), total=Count("id")
-        )
-        counter = CounterMetricFamily("carepill_job_cache", "Succeeded jobs by cache outcome.", labels=["result"])
-        counter.add_metric(["hit"], hits["hits"])
-        counter.add_metric(["miss"], hits["total"] - hits["hits"])
+        # A hit writes no job row: hits are counted in Redis (result_cache), misses are the jobs
+        # that synthesised. The hit counter restarts when Redis loses its data, as counters may.
+        misses = Job.objects.filter(status=Job.Status.SUCCEEDED, cache_hit=False).count()
+        try:
+            hits = cache_hits_total()
+        except REDIS_ERRORS:
+            return
+        counter = CounterMetricFamily("carepill_job_cache", "Speech requests by clip-cache outcome.",
+                                      labels=["result"])
+        counter.add_metric(["hit"], hits)
+        counter.add_metric(["miss"], misses)
         yield counter
-        ratio = GaugeMetricFamily("carepill_cache_hit_ratio", "Share of succeeded jobs served from the clip cache.")
-        ratio.add_metric([], hits["hits"] / hits["total"] if hits["total"] else 0.0)
+        ratio = GaugeMetricFamily("carepill_cache_hit_ratio", "Share of speech requests served from the clip cache.")
+        ratio.add_metric([], hits / (hits + misses) if hits + misses else 0.0)
         yield ratio
 
     def _synthesis_histogram(self) -> Iterator[Metric]:

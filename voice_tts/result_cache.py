@@ -71,6 +71,11 @@ def _use_keys() -> list[str]:
     return [redis_key("clip_use", "counts"), redis_key("clip_use", "last")]
 
 
+def _hits_key() -> str:
+    # Every use of a cached clip since Redis last lost its data (a Prometheus counter resets too).
+    return redis_key("clip_use", "hits_total")
+
+
 def _gen(raw: bytes | None) -> int:
     return int(raw) if raw else 0
 
@@ -170,6 +175,7 @@ local rest = string.sub(entry, sep + 1)
 local clip_id = string.sub(rest, 1, string.find(rest, ':', 1, true) - 1)
 redis.call('HINCRBY', KEYS[3], clip_id, 1)
 redis.call('HSET', KEYS[4], clip_id, ARGV[1])
+redis.call('INCR', KEYS[5])
 return rest
 """
 _clip_hit_script: Any = None
@@ -182,7 +188,7 @@ def clip_hit_cached(*, owner_id: int, cache_key: str) -> CachedClip | None:
     try:
         if _clip_hit_script is None:
             _clip_hit_script = client.register_script(_CLIP_HIT)
-        found = _clip_hit_script(keys=[_gen_key(owner_id), _clip_key(owner_id, cache_key), *_use_keys()],
+        found = _clip_hit_script(keys=[_gen_key(owner_id), _clip_key(owner_id, cache_key), *_use_keys(), _hits_key()],
                                  args=[f"{time.time():.3f}"], client=client)
     except REDIS_ERRORS:
         return None
@@ -210,10 +216,16 @@ def clip_use_count(*, clip_id: int) -> bool:
         pipe = redis_client().pipeline(transaction=False)
         pipe.hincrby(counts, str(clip_id), 1)
         pipe.hset(last, str(clip_id), f"{time.time():.3f}")
+        pipe.incr(_hits_key())
         pipe.execute()
     except REDIS_ERRORS:
         return False
     return True
+
+
+def cache_hits_total() -> int:
+    """Uses of cached clips counted since Redis last lost its data (raises when Redis is down)."""
+    return _gen(redis_client().get(_hits_key()))
 
 
 # Move the live counters aside for flushing, unless an earlier flush left some there (it

@@ -15,7 +15,6 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from voice_tts import result_cache
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import Voice
@@ -62,8 +61,7 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
         # No row, no file: the row is the source of truth.
         default_storage.delete(name)
         raise
-    # The cached active voice is no longer the active one.
-    result_cache.owner_entries_invalidate(owner_id=owner_id)
+    # The owner's cached active voice is invalidated by the new row's post_save (voice_tts/receivers.py).
     # A new voice changes every cache key: re-make this owner's reminders in the background.
     transaction.on_commit(lambda: reminders_pregenerate_send(owner_id=owner_id))
     return voice
