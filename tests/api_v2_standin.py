@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from tests.loopback import LoopbackServer
+
 SAMPLE_RATE = 32000  # what api_v2 answers with v2 models
 
 
@@ -31,7 +33,7 @@ def speech_wav(seconds: float = 0.5) -> bytes:
 
 
 @dataclass
-class ApiV2Standin:
+class ApiV2Standin(LoopbackServer):
     tts_statuses: list[int] = field(default_factory=lambda: [200])
     # (method, path, status answered), in arrival order.
     requests: list[tuple[str, str, int]] = field(default_factory=list)
@@ -41,8 +43,7 @@ class ApiV2Standin:
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def tts_answers(self) -> list[int]:
         with self._lock:
@@ -91,11 +92,5 @@ class ApiV2Standin:
             def log_message(self, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()

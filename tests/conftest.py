@@ -194,28 +194,28 @@ def _media_emptied_after_test() -> Iterator[None]:
         shutil.rmtree(media)
 
 
+def redis_keys_delete(pattern: str) -> None:
+    """Delete this run's Redis keys matching `pattern` (after the run's key prefix)."""
+    from voice_tts.redis_client import redis_client
+
+    client = redis_client()
+    keys = list(client.scan_iter(match=settings.REDIS_KEY_PREFIX + pattern, count=500))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def _clip_use_counters_emptied() -> Iterator[None]:
     # Clip use counters are one hash for everyone: a test's counts must not reach the next test's
     # flush.
-    from voice_tts.redis_client import redis_client
-
     yield
-    client = redis_client()
-    keys = list(client.scan_iter(match=settings.REDIS_KEY_PREFIX + "clip_use:*", count=100))
-    if keys:
-        client.delete(*keys)
+    redis_keys_delete("clip_use:*")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _redis_keys_removed_after_run() -> Iterator[None]:
     yield
-    from voice_tts.redis_client import redis_client
-
-    client = redis_client()
-    keys = list(client.scan_iter(match=settings.REDIS_KEY_PREFIX + "*", count=500))
-    if keys:
-        client.delete(*keys)
+    redis_keys_delete("*")
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -18,7 +19,7 @@ class Delivery:
 
 
 @dataclass
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     # Status codes to answer, in order; the last one repeats.
     statuses: list[int] = field(default_factory=lambda: [200])
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -29,8 +30,7 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/carepill"
+        return f"http://127.0.0.1:{self.port}/hooks/carepill"
 
     def start(self) -> WebhookReceiver:
         receiver = self
@@ -61,14 +61,8 @@ class WebhookReceiver:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the service gave up waiting (timeout): expected here
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
     def wait_for(self, count: int, *, timeout: float = 30.0, check: Callable[[], bool] | None = None) -> None:
         deadline = time.monotonic() + timeout
