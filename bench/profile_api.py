@@ -28,7 +28,8 @@ TEXT = "It is time to take your blood pressure medicine."
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--mode", choices=["post", "get", "health"], default="post")
+    parser.add_argument("--mode", choices=["post", "miss", "get", "health"], default="post",
+                        help="post: a cache hit; miss: a new text each time (a queued job); get: poll; health")
     parser.add_argument("-n", type=int, default=500, help="requests profiled (default 500)")
     parser.add_argument("--html", type=Path, help="also write pyinstrument's HTML report here")
     args = parser.parse_args(argv)
@@ -53,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         http = Client(SERVER_NAME="127.0.0.1", HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {client.token}")
         body = json.dumps({"text": TEXT, "language": "en"})
 
+        misses = iter(range(10**9))
+
         def once() -> int:
+            if args.mode == "miss":
+                fresh = json.dumps({"text": f"{TEXT} {next(misses)}", "language": "en"})
+                return http.post("/api/tts/jobs/", fresh, content_type="application/json").status_code
             if args.mode == "post":
                 return http.post("/api/tts/jobs/", body, content_type="application/json").status_code
             if args.mode == "get":

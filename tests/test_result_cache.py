@@ -9,6 +9,7 @@ stored by the same service a worker uses (`clip_store`), with real audio.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,19 +21,27 @@ from tests.audio_samples import voice_like, wav_bytes
 from tests.conftest import api_client
 from voice_tts import result_cache
 from voice_tts.models import Clip, Job, Voice
+from voice_tts.redis_client import redis_client
 from voice_tts.services.clips import clip_cache_key, clip_store, clip_uses_flush, clips_evict_over_quota
 from voice_tts.services.voices import voice_create, voice_delete
-from voice_tts.worker.status import engine_version_publish
+from voice_tts.worker.status import engine_version_key, engine_version_publish
 
 TEXT = "약 드실 시간입니다"
 VERSION = "result-cache-v1"
 
 
 @pytest.fixture
-def engine_version(transactional_db: Any) -> str:
-    # What a worker publishes when it loads the engine the web is configured for.
+def engine_version(transactional_db: Any) -> Iterator[str]:
+    # What a worker publishes when it loads the engine the web is configured for. Put back what
+    # was there after the test: the run's real worker published its own version there.
+    key = engine_version_key(settings.TTS_ENGINE)
+    before = redis_client().get(key)
     engine_version_publish(engine=settings.TTS_ENGINE, model_version=VERSION)
-    return VERSION
+    yield VERSION
+    if before is None:
+        redis_client().delete(key)
+    else:
+        redis_client().set(key, before)
 
 
 def _clip(voice: Voice, text: str = TEXT, *, model_version: str = VERSION) -> Clip:

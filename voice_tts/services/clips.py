@@ -111,8 +111,11 @@ def clip_store(
     model_version: str,
     samples: np.ndarray,
     sample_rate: int,
+    generation: int | None = None,
 ) -> Clip:
-    """Write the WAV (temp + rename), then the row. Safe to call twice for one key."""
+    """Write the WAV (temp + rename), then the row, then the clip's hit entry. Safe to call twice
+    for one key. `generation`: the owner's, if the caller read it before anything the clip is made
+    from (the worker, when it loaded the job); else it is read here, before the row is written."""
     pcm = clip_samples_to_pcm16(samples)
     buffer = io.BytesIO()
     soundfile.write(buffer, pcm, sample_rate, format="WAV", subtype="PCM_16")
@@ -130,8 +133,9 @@ def clip_store(
         sample_rate=sample_rate,
         sha256=hashlib.sha256(wav).hexdigest(),
     )
-    # Read before the row is written: the hit entry below must not outlive a deletion of it.
-    generation = result_cache.owner_generation(owner_id=voice.owner_id)
+    if generation is None:
+        # Read before the row is written: the hit entry below must not outlive a deletion of it.
+        generation = result_cache.owner_generation(owner_id=voice.owner_id)
     # Usually there is no row yet (the worker holds the clip's lock and just missed the cache):
     # one INSERT. A row that is already there (a `use_cache: false` job re-synthesising, or a
     # writer without the lock) makes it an UPDATE of that row; the file has the same name.

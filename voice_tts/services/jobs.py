@@ -180,24 +180,40 @@ def job_claim(*, job_id: Any, task_id: str) -> bool:
     )
 
 
-def _job_finish(*, job: Job, **fields: Any) -> None:
+def _job_finish(*, job: Job, generation: int | None = None, **fields: Any) -> None:
+    """Finish a running job (a conditional UPDATE: only once), then keep its state for polling:
+    built from `job` and the changes when the caller read the owner's `generation` right after
+    loading the job (the worker), else read back from the row."""
     finished_at = timezone.now()
     started_at = job.started_at or finished_at
+    changes = dict(
+        finished_at=finished_at,
+        webhook_status=WebhookStatus.PENDING if job.webhook_url else "",
+        processing_time_ms=int((finished_at - started_at).total_seconds() * 1000),
+        **fields,
+    )
     with transaction.atomic():
-        updated = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
-            finished_at=finished_at,
-            webhook_status=WebhookStatus.PENDING if job.webhook_url else "",
-            processing_time_ms=int((finished_at - started_at).total_seconds() * 1000),
-            **fields,
-        )
+        updated = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(**changes)
         if updated:
-            transaction.on_commit(lambda: job_state_refresh(job_id=job.id, owner_id=job.owner_id))
+            transaction.on_commit(lambda: _job_finished_state(job=job, changes=changes, generation=generation))
         if updated and job.webhook_url:
             transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
 
 
-def job_fail(*, job: Job, code: str, message: str) -> None:
-    _job_finish(job=job, status=Job.Status.FAILED, error_code=code, error_message=message[:2000])
+def _job_finished_state(*, job: Job, changes: dict[str, Any], generation: int | None) -> None:
+    if generation is None:
+        job_state_refresh(job_id=job.id, owner_id=job.owner_id)
+        return
+    for name, value in changes.items():
+        setattr(job, name, value)
+    clip = changes.get("clip")
+    state = result_cache.job_state_of(job, duration_seconds=clip.duration_seconds if clip is not None else None)
+    result_cache.job_state_remember(state, generation=generation, writer=True)
+
+
+def job_fail(*, job: Job, code: str, message: str, generation: int | None = None) -> None:
+    _job_finish(job=job, generation=generation, status=Job.Status.FAILED, error_code=code,
+                error_message=message[:2000])
 
 
 def job_release(*, job_id: Any, task_id: str, owner_id: int) -> bool:
@@ -276,23 +292,28 @@ def job_run(
         logger.info("job %s not claimable (finished or owned by another task)", job_id)
         return
     job = Job.objects.select_related("voice").get(id=job_id)
-    job_state_refresh(job_id=job.id, owner_id=job.owner_id)  # now `running`, for polling
+    # The job is `running` now: keep that for polling. Its state is built from the row just read
+    # and tagged with the owner's generation read right after it; the finished state reuses both.
+    # (A voice deleted in the instant between the two reads would show its id until the job ends.)
+    generation = result_cache.owner_generation(owner_id=job.owner_id)
+    result_cache.job_state_remember(result_cache.job_state_of(job), generation=generation, writer=True)
     if job.attempts > settings.JOB_MAX_ATTEMPTS:
         # Each earlier claim ended with the worker dying (SIGKILL, OOM, segfault):
         # this input is poison for the engine. Stop here instead of looping.
-        job_fail(job=job, code="worker_lost",
+        job_fail(job=job, generation=generation, code="worker_lost",
                  message=f"The worker stopped {job.attempts - 1} times while running this job.")
         return
     voice = job.voice
     if voice is None:
-        job_fail(job=job, code="voice_deleted", message="The voice this job was made for has been deleted.")
+        job_fail(job=job, generation=generation, code="voice_deleted",
+                 message="The voice this job was made for has been deleted.")
         return
 
     def transient(exc: EngineTransientError) -> None:
         # Not a worker death: the claim is given back, so JOB_MAX_ATTEMPTS never sees it; the
         # task's retry schedule (JOB_TRANSIENT_RETRIES) bounds these instead.
         if final_attempt:
-            job_fail(job=job, code=exc.code,
+            job_fail(job=job, generation=generation, code=exc.code,
                      message=_transient_gave_up_message(exc=exc, tries=tries, first_tried_at=first_tried_at))
             return
         job_release(job_id=job.id, task_id=task_id, owner_id=job.owner_id)
@@ -305,7 +326,8 @@ def job_run(
             # The engine's server was down when this worker loaded it; engine_get loads it
             # again (at most every LOAD_RETRY_SECONDS), so retry like any transient error.
             return transient(EngineTransientError(exc.code, f"The speech engine is not ready: {exc.message}"))
-        job_fail(job=job, code=exc.code, message=f"The speech engine is not ready: {exc.message}")
+        job_fail(job=job, generation=generation, code=exc.code,
+                 message=f"The speech engine is not ready: {exc.message}")
         return
 
     key = clip_cache_key(
@@ -327,7 +349,8 @@ def job_run(
         clip = clip_lookup(owner_id=job.owner_id, cache_key=key) if job.use_cache else None
         if clip is not None:
             clip_use_record(clip_id=clip.id)
-            _job_finish(job=job, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=True, cache_key=key)
+            _job_finish(job=job, generation=generation, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=True,
+                        cache_key=key)
             return
         try:
             # Numbers, times and units read the way a speaker says them ("1정" -> "한 정"),
@@ -339,15 +362,15 @@ def job_run(
         except EngineTransientError as exc:
             return transient(exc)
         except EngineError as exc:
-            job_fail(job=job, code=exc.code, message=exc.message)
+            job_fail(job=job, generation=generation, code=exc.code, message=exc.message)
             return
         except Exception as exc:  # noqa: BLE001 - a poison input must fail its job, not loop or kill the worker
             logger.exception("engine raised on job %s", job.id)
-            job_fail(job=job, code="engine_failed", message=f"{type(exc).__name__}: {exc}")
+            job_fail(job=job, generation=generation, code="engine_failed", message=f"{type(exc).__name__}: {exc}")
             return
         runtime.synthesis_counted()
         if len(samples) == 0 or sample_rate <= 0:
-            job_fail(job=job, code="engine_failed", message="The engine returned no audio.")
+            job_fail(job=job, generation=generation, code="engine_failed", message="The engine returned no audio.")
             return
         clip = clip_store(
             voice=voice,
@@ -359,8 +382,10 @@ def job_run(
             model_version=engine.model_version,
             samples=samples,
             sample_rate=sample_rate,
+            generation=generation,
         )
-        _job_finish(job=job, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=False, cache_key=key)
+        _job_finish(job=job, generation=generation, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=False,
+                    cache_key=key)
     finally:
         try:
             lock.release()
