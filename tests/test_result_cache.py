@@ -30,18 +30,27 @@ TEXT = "약 드실 시간입니다"
 VERSION = "result-cache-v1"
 
 
+@pytest.fixture(autouse=True)
+def _jobs_to_a_queue_nobody_serves(request: Any, settings: Any) -> None:
+    # Jobs these tests queue must not be run by a worker of this run (one may be serving the
+    # synthesis queue for other tests): they would add clips under the tests' feet. The test
+    # marked `worker` wants exactly that.
+    if request.node.get_closest_marker("worker") is None:
+        settings.SYNTHESIS_QUEUE = "result-cache-tests-no-worker"
+
+
 @pytest.fixture
 def engine_version(transactional_db: Any) -> Iterator[str]:
     # What a worker publishes when it loads the engine the web is configured for. Put back what
     # was there after the test: the run's real worker published its own version there.
-    key = engine_version_key(settings.TTS_ENGINE)
-    before = redis_client().get(key)
+    key, client = engine_version_key(settings.TTS_ENGINE), redis_client()  # the real Redis, kept for teardown
+    before = client.get(key)
     engine_version_publish(engine=settings.TTS_ENGINE, model_version=VERSION)
     yield VERSION
     if before is None:
-        redis_client().delete(key)
+        client.delete(key)
     else:
-        redis_client().set(key, before)
+        client.set(key, before)
 
 
 def _clip(voice: Voice, text: str = TEXT, *, model_version: str = VERSION) -> Clip:
