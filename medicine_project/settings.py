@@ -224,9 +224,24 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if env_bool("DJANGO_SECURE_COOKIES", False):
+# One switch for a deployment served over HTTPS by a TLS-terminating reverse proxy (README,
+# "HTTPS"): redirect plain HTTP, send HSTS, keep cookies off plain HTTP, and trust the proxy's
+# X-Forwarded-Proto (the proxy must set it, and overwrite what clients send).
+HTTPS = env_bool("DJANGO_HTTPS", False)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # Health checks from inside the deployment (compose, the load balancer) come over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^api/tts/health/$"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    if not SECURE_HSTS_PRELOAD:
+        # Asking browsers to preload the domain is its owner's one-way decision (hstspreload.org),
+        # not a default: say no on purpose instead of being warned about it.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # --- REST framework -----------------------------------------------------------------
 
