@@ -130,7 +130,8 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1"])
 DATA_DIR = env_path("CAREPILL_DATA_DIR", BASE_DIR / "var")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with a site whose login is throttled like the API's (voice_tts/admin_site.py).
+    "voice_tts.admin_config.CarePillAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -261,6 +262,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     # `?format=` belongs to the seed's /generate/ contract (format=base64), not to DRF.
     "URL_FORMAT_OVERRIDE": None,
+    # The client address (login throttling) is REMOTE_ADDR unless this many reverse proxies in
+    # front append to X-Forwarded-For (DRF's default, None, would trust a client-sent header).
+    "NUM_PROXIES": env_int("DJANGO_NUM_PROXIES", 0, minimum=0),
 }
 
 # --- Voice service ------------------------------------------------------------------
@@ -319,6 +323,11 @@ THROTTLE_RATES = {
     "jobs": env_rate("THROTTLE_JOBS_RATE", "120/min"),
     "uploads": env_rate("THROTTLE_UPLOADS_RATE", "30/hour"),
 }
+# Failed logins (API and admin; voice_tts/services/logins.py): this many per (username, client
+# address), or per address for any username, lock that pair (or address) for LOGIN_LOCKOUT_SECONDS.
+LOGIN_FAILURES_PER_USER_IP = env_int("LOGIN_FAILURES_PER_USER_IP", 5, minimum=1)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 50, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 # Who copies audio bytes to the client once the view has authorised them: "" (Django streams
 # the file), "x-accel-redirect" (nginx; internal location AUDIO_ACCEL_REDIRECT_PREFIX aliased
 # to MEDIA_ROOT) or "x-sendfile" (Apache mod_xsendfile, lighttpd). Frees the web worker at once.

@@ -8,12 +8,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.errors import error_response
-from voice_tts.apis.schema import error_responses
+from voice_tts.apis.schema import RETRY_AFTER_HEADER, error_responses
+from voice_tts.apis.throttles import LoginThrottle, client_address
+from voice_tts.services.logins import login_failed, login_succeeded
 
 
 class LoginApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -25,14 +28,19 @@ class LoginApi(APIView):
     @extend_schema(
         operation_id="auth_login",
         request={"application/json": InputSerializer},
-        responses={200: inline_serializer("LoginOutput", {"token": serializers.CharField()}), **error_responses(400)},
+        responses={200: inline_serializer("LoginOutput", {"token": serializers.CharField()}),
+                   **error_responses(400, 429)},
+        parameters=[RETRY_AFTER_HEADER],
         auth=[],
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
+        attempt = {"username": data.validated_data["username"], "address": client_address(request)}
         if user is None:
+            login_failed(**attempt)
             return error_response("invalid_credentials", "Unknown username or wrong password.", 400)
+        login_succeeded(**attempt)
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})

@@ -7,9 +7,10 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from voice_tts.redis_client import redis_client, redis_key
+from voice_tts.services.logins import login_wait
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +76,25 @@ class JobsThrottle(UserRateThrottle):
 
 class UploadsThrottle(UserRateThrottle):
     scope = "uploads"
+
+
+def client_address(request: Any) -> str:
+    """The client's address as DRF's throttles see it (REMOTE_ADDR, or X-Forwarded-For behind
+    DJANGO_NUM_PROXIES proxies); works on Django's requests too (the admin login)."""
+    return BaseThrottle().get_ident(request)
+
+
+class LoginThrottle(BaseThrottle):
+    """Refuses a login whose (username, address) or address failed too often lately (429 with
+    Retry-After, before the password is checked). Failures are counted by the view."""
+
+    _wait: int | None = None
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        data = request.data
+        username = str(data.get("username", "")) if hasattr(data, "get") else ""
+        self._wait = login_wait(username=username, address=client_address(request))
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return None if self._wait is None else float(self._wait)
