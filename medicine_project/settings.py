@@ -6,6 +6,7 @@ variable, not surface hours later as a confusing runtime error.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 from pathlib import Path
@@ -86,6 +87,17 @@ def env_choice(name: str, default: str, choices: list[str]) -> str:
     value = os.environ.get(name, default)
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def env_datetime(name: str, default: str) -> datetime.datetime:
+    raw = os.environ.get(name, default)
+    try:
+        value = datetime.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an ISO 8601 date and time, got {raw!r}") from None
+    if value.tzinfo is None:
+        raise ImproperlyConfigured(f"{name} must name its time zone (e.g. +00:00), got {raw!r}")
     return value
 
 
@@ -323,6 +335,11 @@ THROTTLE_RATES = {
     "jobs": env_rate("THROTTLE_JOBS_RATE", "120/min"),
     "uploads": env_rate("THROTTLE_UPLOADS_RATE", "30/hour"),
 }
+# API tokens (voice_tts/services/tokens.py): valid this many days from login (not refreshed by
+# use); keys of DRF's plain authtoken table keep working until the deadline, their first use
+# re-storing them as a digest.
+ACCESS_TOKEN_DAYS = env_int("ACCESS_TOKEN_DAYS", 30, minimum=1)
+LEGACY_TOKEN_DEADLINE = env_datetime("LEGACY_TOKEN_DEADLINE", "2027-03-01T00:00:00+00:00")
 # Failed logins (API and admin; voice_tts/services/logins.py): this many per (username, client
 # address), or per address for any username, lock that pair (or address) for LOGIN_LOCKOUT_SECONDS.
 LOGIN_FAILURES_PER_USER_IP = env_int("LOGIN_FAILURES_PER_USER_IP", 5, minimum=1)

@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from voice_tts.apis.auth import LoginApi
+from voice_tts.apis.auth import LoginApi, LogoutApi
 from voice_tts.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/login/", LoginApi.as_view(), name="login"),
+    path("api/auth/logout/", LogoutApi.as_view(), name="logout"),
     path("api/tts/", include("voice_tts.urls")),
     # Prometheus (bearer token METRICS_TOKEN; see voice_tts/metrics.py).
     path("metrics", metrics_view, name="metrics"),

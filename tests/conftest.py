@@ -17,11 +17,11 @@ import pytest
 import requests
 from django.conf import settings
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.audio_samples import wav_bytes
 from tests.webhook_receiver import WebhookReceiver
+from voice_tts.services.tokens import token_issue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def make_user(db: Any) -> Callable[[str], Any]:
 
     def make(username: str) -> Any:
         user = User.objects.create_user(username=username, password=f"{username}-pass-1234")
-        user.token = Token.objects.create(user=user).key
+        user.token = token_issue(owner_id=user.id)
         return user
 
     return make

@@ -336,5 +336,7 @@ def test_every_api_route_is_in_the_matrix() -> None:
         "api/tts/phrases/<int:phrase_id>/",
         # Public by design, checked for leaks above: login needs no token, health and the schema hold no user data.
         "api/auth/login/", "api/tts/health/", "api/schema/",
+        # Revokes the caller's own token only: tests/test_tokens.py (anonymous 401, other tokens untouched).
+        "api/auth/logout/",
     }
     assert routes == covered

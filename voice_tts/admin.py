@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from voice_tts.apis.audio import audio_file_response
-from voice_tts.models import Clip, DisabledWebhookUrl, Job, Voice, WebhookDelivery, WebhookSecret
+from voice_tts.models import AccessToken, Clip, DisabledWebhookUrl, Job, Voice, WebhookDelivery, WebhookSecret
 from voice_tts.services.users import users_deactivate
 
 
@@ -93,6 +93,18 @@ class JobAdmin(AudioAdminMixin, admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ("job", "attempt", "url", "status_code", "delivered", "error", "created_at")
     list_filter = ("delivered", "status_code")
+
+
+@admin.register(AccessToken)
+class AccessTokenAdmin(admin.ModelAdmin):
+    """API tokens: only their digests are stored; deleting one revokes it at once."""
+
+    list_display = ("prefix", "owner", "created_at", "expires_at")
+    search_fields = ("owner__username", "prefix")
+    readonly_fields = ("owner", "digest", "prefix", "created_at", "expires_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # issued by logging in (the key is shown once, to its user)
 
 
 @admin.register(WebhookSecret)

@@ -77,6 +77,25 @@ class Clip(models.Model):
         return f"clip {self.cache_key[:12]} of {self.owner_id}"
 
 
+class AccessToken(models.Model):
+    """An API token, stored as the SHA-256 digest of its key only.
+
+    The key is shown once, when it is issued (`services.tokens.token_issue`); a copy of the
+    database or of a backup holds nothing that authenticates. A key has 256 random bits, so its
+    digest needs no salt or slow hash to resist guessing.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    # The key's first characters, to tell tokens apart in the admin (not enough to use one).
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"token {self.prefix}... of {self.owner_id}"
+
+
 class EngineVersion(models.Model):
     """The weights a speech engine's workers last loaded (`model_version`, part of every cache key).
 

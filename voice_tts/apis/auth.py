@@ -1,7 +1,6 @@
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,6 +10,7 @@ from voice_tts.apis.errors import error_response
 from voice_tts.apis.schema import RETRY_AFTER_HEADER, error_responses
 from voice_tts.apis.throttles import LoginThrottle, client_address
 from voice_tts.services.logins import login_failed, login_succeeded
+from voice_tts.services.tokens import token_issue, token_revoke
 
 
 class LoginApi(APIView):
@@ -42,5 +42,15 @@ class LoginApi(APIView):
             login_failed(**attempt)
             return error_response("invalid_credentials", "Unknown username or wrong password.", 400)
         login_succeeded(**attempt)
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        # A new token per login (shown once, stored as a digest), valid ACCESS_TOKEN_DAYS.
+        return Response({"token": token_issue(owner_id=user.id)})
+
+
+class LogoutApi(APIView):
+    """Revoke the token this request is authenticated with."""
+
+    @extend_schema(operation_id="auth_logout", request=None,
+                   responses={204: OpenApiResponse(description="Revoked."), **error_responses(401)})
+    def post(self, request: Request) -> Response:
+        token_revoke(key=request.auth)
+        return Response(status=204)

@@ -18,6 +18,7 @@ If Redis is unavailable, authentication falls back to the database, never to ref
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
@@ -28,48 +29,69 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
+from voice_tts.models import AccessToken
 from voice_tts.redis_client import REDIS_ERRORS as _CACHE_ERRORS
 from voice_tts.redis_client import redis_client
+from voice_tts.services.tokens import token_user
 from voice_tts.token_cache import (
     token_cache_entry,
+    token_cache_expires_at,
     token_cache_forget,
     token_cache_forget_users,
     token_cache_key,
     token_cache_user,
+    token_digest,
 )
 
 logger = logging.getLogger(__name__)
 
 
 class CachedTokenAuthentication(TokenAuthentication):
-    """`Authorization: Token <key>`, same answers as DRF's class, one Redis GET on a hit."""
+    """`Authorization: Token <key>`: hashed, expiring tokens (services/tokens.py), with the
+    digest -> user lookup cached in Redis (one GET on a hit). `request.auth` is the key itself,
+    for logout; it lives only in the request."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
-        cache_key = token_cache_key(key)
+        cache_key = token_cache_key(token_digest(key))
         try:
             entry = redis_client().get(cache_key)
         except _CACHE_ERRORS:
             logger.warning("token cache unavailable; reading the database", exc_info=True)
-            return super().authenticate_credentials(key)
-        if entry is None:
-            user, token = super().authenticate_credentials(key)
-            if settings.TOKEN_CACHE_SECONDS <= 0:
-                return user, token  # caching turned off
+            entry = None
+            cache_up = False
+        else:
+            cache_up = True
+        if entry is not None:
+            if token_cache_expires_at(entry) <= time.time():
+                raise exceptions.AuthenticationFailed("Token expired.")
+            user = token_cache_user(entry)
+            if not user.is_active:  # not cached as such today; kept in case a row is cached stale
+                raise exceptions.AuthenticationFailed("User inactive or deleted.")
+            return user, key
+        found = token_user(key=key)
+        if found is None:
+            raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        user, token = found
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        expires_at = token.expires_at.timestamp()
+        ttl = min(settings.TOKEN_CACHE_SECONDS, int(expires_at - time.time()))
+        if cache_up and ttl > 0:
             try:
-                redis_client().set(cache_key, token_cache_entry(user), ex=settings.TOKEN_CACHE_SECONDS)
+                redis_client().set(cache_key, token_cache_entry(user, expires_at=expires_at), ex=ttl)
             except _CACHE_ERRORS:
                 logger.warning("token cache unavailable; not caching", exc_info=True)
-            return user, token
-        user = token_cache_user(entry)
-        if not user.is_active:  # not cached as such today; kept in case a row is cached stale
-            raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        # request.auth carries the key only: nothing on our paths reads other Token fields.
-        return user, Token(key=key, user_id=user.pk)
+        return user, key
 
 
 @receiver(post_delete, sender=Token, dispatch_uid="authtoken_cache_forget_token")
 def _token_deleted(sender: Any, instance: Token, **kwargs: Any) -> None:
-    token_cache_forget(instance.key)
+    token_cache_forget(token_digest(instance.key))
+
+
+@receiver(post_delete, sender=AccessToken, dispatch_uid="access_token_cache_forget")
+def _access_token_deleted(sender: Any, instance: AccessToken, **kwargs: Any) -> None:
+    token_cache_forget(instance.digest)
 
 
 @receiver(post_save, sender=get_user_model(), dispatch_uid="authtoken_cache_forget_user_saved")

@@ -20,9 +20,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
 
 from medicine_project.devstack import Stack, free_port, redis_ensured, web_args, worker_args
+from voice_tts.models import AccessToken
 
 PHRASES = [
     ("ko", "할머니, 아침 약 드실 시간입니다."),
@@ -62,8 +62,6 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         user.set_password(password)
         user.save()
-        Token.objects.filter(user=user).delete()
-        token = Token.objects.create(user=user).key
         out_dir = Path(settings.MEDIA_ROOT) / "demo"
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -81,7 +79,8 @@ class Command(BaseCommand):
             finally:
                 stack.stop()
                 say("stopped worker and web")
-        Token.objects.filter(key=token).delete()
+        # The tokens the demo's logins were issued: revoked (their cache entries go with them).
+        AccessToken.objects.filter(owner=user).delete()
 
     def _wait_healthy(self, base: str, stack: Stack, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,81 @@
+"""API tokens: issued at login, stored as digests, expiring, revocable; old authtoken keys migrate.
+
+- `token_issue` makes a new key (256 random bits) and stores only its SHA-256 digest, with an
+  expiry ACCESS_TOKEN_DAYS later. The expiry is fixed, not refreshed by use: a use then never
+  writes to the database (the cache-hit path stays free of SQL), and a stolen key stops working
+  by a known date. Clients log in again (the Pi's installer, the caregiver's app).
+- `token_user` resolves a key. A key from before hashed tokens (DRF `authtoken`, stored in plain)
+  keeps working until LEGACY_TOKEN_DEADLINE; its first use re-stores it as a digest (same key, so
+  the client does not notice) and deletes the plain row.
+- `token_revoke`: logout; the Redis entry goes at once.
+Each issue and revocation is a structured event on the `voice_tts.security` logger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from voice_tts.models import AccessToken
+from voice_tts.token_cache import token_cache_forget, token_digest
+
+security_log = logging.getLogger("voice_tts.security")
+
+TOKEN_PREFIX = "cpv_"  # noqa: S105 - a marker that tells our keys apart, not a secret
+
+
+def _expiry() -> dt.datetime:
+    return timezone.now() + dt.timedelta(days=settings.ACCESS_TOKEN_DAYS)
+
+
+def token_issue(*, owner_id: int) -> str:
+    """A new key for this user, returned once; only its digest is kept."""
+    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = AccessToken.objects.create(owner_id=owner_id, digest=token_digest(key), prefix=key[:12],
+                                       expires_at=_expiry())
+    security_log.info("token_created", extra={"event": "token_created", "user_id": owner_id,
+                                              "token": token.prefix, "expires_at": token.expires_at.isoformat()})
+    return key
+
+
+def token_user(*, key: str) -> tuple[Any, AccessToken] | None:
+    """The user and token of a key that is valid now, or None."""
+    digest = token_digest(key)
+    token = AccessToken.objects.select_related("owner").filter(digest=digest).first()
+    if token is None:
+        return _legacy_token_migrated(key=key, digest=digest)
+    if token.expires_at <= timezone.now():
+        return None
+    return token.owner, token
+
+
+def _legacy_token_migrated(*, key: str, digest: str) -> tuple[Any, AccessToken] | None:
+    if timezone.now() >= settings.LEGACY_TOKEN_DEADLINE:
+        return None
+    with transaction.atomic():
+        legacy = Token.objects.select_for_update().select_related("user").filter(key=key).first()
+        if legacy is None:
+            return None
+        token = AccessToken.objects.create(owner=legacy.user, digest=digest, prefix=key[:12], expires_at=_expiry())
+        legacy.delete()
+    security_log.info("token_migrated", extra={"event": "token_migrated", "user_id": token.owner_id,
+                                               "token": token.prefix})
+    return token.owner, token
+
+
+def token_revoke(*, key: str) -> bool:
+    """Revoke the token of this key (logout); True if there was one."""
+    digest = token_digest(key)
+    deleted = AccessToken.objects.filter(digest=digest).delete()[0]
+    token_cache_forget(digest)
+    transaction.on_commit(lambda: token_cache_forget(digest))
+    if deleted:
+        security_log.info("token_revoked", extra={"event": "token_revoked", "token": key[:12]})
+    return bool(deleted)
