@@ -262,7 +262,11 @@ REST_FRAMEWORK = {
     # DRF's TokenAuthentication with the token -> user lookup cached in Redis (invalidated on
     # token/user change): one query less on every request (bench/RESULTS.md).
     "DEFAULT_AUTHENTICATION_CLASSES": ["voice_tts.apis.authentication.CachedTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # A device's token (the Pi) is refused every view that does not allow devices (403).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "voice_tts.apis.permissions.DeviceScope",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",

@@ -338,5 +338,7 @@ def test_every_api_route_is_in_the_matrix() -> None:
         "api/auth/login/", "api/tts/health/", "api/schema/",
         # Revokes the caller's own token only: tests/test_tokens.py (anonymous 401, other tokens untouched).
         "api/auth/logout/",
+        # Two users and devices: tests/test_devices_api.py (another user's device is a 404, lists are own).
+        "api/tts/devices/", "api/tts/devices/<int:device_id>/",
     }
     assert routes == covered

@@ -89,11 +89,20 @@ class AccessToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     # The key's first characters, to tell tokens apart in the admin (not enough to use one).
     prefix = models.CharField(max_length=12)
+    # A device's token (the Pi) has its name and may only do what a player needs
+    # (apis/permissions.py: DeviceScope); a login's token has none.
+    device_name = models.CharField(max_length=100, blank=True, default="")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
+    # None: until revoked (devices); a login's token expires ACCESS_TOKEN_DAYS after it.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"token {self.prefix}... of {self.owner_id}"
+
+    @property
+    def is_device(self) -> bool:
+        return bool(self.device_name)
 
 
 class EngineVersion(models.Model):

@@ -48,9 +48,10 @@ def token_cache_forget(digest: str) -> None:
 _CACHED_USER_FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser")
 
 
-def token_cache_entry(user: Any, *, expires_at: float) -> bytes:
+def token_cache_entry(user: Any, *, expires_at: float | None, device_id: int | None = None) -> bytes:
     entry = {name: getattr(user, name) for name in _CACHED_USER_FIELDS}
-    entry["token_expires_at"] = expires_at  # checked on every cached use
+    entry["token_expires_at"] = expires_at  # checked on every cached use (None: until revoked)
+    entry["token_device_id"] = device_id  # a device's token is limited (apis/permissions.py)
     return json.dumps(entry).encode()
 
 
@@ -58,14 +59,17 @@ def token_cache_user(entry: bytes) -> Any:
     """The user of a cache entry: a model instance with only the cached fields loaded."""
     values = json.loads(entry)
     values.pop("token_expires_at", None)
+    values.pop("token_device_id", None)
     model = get_user_model()
     # from_db() wants the values in the model's field order; the rest become deferred fields.
     names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
     return model.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names])
 
 
-def token_cache_expires_at(entry: bytes) -> float:
-    return float(json.loads(entry).get("token_expires_at", 0))
+def token_cache_token(entry: bytes) -> tuple[float | None, int | None]:
+    """(expires at, device id) of a cache entry."""
+    values = json.loads(entry)
+    return values.get("token_expires_at", 0), values.get("token_device_id")
 
 
 def token_cache_forget_users(*, user_ids: Iterable[int]) -> None:

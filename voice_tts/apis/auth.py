@@ -52,5 +52,5 @@ class LogoutApi(APIView):
     @extend_schema(operation_id="auth_logout", request=None,
                    responses={204: OpenApiResponse(description="Revoked."), **error_responses(401)})
     def post(self, request: Request) -> Response:
-        token_revoke(key=request.auth)
+        token_revoke(key=request.auth.key)
         return Response(status=204)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -32,13 +33,13 @@ from rest_framework.authtoken.models import Token
 from voice_tts.models import AccessToken
 from voice_tts.redis_client import REDIS_ERRORS as _CACHE_ERRORS
 from voice_tts.redis_client import redis_client
-from voice_tts.services.tokens import token_user
+from voice_tts.services.tokens import device_seen, token_user
 from voice_tts.token_cache import (
     token_cache_entry,
-    token_cache_expires_at,
     token_cache_forget,
     token_cache_forget_users,
     token_cache_key,
+    token_cache_token,
     token_cache_user,
     token_digest,
 )
@@ -48,8 +49,7 @@ logger = logging.getLogger(__name__)
 
 class CachedTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`: hashed, expiring tokens (services/tokens.py), with the
-    digest -> user lookup cached in Redis (one GET on a hit). `request.auth` is the key itself,
-    for logout; it lives only in the request."""
+    digest -> user lookup cached in Redis (one GET on a hit). `request.auth` is a `TokenAuth`."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         cache_key = token_cache_key(token_digest(key))
@@ -62,26 +62,46 @@ class CachedTokenAuthentication(TokenAuthentication):
         else:
             cache_up = True
         if entry is not None:
-            if token_cache_expires_at(entry) <= time.time():
+            expires_at, device_id = token_cache_token(entry)
+            if expires_at is not None and expires_at <= time.time():
                 raise exceptions.AuthenticationFailed("Token expired.")
             user = token_cache_user(entry)
             if not user.is_active:  # not cached as such today; kept in case a row is cached stale
                 raise exceptions.AuthenticationFailed("User inactive or deleted.")
-            return user, key
+            return user, self._used(key=key, device_id=device_id)
         found = token_user(key=key)
         if found is None:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
         user, token = found
         if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        expires_at = token.expires_at.timestamp()
-        ttl = min(settings.TOKEN_CACHE_SECONDS, int(expires_at - time.time()))
+        expires_at = token.expires_at.timestamp() if token.expires_at is not None else None
+        device_id = token.id if token.is_device else None
+        ttl = settings.TOKEN_CACHE_SECONDS
+        if expires_at is not None:
+            ttl = min(ttl, int(expires_at - time.time()))
         if cache_up and ttl > 0:
             try:
-                redis_client().set(cache_key, token_cache_entry(user, expires_at=expires_at), ex=ttl)
+                entry = token_cache_entry(user, expires_at=expires_at, device_id=device_id)
+                redis_client().set(cache_key, entry, ex=ttl)
             except _CACHE_ERRORS:
                 logger.warning("token cache unavailable; not caching", exc_info=True)
-        return user, key
+        return user, self._used(key=key, device_id=device_id)
+
+    @staticmethod
+    def _used(*, key: str, device_id: int | None) -> TokenAuth:
+        if device_id is not None:
+            device_seen(token_id=device_id)
+        return TokenAuth(key=key, device_id=device_id)
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """`request.auth`: the key (for logout; it lives only in the request) and, for a device's
+    token, the device (DeviceScope limits what it may do)."""
+
+    key: str
+    device_id: int | None
 
 
 @receiver(post_delete, sender=Token, dispatch_uid="authtoken_cache_forget_token")

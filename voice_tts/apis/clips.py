@@ -36,6 +36,7 @@ class ClipOutputSerializer(serializers.Serializer):
 
 
 class ClipDetailApi(APIView):
+    device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     @extend_schema(operation_id="cache_retrieve", responses={200: ClipOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, cache_key: str) -> Response:
         clip = clip_for_owner(owner_id=request.user.id, cache_key=cache_key)
@@ -43,6 +44,7 @@ class ClipDetailApi(APIView):
 
 
 class ClipAudioApi(APIView):
+    device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     @extend_schema(
         operation_id="cache_audio",
         responses={**audio_response("The cached clip as 16-bit PCM WAV."), **error_responses(401, 404, 410)},

@@ -92,6 +92,7 @@ def job_created_response(request: Request, result: Job | ClipHit) -> Response:
 
 
 class JobCreateApi(APIView):
+    device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     throttle_classes = [JobsThrottle]
 
     @extend_schema(
@@ -120,6 +121,7 @@ def _owned_job(request: Request, job_id: Any) -> Job:
 
 
 class JobDetailApi(APIView):
+    device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     @extend_schema(operation_id="jobs_retrieve", responses={200: JobOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id: Any) -> Response:
         state = job_state_get(owner_id=request.user.id, job_id=job_id)
@@ -129,6 +131,7 @@ class JobDetailApi(APIView):
 
 
 class JobAudioApi(APIView):
+    device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     @extend_schema(
         operation_id="jobs_audio",
         responses={**audio_response("The job's clip as 16-bit PCM WAV."), **error_responses(401, 404, 409, 410)},

@@ -91,6 +91,7 @@ class LegacyGenerateOutputSerializer(serializers.Serializer):
 class LegacyGenerateApi(APIView):
     """Enqueue, wait a bounded time, answer in the seed's shape (or 202 with the job id)."""
 
+    device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     throttle_classes = [JobsThrottle]
 
     @extend_schema(

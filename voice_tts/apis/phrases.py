@@ -172,6 +172,7 @@ class PhraseDetailApi(APIView):
 class PhraseBundleApi(APIView):
     """GET: today's phrases with clip URL, sha256 and duration; If-None-Match -> 304."""
 
+    device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     @extend_schema(
         operation_id="phrases_bundle",
         responses={

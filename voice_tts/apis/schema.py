@@ -89,6 +89,7 @@ _ERROR_DESCRIPTIONS = {
     401: "No or an invalid `Authorization: Token <key>` header.",
     404: "Not found, or owned by another user (existence is never revealed).",
     405: "Method not allowed.",
+    403: "A device's token on a route devices may not use (`device_not_allowed`).",
     409: "Conflict: the audio is not ready yet (`audio_not_ready`).",
     410: "The audio file is gone from storage (`audio_missing`).",
     413: "The upload is larger than VOICE_MAX_UPLOAD_BYTES (`file_too_large`); refused before the body is read.",
@@ -99,10 +100,13 @@ _ERROR_DESCRIPTIONS = {
 
 
 def error_responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int, OpenApiResponse]:
-    """`{status: the error shape}` for `@extend_schema(responses=...)`; 405 is always possible.
+    """`{status: the error shape}` for `@extend_schema(responses=...)`; 405 is always possible,
+    and 403 wherever a token is needed (a device's token is refused most routes).
     `descriptions` replaces the generic text for an endpoint whose status means something else."""
     texts = {**_ERROR_DESCRIPTIONS, **(descriptions or {})}
-    return {status: OpenApiResponse(ApiErrorSerializer, description=texts[status]) for status in (*statuses, 405)}
+    extra = (403, 405) if 401 in statuses else (405,)
+    return {status: OpenApiResponse(ApiErrorSerializer, description=texts[status])
+            for status in dict.fromkeys((*statuses, *extra))}
 
 
 def audio_response(description: str) -> dict[Any, Any]:

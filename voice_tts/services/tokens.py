@@ -23,7 +23,9 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from voice_tts.errors import ServiceError
 from voice_tts.models import AccessToken
+from voice_tts.redis_client import REDIS_ERRORS, redis_client, redis_key
 from voice_tts.token_cache import token_cache_forget, token_digest
 
 security_log = logging.getLogger("voice_tts.security")
@@ -51,7 +53,7 @@ def token_user(*, key: str) -> tuple[Any, AccessToken] | None:
     token = AccessToken.objects.select_related("owner").filter(digest=digest).first()
     if token is None:
         return _legacy_token_migrated(key=key, digest=digest)
-    if token.expires_at <= timezone.now():
+    if token.expires_at is not None and token.expires_at <= timezone.now():
         return None
     return token.owner, token
 
@@ -68,6 +70,44 @@ def _legacy_token_migrated(*, key: str, digest: str) -> tuple[Any, AccessToken] 
     security_log.info("token_migrated", extra={"event": "token_migrated", "user_id": token.owner_id,
                                                "token": token.prefix})
     return token.owner, token
+
+
+def device_create(*, owner_id: int, name: str) -> tuple[AccessToken, str]:
+    """A device (the Pi) and its token, returned once: valid until revoked, limited to what a
+    player needs (apis/permissions.py)."""
+    name = " ".join(name.split())
+    if not name:
+        raise ServiceError("device_name_empty", "Give the device a name (e.g. \"living room Pi\").")
+    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    device = AccessToken.objects.create(owner_id=owner_id, digest=token_digest(key), prefix=key[:12],
+                                        device_name=name[:100], expires_at=None)
+    security_log.info("device_created", extra={"event": "device_created", "user_id": owner_id,
+                                               "device_id": device.id, "token": device.prefix})
+    return device, key
+
+
+def devices_of(*, owner_id: int) -> list[AccessToken]:
+    return list(AccessToken.objects.filter(owner_id=owner_id).exclude(device_name="").order_by("created_at", "id"))
+
+
+def device_revoke(*, owner_id: int, device_id: int) -> None:
+    """Revoke one of the owner's devices, at once (its cache entry goes with the row)."""
+    deleted = AccessToken.objects.filter(id=device_id, owner_id=owner_id).exclude(device_name="").delete()[0]
+    if not deleted:
+        raise ServiceError("not_found", "Not found.", status=404)
+    security_log.info("device_revoked", extra={"event": "device_revoked", "user_id": owner_id,
+                                               "device_id": device_id})
+
+
+def device_seen(*, token_id: int) -> None:
+    """Record that a device used its token: at most once a minute per device (a Redis NX marker
+    decides), so a player's requests stay free of writes but for that one."""
+    try:
+        first = redis_client().set(redis_key("device", "seen", str(token_id)), "1", nx=True, ex=60)
+    except REDIS_ERRORS:
+        return
+    if first:
+        AccessToken.objects.filter(id=token_id).update(last_seen_at=timezone.now())
 
 
 def token_revoke(*, key: str) -> bool:
