@@ -99,9 +99,9 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 class AccessTokenAdmin(admin.ModelAdmin):
     """API tokens: only their digests are stored; deleting one revokes it at once."""
 
-    list_display = ("prefix", "owner", "created_at", "expires_at")
+    list_display = ("prefix", "owner", "device_name", "created_at", "expires_at", "last_seen_at")
     search_fields = ("owner__username", "prefix")
-    readonly_fields = ("owner", "digest", "prefix", "created_at", "expires_at")
+    readonly_fields = ("owner", "digest", "prefix", "device_name", "created_at", "expires_at", "last_seen_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # issued by logging in (the key is shown once, to its user)
