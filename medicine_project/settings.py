@@ -424,8 +424,16 @@ CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in CELERY_QUEUES_AL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "security": {"()": "voice_tts.security_log.EventFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "security": {"class": "logging.StreamHandler", "formatter": "security"},
+    },
+    # Security events as JSON lines (voice_tts/security_log.py), not mixed into the plain log.
+    "loggers": {"voice_tts.security": {"handlers": ["security"], "level": "INFO", "propagate": False}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 

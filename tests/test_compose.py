@@ -26,7 +26,7 @@ SERVICES = COMPOSE["services"]
 APP_SERVICES = {name for name, svc in SERVICES.items() if "build" in svc}
 # Read by docker compose itself, by Flower, or only used for interpolation in compose.yaml.
 NOT_FOR_DJANGO = {"COMPOSE_PROFILES", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_USER", "WEB_WORKERS", "WEB_PORT",
-                  "FLOWER_PORT", "FLOWER_BASIC_AUTH", "FLOWER_PURGE_OFFLINE_WORKERS"}
+                  "FLOWER_PORT", "FLOWER_BASIC_AUTH", "FLOWER_PURGE_OFFLINE_WORKERS", "CAREPILL_HOSTNAME"}
 # Files that other branches bring (the GPT-SoVITS engine's requirements): checked once present.
 def settings_env_names() -> set[str]:
     source = (ROOT / "medicine_project" / "settings.py").read_text()
@@ -103,7 +103,7 @@ def test_gpu_worker_reserves_a_gpu_and_reads_models_read_only():
 
 
 def test_media_is_one_shared_volume_at_media_root_for_every_app_service():
-    assert set(COMPOSE["volumes"]) == {"media", "redis-data", "postgres-data"}
+    assert set(COMPOSE["volumes"]) == {"media", "redis-data", "postgres-data", "caddy-data"}
     env = COMPOSE["x-app"]["environment"]
     for name in APP_SERVICES:
         assert f"media:{env['MEDIA_ROOT']}" in SERVICES[name]["volumes"], name
@@ -119,9 +119,16 @@ def test_redis_keeps_every_message():
     assert option(argv, "--appendonly") == "yes"
 
 
+def test_the_deployment_is_served_over_https():
+    env = COMPOSE["x-app"]["environment"]
+    assert env["DJANGO_HTTPS"] == "1" and env["DJANGO_NUM_PROXIES"] == "1"  # exactly the one proxy in front
+
+
 def test_ports_match_what_the_processes_bind():
     assert option(command("web"), "--bind").endswith(":8000")
-    assert SERVICES["web"]["ports"] == ["${WEB_PORT:-8000}:8000"]
+    assert SERVICES["web"]["ports"] == ["127.0.0.1:${WEB_PORT:-8000}:8000"]  # the LAN goes through proxy
+    assert option(SERVICES["proxy"]["command"], "--to") == "web:8000"
+    assert SERVICES["proxy"]["ports"] == ["80:80", "443:443"]
     assert option(command("flower"), "--port") == "5555"
     assert SERVICES["flower"]["ports"] == ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]  # not on the LAN
     assert "FLOWER_BASIC_AUTH" in SERVICES["flower"]["environment"]

@@ -19,9 +19,9 @@ import logging
 from django.conf import settings
 
 from voice_tts.redis_client import REDIS_ERRORS, redis_client, redis_key
+from voice_tts.security_log import security_event
 
 logger = logging.getLogger(__name__)
-security_log = logging.getLogger("voice_tts.security")
 
 
 def _keys(*, username: str, address: str) -> tuple[str, str]:
@@ -60,10 +60,9 @@ def login_failed(*, username: str, address: str) -> None:
         logger.warning("login failure counters unavailable; failure not counted", exc_info=True)
         return
     if pair_count == settings.LOGIN_FAILURES_PER_USER_IP or ip_count == settings.LOGIN_FAILURES_PER_IP:
-        # The structured security event: the moment a lockout starts (README, "Login throttling").
-        security_log.warning("login_locked", extra={"event": "login_locked", "username": username,
-                                                    "address": address, "failures_pair": pair_count,
-                                                    "failures_address": ip_count, "seconds": window})
+        # The moment a lockout starts (README, "Security events").
+        security_event("login_locked", username=username, address=address, failures_pair=pair_count,
+                       failures_address=ip_count, seconds=window)
 
 
 def login_succeeded(*, username: str, address: str) -> None:

@@ -14,7 +14,6 @@ Each issue and revocation is a structured event on the `voice_tts.security` logg
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import secrets
 from typing import Any
 
@@ -26,9 +25,8 @@ from rest_framework.authtoken.models import Token
 from voice_tts.errors import ServiceError
 from voice_tts.models import AccessToken
 from voice_tts.redis_client import REDIS_ERRORS, redis_client, redis_key
+from voice_tts.security_log import security_event
 from voice_tts.token_cache import token_cache_forget, token_digest
-
-security_log = logging.getLogger("voice_tts.security")
 
 TOKEN_PREFIX = "cpv_"  # noqa: S105 - a marker that tells our keys apart, not a secret
 
@@ -42,8 +40,7 @@ def token_issue(*, owner_id: int) -> str:
     key = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = AccessToken.objects.create(owner_id=owner_id, digest=token_digest(key), prefix=key[:12],
                                        expires_at=_expiry())
-    security_log.info("token_created", extra={"event": "token_created", "user_id": owner_id,
-                                              "token": token.prefix, "expires_at": token.expires_at.isoformat()})
+    security_event("token_created", user_id=owner_id, token=token.prefix, expires_at=token.expires_at.isoformat())
     return key
 
 
@@ -67,8 +64,7 @@ def _legacy_token_migrated(*, key: str, digest: str) -> tuple[Any, AccessToken] 
             return None
         token = AccessToken.objects.create(owner=legacy.user, digest=digest, prefix=key[:12], expires_at=_expiry())
         legacy.delete()
-    security_log.info("token_migrated", extra={"event": "token_migrated", "user_id": token.owner_id,
-                                               "token": token.prefix})
+    security_event("token_migrated", user_id=token.owner_id, token=token.prefix)
     return token.owner, token
 
 
@@ -81,8 +77,7 @@ def device_create(*, owner_id: int, name: str) -> tuple[AccessToken, str]:
     key = TOKEN_PREFIX + secrets.token_urlsafe(32)
     device = AccessToken.objects.create(owner_id=owner_id, digest=token_digest(key), prefix=key[:12],
                                         device_name=name[:100], expires_at=None)
-    security_log.info("device_created", extra={"event": "device_created", "user_id": owner_id,
-                                               "device_id": device.id, "token": device.prefix})
+    security_event("device_created", user_id=owner_id, device_id=device.id, token=device.prefix)
     return device, key
 
 
@@ -95,8 +90,7 @@ def device_revoke(*, owner_id: int, device_id: int) -> None:
     deleted = AccessToken.objects.filter(id=device_id, owner_id=owner_id).exclude(device_name="").delete()[0]
     if not deleted:
         raise ServiceError("not_found", "Not found.", status=404)
-    security_log.info("device_revoked", extra={"event": "device_revoked", "user_id": owner_id,
-                                               "device_id": device_id})
+    security_event("device_revoked", user_id=owner_id, device_id=device_id)
 
 
 def device_seen(*, token_id: int) -> None:
@@ -117,5 +111,5 @@ def token_revoke(*, key: str) -> bool:
     token_cache_forget(digest)
     transaction.on_commit(lambda: token_cache_forget(digest))
     if deleted:
-        security_log.info("token_revoked", extra={"event": "token_revoked", "token": key[:12]})
+        security_event("token_revoked", token=key[:12])
     return bool(deleted)

@@ -18,6 +18,7 @@ from django.db import transaction
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import Voice
+from voice_tts.security_log import security_event
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.reference_audio import reference_clip_normalise
 
@@ -114,5 +115,7 @@ def voice_files_remove(*, voice_id: Any, audio_name: str) -> None:
 def voice_delete(*, voice: Voice) -> None:
     """Delete the voice and its clips; their files follow on commit (voice_tts.receivers),
     also when the rows go by cascade (a deleted user)."""
+    voice_id = voice.id  # delete() clears it
     with transaction.atomic():
         voice.delete()
+    security_event("voice_deleted", user_id=voice.owner_id, voice_id=str(voice_id))
