@@ -302,6 +302,53 @@ def test_webhook_secrets_are_per_user(world: World) -> None:
     assert api_client(world.alice).get("/api/tts/webhook-secret/").json()["secret"] == alice
 
 
+# What a device's token (the Pi) may do; every other row of the matrix is 403 `device_not_allowed`.
+DEVICE_ALLOWED = {"job-detail", "job-audio", "job-audio-not-ready", "cache-detail", "cache-audio", "jobs-create",
+                  "generate", "phrase-bundle"}
+
+
+def _alice_device(world: World) -> APIClient:
+    created = api_client(world.alice).post("/api/tts/devices/", {"name": "거실 Pi"}, format="json")
+    assert created.status_code == 201
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {created.json()['token']}")
+    return client
+
+
+@pytest.mark.parametrize(("name", "method", "path_of", "random_path", "owner_status"), OBJECT_ENDPOINTS,
+                         ids=[row[0] for row in OBJECT_ENDPOINTS])
+def test_a_device_token_on_object_routes(
+    world: World, django_capture_on_commit_callbacks: Any, name: str, method: str,
+    path_of: Callable[[World], str], random_path: Callable[[], str], owner_status: int,
+) -> None:
+    device = _alice_device(world)
+    before = _state(world)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _call(device, method, path_of(world), OBJECT_BODIES.get(name, dict)())
+    if name in DEVICE_ALLOWED:
+        assert response.status_code == owner_status, (name, response.content)
+    else:
+        assert (response.status_code, response.json()["code"]) == (403, "device_not_allowed"), name
+        assert _state(world) == before
+
+
+@pytest.mark.parametrize(("name", "method", "path", "body", "fmt"), ACCOUNT_ENDPOINTS,
+                         ids=[row[0] for row in ACCOUNT_ENDPOINTS])
+def test_a_device_token_on_account_routes(
+    world: World, django_capture_on_commit_callbacks: Any, name: str, method: str, path: str,
+    body: Callable[[], Any], fmt: str,
+) -> None:
+    device = _alice_device(world)
+    before = _state(world)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _call(device, method, path, body(), fmt)
+    if name in DEVICE_ALLOWED:
+        assert response.status_code in (200, 202), (name, response.content)
+    else:
+        assert (response.status_code, response.json()["code"]) == (403, "device_not_allowed"), name
+        assert _state(world) == before
+
+
 def test_public_endpoints_reveal_no_user_data(world: World) -> None:
     health = APIClient().get("/api/tts/health/")
     assert health.status_code in (200, 503)
