@@ -76,7 +76,7 @@ def _hits_key() -> str:
     return redis_key("clip_use", "hits_total")
 
 
-def _gen(raw: bytes | None) -> int:
+def _int(raw: bytes | None) -> int:  # a Redis counter, 0 while absent
     return int(raw) if raw else 0
 
 
@@ -102,7 +102,7 @@ def owner_generation(*, owner_id: int) -> int | None:
     """The owner's current generation (read it BEFORE the database rows an entry is made of),
     or None when Redis is down."""
     try:
-        return _gen(redis_client().get(_gen_key(owner_id)))
+        return _int(redis_client().get(_gen_key(owner_id)))
     except REDIS_ERRORS:
         return None
 
@@ -128,7 +128,7 @@ def hit_context(*, owner_id: int, engine: str) -> HitContext:
     except REDIS_ERRORS:
         logger.warning("result cache unavailable; answering from the database", exc_info=True)
         return HitContext(generation=None, voice_id=None, model_version=None)
-    generation = _gen(gen_raw)
+    generation = _int(gen_raw)
     voice_id = None
     if voice_raw:
         entry_gen, _, value = voice_raw.decode().partition(":")
@@ -225,7 +225,7 @@ def clip_use_count(*, clip_id: int) -> bool:
 
 def cache_hits_total() -> int:
     """Uses of cached clips counted since Redis last lost its data (raises when Redis is down)."""
-    return _gen(redis_client().get(_hits_key()))
+    return _int(redis_client().get(_hits_key()))
 
 
 # Move the live counters aside for flushing, unless an earlier flush left some there (it
@@ -368,7 +368,7 @@ def job_state_cached(*, owner_id: int, job_id: Any) -> tuple[JobState | None, bo
         raw, gen_raw = redis_client().mget([_job_key(job_id), _gen_key(owner_id)])
     except REDIS_ERRORS:
         return None, False, None
-    generation = _gen(gen_raw)
+    generation = _int(gen_raw)
     if raw is None:
         return None, False, generation
     state, entry_gen = _job_state_loads(raw)

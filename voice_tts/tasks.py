@@ -30,11 +30,9 @@ def _backoff(retries: int, *, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2**retries))
 
 
-# ignore_result: the Job row is the record of a synthesis and of its webhook; storing Celery's
-# own result row too (django-db backend) was one more database write per task on the
-# queue's critical path, read by nobody (bench/RESULTS.md, queue overhead).
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=settings.JOB_TRANSIENT_RETRIES,
-             ignore_result=True)
+# No task stores a result (CELERY_TASK_IGNORE_RESULT, no result backend): the Job row is the
+# record of a synthesis and of its webhook.
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=settings.JOB_TRANSIENT_RETRIES)
 def job_synthesize_task(self, job_id: str, first_tried_at: float | None = None) -> None:
     """Transient errors (EngineTransientError only) are retried `max_retries` times on the
     JOB_RETRY_* backoff; the retry is the same message (same task id) with `retries + 1`.
@@ -55,7 +53,7 @@ def job_synthesize_task(self, job_id: str, first_tried_at: float | None = None) 
         job_fail(job=job, code="timeout", message="Synthesis took longer than the time limit.")
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
+@shared_task(bind=True, acks_late=True, max_retries=None)
 def webhook_deliver_task(self, job_id: str) -> None:
     attempt = self.request.retries + 1
     outcome = webhook_deliver(job_id=job_id, attempt=attempt)
@@ -71,18 +69,18 @@ def webhook_deliver_task(self, job_id: str) -> None:
     raise self.retry(countdown=countdown)
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True)
 def jobs_sweep_task() -> None:
     jobs_sweep()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True)
 def clip_uses_flush_task() -> None:
     """Beat, every CLIP_USE_FLUSH_SECONDS: the clip uses counted in Redis into the rows."""
     clip_uses_flush()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True)
 def reminders_pregenerate_task(owner_id: int | None = None) -> None:
     """Nightly (django-celery-beat, no args: everyone) and after a new voice, phrase or
     model (one owner, or everyone). Cheap: it only enqueues batch synthesis jobs."""

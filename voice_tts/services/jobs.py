@@ -35,7 +35,7 @@ from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.services.voices import voice_reference_path
 from voice_tts.services.webhook_targets import webhook_url_check
 from voice_tts.worker import runtime
-from voice_tts.worker.status import engine_version_current
+from voice_tts.worker.status import engine_version_from_db, engine_version_restored
 from workers.engines.base import EngineError, EngineTransientError
 from workers.speech_text import text_normalise_for_speech
 
@@ -104,7 +104,13 @@ def job_create(
     fields = dict(owner_id=owner_id, voice_id=voice_id, text=text, language=language, params=params,
                   webhook_url=webhook_url)
 
-    model_version = context.model_version or engine_version_current(engine=engine)
+    # The MGET above already asked Redis: on a miss go straight to the database.
+    if context.model_version is not None:
+        model_version = context.model_version
+    elif context.generation is None:  # Redis is down
+        model_version = engine_version_from_db(engine=engine)
+    else:
+        model_version = engine_version_restored(engine=engine)
     if use_cache and model_version:
         key = clip_cache_key(
             voice_id=voice_id, text=text, language=language, engine=engine, model_version=model_version, params=params
@@ -119,7 +125,9 @@ def job_create(
                 cache_hit=True, cache_key=key, clip_id=clip.id, started_at=now, finished_at=now, processing_time_ms=0,
             )
             state = result_cache.job_state_of(job, duration_seconds=clip.duration_seconds)
-            transaction.on_commit(lambda: _job_published(state=state, generation=context.generation))
+            transaction.on_commit(
+                lambda: result_cache.job_state_remember(state, generation=context.generation, writer=True)
+            )
             # At once when no outer transaction is open, else after it commits.
             transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
             return job
@@ -131,15 +139,11 @@ def job_create(
     state = result_cache.job_state_of(job)
 
     def publish() -> None:
-        _job_published(state=state, generation=context.generation)
+        result_cache.job_state_remember(state, generation=context.generation, writer=True)
         job_synthesis_send(job_id=job.id, text_length=len(text), queue=job.queue)
 
     transaction.on_commit(publish)
     return job
-
-
-def _job_published(*, state: JobState, generation: int | None) -> None:
-    result_cache.job_state_remember(state, generation=generation, writer=True)
 
 
 def job_state_get(*, owner_id: int, job_id: Any) -> JobState | None:

@@ -62,15 +62,16 @@ def engine_version_current(*, engine: str) -> str | None:
         return engine_version_from_db(engine=engine)
     if raw is not None:
         return raw.decode()
+    return engine_version_restored(engine=engine)
+
+
+def engine_version_restored(*, engine: str) -> str | None:
+    """The database's model version, for a caller that found none in Redis (emptied by a restart);
+    put back into Redis (NX: a worker's newer publish wins)."""
     value = engine_version_from_db(engine=engine)
     if value is not None:
-        engine_version_remember(engine=engine, model_version=value)
+        try:
+            redis_client().set(engine_version_key(engine), value, nx=True)
+        except REDIS_ERRORS:
+            logger.warning("could not cache the model version", exc_info=True)
     return value
-
-
-def engine_version_remember(*, engine: str, model_version: str) -> None:
-    """Put the database's model version back into Redis (NX: a worker's newer publish wins)."""
-    try:
-        redis_client().set(engine_version_key(engine), model_version, nx=True)
-    except REDIS_ERRORS:
-        logger.warning("could not cache the model version", exc_info=True)
