@@ -26,7 +26,7 @@ def test_voice_change_page_has_a_player_and_the_audio_is_served(staff_client, al
 
 
 def test_admin_lists_load(staff_client):
-    for model in ("voice", "job", "clip", "webhookdelivery"):
+    for model in ("voice", "job", "clip", "webhookdelivery", "reminderphrase", "phraseplay"):
         assert staff_client.get(f"/admin/voice_tts/{model}/").status_code == 200
 
 
@@ -35,3 +35,22 @@ def test_non_staff_cannot_reach_admin_audio(client, alice):
     client.login(username="alice", password="alice-pass-1234")
     response = client.get(f"/admin/voice_tts/voice/{voice.id}/audio/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_phrase_admin_judges_days_and_times_like_the_api(staff_client, alice):
+    from voice_tts.models import PhrasePlay, ReminderPhrase
+
+    form = {"owner": alice.id, "text": "약 드세요", "language": "ko", "times": '["20:00", "08:00"]', "days": "[9]",
+            "is_active": "on"}
+    refused = staff_client.post("/admin/voice_tts/reminderphrase/add/", form)
+    assert refused.status_code == 200 and "is not an ISO weekday" in refused.content.decode()
+    assert not ReminderPhrase.objects.exists()
+    saved = staff_client.post("/admin/voice_tts/reminderphrase/add/", {**form, "days": "[7, 6]"})
+    assert saved.status_code == 302
+    phrase = ReminderPhrase.objects.get()
+    assert (phrase.times, phrase.days) == (["08:00", "20:00"], [6, 7])
+    PhrasePlay.objects.create(owner=alice, phrase=phrase, key="pi:1", played_at="2026-12-01T08:00:00+09:00",
+                              outcome="played", source="cache")
+    listing = staff_client.get("/admin/voice_tts/phraseplay/")
+    assert listing.status_code == 200 and "약 드세요" in listing.content.decode()
+    assert staff_client.get("/admin/voice_tts/phraseplay/add/").status_code == 403  # reports are records

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.audio_samples import voice_like, wav_bytes
 from tests.conftest import api_client
-from voice_tts.models import Clip, Job, ReminderPhrase, Voice
+from voice_tts.models import Clip, Job, PhrasePlay, ReminderPhrase, Voice
 from voice_tts.services.clips import clip_cache_key, clip_store
 
 
@@ -70,7 +71,9 @@ def world(alice: Any, bob: Any, django_capture_on_commit_callbacks: Any) -> Worl
     with django_capture_on_commit_callbacks(execute=True):
         alice_voice, bob_voice = _voice(alice), _voice(bob)
     clip, done, queued = _clip_and_jobs(alice, alice_voice)
-    phrase = ReminderPhrase.objects.create(owner=alice, text=clip.text, language="ko", times=["08:00"])
+    phrase = ReminderPhrase.objects.create(owner=alice, text=clip.text, language="ko", times=["08:00"], days=[1, 3])
+    PhrasePlay.objects.create(owner=alice, phrase=phrase, key="pi-a:1:2027-01-04:08:00", outcome="played",
+                              source="cache", played_at=timezone.now())
     return World(alice, bob, alice_voice, bob_voice, done, queued, clip, phrase)
 
 
@@ -98,11 +101,18 @@ OBJECT_ENDPOINTS: list[tuple[str, str, Callable[[World], str], Callable[[], str]
     ("phrase-detail", "get", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/", _random_phrase_path, 200),
     ("phrase-update", "patch", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/", _random_phrase_path, 200),
     ("phrase-delete", "delete", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/", _random_phrase_path, 204),
+    ("phrase-plays", "get", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/plays/",
+     lambda: _random_phrase_path() + "plays/", 200),
+    ("phrase-play-report", "post", lambda w: f"/api/tts/phrases/{w.alice_phrase.id}/plays/",
+     lambda: _random_phrase_path() + "plays/", 201),
 ]
 
 # Request bodies of the object endpoints that write (by row id); the others send none.
 OBJECT_BODIES: dict[str, Callable[[], Any]] = {
-    "phrase-update": lambda: {"text": "Bob was here", "times": ["03:00"], "is_active": False},
+    "phrase-update": lambda: {"text": "Bob was here", "times": ["03:00"], "days": [7], "is_active": False},
+    # A fresh key each call: Alice's own report after Bob's refused one is new (201).
+    "phrase-play-report": lambda: {"played_at": timezone.now().isoformat(), "outcome": "played", "source": "cache",
+                                   "key": f"pi-{uuid.uuid4().hex}:1:2027-01-04:08:00"},
 }
 
 # Endpoints that act on the caller's own account: (id, method, path, request body, format).
@@ -144,8 +154,9 @@ def _state(w: World) -> dict[str, Any]:
         "voices": sorted((str(v.id), v.is_active) for v in Voice.objects.filter(owner=w.alice)),
         "jobs": sorted((str(j.id), j.status) for j in Job.objects.filter(owner=w.alice)),
         "clips": sorted(c.cache_key for c in Clip.objects.filter(owner=w.alice)),
-        "phrases": sorted((p.id, p.text, p.language, tuple(p.times), p.is_active)
+        "phrases": sorted((p.id, p.text, p.language, tuple(p.times), tuple(p.days), p.is_active)
                           for p in ReminderPhrase.objects.filter(owner=w.alice)),
+        "plays": sorted(PhrasePlay.objects.filter(owner=w.alice).values_list("key", "phrase_id", "outcome")),
         "voice_file": w.file(w.alice_voice.audio.name).read_bytes(),
         "clip_file": w.file(w.alice_clip.audio.name).read_bytes(),
     }
@@ -304,7 +315,7 @@ def test_webhook_secrets_are_per_user(world: World) -> None:
 
 # What a device's token (the Pi) may do; every other row of the matrix is 403 `device_not_allowed`.
 DEVICE_ALLOWED = {"job-detail", "job-audio", "job-audio-not-ready", "cache-detail", "cache-audio", "jobs-create",
-                  "generate", "phrase-bundle"}
+                  "generate", "phrase-bundle", "phrase-play-report"}
 
 
 def _alice_device(world: World) -> APIClient:
@@ -380,7 +391,7 @@ def test_every_api_route_is_in_the_matrix() -> None:
         "api/tts/jobs/<uuid:job_id>/", "api/tts/jobs/<uuid:job_id>/audio/", "api/tts/generate/",
         "api/tts/cache/<str:cache_key>/", "api/tts/cache/<str:cache_key>/audio/", "api/tts/webhook-secret/",
         "api/tts/webhook-secret/rotate/", "api/tts/phrases/", "api/tts/phrases/bundle/",
-        "api/tts/phrases/<int:phrase_id>/",
+        "api/tts/phrases/<int:phrase_id>/", "api/tts/phrases/<int:phrase_id>/plays/",
         # Public by design, checked for leaks above: login needs no token, health and the schema hold no user data.
         "api/auth/login/", "api/tts/health/", "api/schema/",
         # Revokes the caller's own token only: tests/test_tokens.py (anonymous 401, other tokens untouched).

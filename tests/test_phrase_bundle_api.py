@@ -81,12 +81,12 @@ def test_a_new_voice_regenerates_reminders_and_old_clips_stand_in_meanwhile(work
 
 
 def test_without_a_voice_everything_is_pending(alice_api, alice):
-    ReminderPhrase.objects.create(owner=alice, text="약 드세요", language="ko", times=["09:00"])
+    ReminderPhrase.objects.create(owner=alice, text="약 드세요", language="ko", times=["09:00"], days=[6, 7])
     body = alice_api.get("/api/tts/phrases/bundle/").json()
     assert body["voice_id"] is None
     assert body["phrases"] == [{"id": body["phrases"][0]["id"], "text": "약 드세요", "language": "ko",
-                                "times": ["09:00"], "status": "pending", "cache_key": None, "audio_url": None,
-                                "sha256": None, "duration_seconds": None}]
+                                "times": ["09:00"], "days": [6, 7], "status": "pending", "cache_key": None,
+                                "audio_url": None, "sha256": None, "duration_seconds": None}]
 
 
 def test_checksum_of_an_older_clip_is_computed_once_and_stored(alice_api, alice):

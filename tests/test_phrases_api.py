@@ -68,7 +68,10 @@ def test_update_to_an_existing_text_is_409(alice_api):
     [({"text": "   "}, "text_empty"), ({"text": "가" * 501}, "text_too_long"), ({"text": "?!"}, "text_unspeakable"),
      ({"text": "hi", "language": "fr"}, "invalid_input"), ({"text": "hi", "times": ["25:00"]}, "invalid_input"),
      ({"text": "hi", "times": "08:00"}, "invalid_input"),
-     ({"text": "hi", "times": [f"{h:02d}:00" for h in range(24)] + ["00:30"]}, "invalid_input")],
+     ({"text": "hi", "times": [f"{h:02d}:00" for h in range(24)] + ["00:30"]}, "invalid_input"),
+     ({"text": "hi", "days": [0]}, "invalid_day"), ({"text": "hi", "days": [1, 8]}, "invalid_day"),
+     ({"text": "hi", "days": ["mon"]}, "invalid_input"), ({"text": "hi", "days": [True]}, "invalid_input"),
+     ({"text": "hi", "days": 1}, "invalid_input"), ({"text": "hi", "days": [1.5]}, "invalid_input")],
 )
 def test_bad_input_is_400_with_a_code(alice_api, payload, code):
     response = alice_api.post("/api/tts/phrases/", payload, format="json")
@@ -95,3 +98,19 @@ def test_nul_in_phrase_text_gets_the_same_code_as_jobs(alice_api):
     response = alice_api.post("/api/tts/phrases/", {"text": "약\x00드세요"}, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "text_invalid_characters"
+
+
+def test_days_are_iso_weekdays_sorted_and_unique(alice_api):
+    created = alice_api.post("/api/tts/phrases/", {"text": "주말 약", "times": ["09:00"], "days": [7, 6, 6]},
+                             format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["days"] == [6, 7]
+    url = f"/api/tts/phrases/{created.json()['id']}/"
+    assert alice_api.patch(url, {"text": "평일 약"}, format="json").json()["days"] == [6, 7]  # untouched
+    assert alice_api.patch(url, {"days": [5, 1, 3]}, format="json").json()["days"] == [1, 3, 5]
+    refused = alice_api.patch(url, {"days": [9]}, format="json")
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_day"
+    assert alice_api.get(url).json()["days"] == [1, 3, 5]  # nothing half-written
+    assert alice_api.patch(url, {"days": []}, format="json").json()["days"] == []  # every day again
+    every_day = alice_api.post("/api/tts/phrases/", {"text": "매일 약"}, format="json").json()
+    assert every_day["days"] == []

@@ -236,15 +236,18 @@ class DisabledWebhookUrl(models.Model):
 class ReminderPhrase(models.Model):
     """A sentence the Pi speaks every day ("약 드실 시간입니다"), pre-generated each night.
 
-    `times` lists local "HH:MM" times; empty means "daily" without a fixed time (the
-    CarePill side decides when). Text is stored normalised, exactly as a job would
-    carry it, so the phrase's cache key equals the key of an API job with the same text.
+    `times` lists local "HH:MM" times of the Pi's clock; empty means "daily" without a
+    fixed time (the CarePill side decides when, and `carepill-voice run` never plays it).
+    `days` lists ISO weekdays (1 = Monday … 7 = Sunday); empty means every day. Text is
+    stored normalised, exactly as a job would carry it, so the phrase's cache key equals
+    the key of an API job with the same text.
     """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reminder_phrases")
     text = models.TextField()
     language = models.CharField(max_length=8, default="ko")
     times = models.JSONField(default=list, blank=True)
+    days = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -257,3 +260,41 @@ class ReminderPhrase(models.Model):
 
     def __str__(self) -> str:
         return f"phrase {self.id} of {self.owner_id}: {self.text[:40]}"
+
+
+class PhrasePlay(models.Model):
+    """One time a Pi spoke (or failed to speak) a reminder, as the Pi reported it.
+
+    `key` is chosen by the Pi (its install id, the phrase, the local date and time), so a
+    report resent after a lost answer is stored once: (owner, key) is unique.
+    """
+
+    class Outcome(models.TextChoices):
+        PLAYED = "played"  # the family voice's clip
+        FALLBACK = "fallback"  # the Pi's local voice: no clip could be had
+        FAILED = "failed"  # nothing was spoken
+
+    class Source(models.TextChoices):
+        CACHE = "cache"
+        SERVER = "server"
+        FALLBACK = "fallback"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="phrase_plays")
+    phrase = models.ForeignKey(ReminderPhrase, on_delete=models.CASCADE, related_name="plays")
+    key = models.CharField(max_length=200)
+    played_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # The device whose token reported it (null: a caregiver's own token).
+    device = models.ForeignKey(
+        "AccessToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="plays"
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-played_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="one_play_per_owner_key")]
+        indexes = [models.Index(fields=["phrase", "-played_at"], name="play_phrase_recent")]
+
+    def __str__(self) -> str:
+        return f"phrase {self.phrase_id} {self.outcome} at {self.played_at:%Y-%m-%d %H:%M}"

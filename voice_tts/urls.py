@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from voice_tts.apis import clips, devices, health, jobs, legacy, phrases, voices, webhooks
+from voice_tts.apis import clips, devices, health, jobs, legacy, phrases, plays, voices, webhooks
 
 app_name = "voice_tts"
 
@@ -22,6 +22,7 @@ urlpatterns = [
     path("phrases/", phrases.PhraseCollectionApi.as_view(), name="phrases"),
     path("phrases/bundle/", phrases.PhraseBundleApi.as_view(), name="phrase-bundle"),
     path("phrases/<int:phrase_id>/", phrases.PhraseDetailApi.as_view(), name="phrase-detail"),
+    path("phrases/<int:phrase_id>/plays/", plays.PhrasePlaysApi.as_view(), name="phrase-plays"),
     path("devices/", devices.DeviceCollectionApi.as_view(), name="devices"),
     path("devices/<int:device_id>/", devices.DeviceDetailApi.as_view(), name="device-detail"),
 ]

@@ -18,12 +18,15 @@ from voice_tts.models import ReminderPhrase
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.phrases import PHRASE_MAX_TIMES, phrase_bundle, phrase_create, phrase_delete, phrase_update
 
+DAYS_HELP = "ISO weekdays, 1 = Monday … 7 = Sunday; empty: every day."
+
 
 class PhraseOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     text = serializers.CharField()
     language = serializers.CharField()
     times = serializers.ListField(child=serializers.CharField())
+    days = serializers.ListField(child=serializers.IntegerField(), help_text=DAYS_HELP)
     daily = serializers.SerializerMethodField()
     is_active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
@@ -55,6 +58,9 @@ class PhraseInputSerializer(serializers.Serializer):
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES, default="ko")
     # Local times of day ("08:00"); empty or absent: daily, no fixed time.
     times = serializers.ListField(child=PhraseTimeField(), default=list, max_length=PHRASE_MAX_TIMES)
+    # ISO weekdays the times apply on (1 = Monday … 7 = Sunday); empty or absent: every day.
+    # Integers only: the service judges the range (`invalid_day`).
+    days = serializers.ListField(child=serializers.IntegerField(), default=list, max_length=7 * 4)
     is_active = serializers.BooleanField(default=True)
 
     class Meta:
@@ -68,6 +74,7 @@ class PhraseBundleEntrySerializer(serializers.Serializer):
     text = serializers.CharField()
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES)
     times = serializers.ListField(child=serializers.CharField(), help_text='Local "HH:MM"; empty: daily.')
+    days = serializers.ListField(child=serializers.IntegerField(), help_text=DAYS_HELP)
     status = serializers.ChoiceField(
         choices=["ready", "stale", "pending"],
         help_text="`ready`: clip of the current voice and model; `stale`: of the current voice from older "
@@ -97,7 +104,8 @@ class PhraseBundleSerializer(serializers.Serializer):
 
 _PHRASE_WRITE_ERROR_TEXTS = {
     400: "Invalid input: `text_empty`, `text_too_long`, `text_invalid_characters`, `text_unspeakable`, "
-    "or `invalid_input` with `fields` (e.g. an unknown `language`, a bad or 25th time in `times`).",
+    "`invalid_day` (a weekday outside 1-7), or `invalid_input` with `fields` (e.g. an unknown `language`, a bad or "
+    "25th time in `times`, a day that is not an integer).",
     409: "You already have a phrase with this text and language (`phrase_exists`).",
     415: "Unsupported `Content-Type` (`unsupported_media_type`); send JSON.",
 }

@@ -47,6 +47,17 @@ def phrase_times_normalise(*, times: Iterable[dt.time | str]) -> list[str]:
     return sorted(result)
 
 
+def phrase_days_normalise(*, days: Iterable[int]) -> list[int]:
+    """Sorted, unique ISO weekdays (1 = Monday … 7 = Sunday); empty means every day."""
+    result = set()
+    for value in days:
+        # bool is an int in Python; `true` is not a weekday.
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 7:
+            raise ServiceError("invalid_day", f"{value!r} is not an ISO weekday (1 = Monday … 7 = Sunday).")
+        result.add(value)
+    return sorted(result)
+
+
 def _phrase_text_checked(*, text: str, language: str) -> str:
     if language not in SUPPORTED_LANGUAGES:
         raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
@@ -74,6 +85,7 @@ def phrase_create(
     text: str,
     language: str = "ko",
     times: Iterable[dt.time | str] = (),
+    days: Iterable[int] = (),
     is_active: bool = True,
 ) -> ReminderPhrase:
     phrase = ReminderPhrase(
@@ -81,6 +93,7 @@ def phrase_create(
         text=_phrase_text_checked(text=text, language=language),
         language=language,
         times=phrase_times_normalise(times=times),
+        days=phrase_days_normalise(days=days),
         is_active=is_active,
     )
     _phrase_saved(phrase)
@@ -95,6 +108,7 @@ def phrase_update(
     text: str | None = None,
     language: str | None = None,
     times: Iterable[dt.time | str] | None = None,
+    days: Iterable[int] | None = None,
     is_active: bool | None = None,
 ) -> ReminderPhrase:
     if language is not None:
@@ -103,6 +117,8 @@ def phrase_update(
         phrase.text = _phrase_text_checked(text=phrase.text if text is None else text, language=phrase.language)
     if times is not None:
         phrase.times = phrase_times_normalise(times=times)
+    if days is not None:
+        phrase.days = phrase_days_normalise(days=days)
     if is_active is not None:
         phrase.is_active = is_active
     _phrase_saved(phrase)
@@ -187,6 +203,7 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
             "text": phrase.text,
             "language": phrase.language,
             "times": phrase.times,
+            "days": phrase.days,
             "status": state,
             "cache_key": None,
             "audio_url": None,

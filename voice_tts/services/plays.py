@@ -1,0 +1,60 @@
+"""Play reports: what a Pi says it spoke, and when.
+
+The Pi resends a report until it gets an answer, so recording is idempotent on the key
+it chose: a resend returns the row already stored, and the unique (owner, key)
+constraint settles two resends that race.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from voice_tts.errors import ServiceError
+from voice_tts.models import PhrasePlay, ReminderPhrase
+
+# A Pi keeps unsent reports while offline; older ones, or ones from the future (a Pi has no
+# battery clock: before its first time sync it may believe it is 1970), are a wrong clock.
+PLAY_REPORT_MAX_AGE = dt.timedelta(days=90)
+PLAY_REPORT_MAX_AHEAD = dt.timedelta(days=1)
+
+
+def phrase_play_record(
+    *,
+    owner_id: int,
+    phrase_id: int,
+    key: str,
+    played_at: dt.datetime,
+    outcome: str,
+    source: str,
+    device_id: int | None = None,
+) -> tuple[PhrasePlay, bool]:
+    """Store one play of the owner's phrase; (the play, whether it is new)."""
+    now = timezone.now()
+    if not now - PLAY_REPORT_MAX_AGE <= played_at <= now + PLAY_REPORT_MAX_AHEAD:
+        raise ServiceError(
+            "played_at_out_of_range",
+            "played_at must lie within the last 90 days (and not more than a day ahead): check the Pi's clock.",
+        )
+    if not ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).exists():
+        # Another user's phrase is not revealed: the same answer as a missing one.
+        raise ServiceError("not_found", "Not found.", status=404)
+    play = PhrasePlay.objects.filter(owner_id=owner_id, key=key).first()
+    created = False
+    if play is None:
+        try:
+            with transaction.atomic():
+                play = PhrasePlay.objects.create(
+                    owner_id=owner_id, phrase_id=phrase_id, key=key, played_at=played_at, outcome=outcome,
+                    source=source, device_id=device_id,
+                )
+            created = True
+        except IntegrityError:  # the same report, resent while the first was being stored
+            play = PhrasePlay.objects.filter(owner_id=owner_id, key=key).first()
+            if play is None:  # not a race on the key (a device revoked meanwhile, a phrase deleted)
+                raise
+    if play.phrase_id != phrase_id:
+        raise ServiceError("play_key_conflict", "This key was already reported for another phrase.", status=409)
+    return play, created
