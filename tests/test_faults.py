@@ -60,7 +60,10 @@ def test_worker_killed_mid_synthesis_redelivers_and_finishes_once(stack_factory,
 
 
 def test_redis_restart_loses_queued_messages_and_the_sweeper_recovers_them(stack_factory, alice):
-    stack = stack_factory(env={"JOB_QUEUED_DEADLINE_SECONDS": "2", "JOB_SWEEP_INTERVAL_SECONDS": "1"}).start()
+    # The broker watch would re-send them first (tests/test_broker_reconcile.py); with its grace
+    # out of reach only the sweeper, the safety net, can.
+    stack = stack_factory(env={"JOB_QUEUED_DEADLINE_SECONDS": "2", "JOB_SWEEP_INTERVAL_SECONDS": "1",
+                               "BROKER_RECONCILE_GRACE_SECONDS": "86400"}).start()
     api = StackClient(stack, alice.token)
     api.upload_voice()
     stack.stop("worker")  # jobs will sit in Redis

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 JOB_SYNTHESIZE_TASK = "voice_tts.tasks.job_synthesize_task"
 WEBHOOK_DELIVER_TASK = "voice_tts.tasks.webhook_deliver_task"
 REMINDERS_PREGENERATE_TASK = "voice_tts.tasks.reminders_pregenerate_task"
-TASK_NAMES = (JOB_SYNTHESIZE_TASK, WEBHOOK_DELIVER_TASK, REMINDERS_PREGENERATE_TASK)
+BROKER_RECONCILE_TASK = "voice_tts.tasks.broker_reconcile_task"
+TASK_NAMES = (JOB_SYNTHESIZE_TASK, WEBHOOK_DELIVER_TASK, REMINDERS_PREGENERATE_TASK, BROKER_RECONCILE_TASK)
 
 
 def _send(name: str, *, args: list[Any], **options: Any) -> bool:
@@ -57,3 +58,8 @@ def webhook_delivery_send(*, job_id: Any) -> bool:
 
 def reminders_pregenerate_send(*, owner_id: int | None) -> bool:
     return _send(REMINDERS_PREGENERATE_TASK, args=[owner_id])
+
+
+def broker_reconcile_send(*, queue: str = "") -> bool:
+    """One broker check (services.broker), on `queue` (default: its route, the webhooks queue)."""
+    return _send(BROKER_RECONCILE_TASK, args=[], **({"queue": queue} if queue else {}))

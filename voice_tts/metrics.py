@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from voice_tts.models import Job
 from voice_tts.redis_client import REDIS_ERRORS, redis_client
 from voice_tts.result_cache import cache_hits_total
+from voice_tts.services.broker import broker_reconcile_counters
 from voice_tts.worker import status
 
 # Seconds; GPU synthesis of one reminder is ~0.5-5 s, CPU engines up to a minute.
@@ -78,6 +79,7 @@ class CarePillCollector:
             client = redis_client()
             depths = {queue: client.llen(settings.REDIS_KEY_PREFIX + queue) for queue in settings.CELERY_QUEUES_ALL}
             workers = status.workers_live()
+            reconcile = broker_reconcile_counters()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
@@ -88,6 +90,15 @@ class CarePillCollector:
         for queue, value in sorted(depths.items()):
             depth.add_metric([queue], value)
         yield depth
+        # Counted in Redis by the broker watch, so they restart when Redis loses its data (as
+        # counters may); the loss that restarts them is counted again at once.
+        losses = CounterMetricFamily("carepill_broker_data_losses",
+                                     "Broker checks that found Redis had lost its data (the sentinel key missing).")
+        losses.add_metric([], reconcile["losses"])
+        resent = CounterMetricFamily("carepill_broker_jobs_resent",
+                                     "Queued jobs sent again because the broker held no message for them.")
+        resent.add_metric([], reconcile["resent"])
+        yield from (losses, resent)
 
         labels = ["engine", "hostname", "pid"]
         ready = GaugeMetricFamily("carepill_worker_ready", "1 if the worker process has its engine loaded.",

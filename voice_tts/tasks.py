@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from voice_tts.models import Job, WebhookStatus
+from voice_tts.services.broker import broker_reconcile
 from voice_tts.services.clips import clip_uses_flush
 from voice_tts.services.jobs import job_fail, job_run
 from voice_tts.services.reminders import reminders_pregenerate
@@ -72,6 +73,13 @@ def webhook_deliver_task(self, job_id: str) -> None:
 @shared_task(acks_late=True)
 def jobs_sweep_task() -> None:
     jobs_sweep()
+
+
+@shared_task(acks_late=True)
+def broker_reconcile_task() -> None:
+    """Beat, every BROKER_WATCH_SECONDS, and each worker once as it starts: re-send the queued
+    jobs whose message the broker lost. A broker still down is logged; the next run tries again."""
+    broker_reconcile()
 
 
 @shared_task(acks_late=True)

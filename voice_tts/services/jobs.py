@@ -42,14 +42,14 @@ from workers.speech_text import text_normalise_for_speech
 logger = logging.getLogger(__name__)
 
 
-def job_enqueue(*, job_id: Any) -> None:
-    """Send the job's task message again (the sweeper, for a message a broker lost or never
-    took), to the queue recorded on its row (interactive synthesis, or the batch queue for
-    pre-generation). Recorded first, so that if the broker is down (or later loses the message)
-    the sweeper knows when to send it again."""
+def job_enqueue(*, job_id: Any) -> bool:
+    """Send the job's task message again (the sweeper, or the broker watch, for a message a
+    broker lost or never took), to the queue recorded on its row (interactive synthesis, or the
+    batch queue for pre-generation). Recorded first, so that if the broker is down (or later
+    loses the message) the sweeper knows when to send it again. False: the broker refused it."""
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
     text, queue = Job.objects.values_list("text", "queue").get(id=job_id)
-    job_synthesis_send(job_id=job_id, text_length=len(text), queue=queue)
+    return job_synthesis_send(job_id=job_id, text_length=len(text), queue=queue)
 
 
 def _active_voice_id(*, owner_id: int, context: result_cache.HitContext) -> Any:
