@@ -1,11 +1,12 @@
 # One image for web, workers, beat and flower; the GPU worker is built with
 # REQUIREMENTS=requirements-gpu.txt (torch and GPT-SoVITS on top of requirements.txt).
+# Every image can keep media on S3 (STORAGE_BACKEND=s3 in .env): requirements-s3.txt is always in.
 FROM python:3.11-slim
 ARG REQUIREMENTS=requirements.txt
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY requirements*.txt ./
-RUN pip install -r "${REQUIREMENTS}"
+RUN pip install -r "${REQUIREMENTS}" -r requirements-s3.txt
 COPY . .
 RUN useradd --system --uid 10001 --home-dir /app carepill \
     && mkdir -p /app/media /app/var \

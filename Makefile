@@ -14,7 +14,7 @@ GPU_BIN := $(GPU_VENV)/bin
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt clients/pi/pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-s3.txt clients/pi/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt clients/pi/pyproject.t
 # The GPT-SoVITS stack lives in its own venv: it pins numpy<2 and must never reach the web.
 venv-gpu: $(GPU_VENV)/.installed
 
-$(GPU_VENV)/.installed: requirements.txt requirements-dev.txt requirements-gpu.txt
+$(GPU_VENV)/.installed: requirements.txt requirements-dev.txt requirements-s3.txt requirements-gpu.txt
 	$(PYTHON) -m venv $(GPU_VENV)
 	$(GPU_BIN)/pip install -q --upgrade pip
 	$(GPU_BIN)/pip install -q torch==2.13.0
@@ -64,6 +64,7 @@ soak: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/vermin --target=3.9- --violations --no-tips --eval-annotations clients/pi/carepill_voice
 
 test-sqlite: venv
 	DATABASE_URL= $(BIN)/python -m pytest -m "not gpu_stack"

@@ -7,9 +7,12 @@ variable, not surface hours later as a confusing runtime error.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import dj_database_url
@@ -321,6 +324,15 @@ JOB_MAX_ENQUEUES = env_int("JOB_MAX_ENQUEUES", 5, minimum=1)
 # A running job older than the hard time limit plus this grace lost its worker.
 JOB_RUNNING_GRACE_SECONDS = env_int("JOB_RUNNING_GRACE_SECONDS", 60, minimum=0)
 JOB_SWEEP_INTERVAL_SECONDS = env_float("JOB_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0.5)
+# The broker watch (voice_tts/services/broker.py): every BROKER_WATCH_SECONDS (beat, and each
+# worker once as it starts) the queued jobs sent more than BROKER_RECONCILE_GRACE_SECONDS ago
+# (a message on its way is not a lost one) are compared with the messages the broker holds, and
+# the missing ones are sent again: a Redis that lost its data costs about a minute, not
+# JOB_QUEUED_DEADLINE_SECONDS. The broker is not read when it holds more than
+# BROKER_RECONCILE_SCAN_LIMIT messages (then the sweeper's deadline applies).
+BROKER_WATCH_SECONDS = env_float("BROKER_WATCH_SECONDS", 15.0, minimum=0.5)
+BROKER_RECONCILE_GRACE_SECONDS = env_float("BROKER_RECONCILE_GRACE_SECONDS", 10.0, minimum=0.0)
+BROKER_RECONCILE_SCAN_LIMIT = env_int("BROKER_RECONCILE_SCAN_LIMIT", 20000, minimum=1)
 # Transient synthesis errors (the engine's server down or restarting: `engine_unavailable`;
 # the clip lock busy or Redis gone: `lock_timeout`, `lock_unavailable`) are retried up to
 # JOB_TRANSIENT_RETRIES times, the n-th after a random wait in [0, min(JOB_RETRY_MAX_SECONDS,
@@ -401,6 +413,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "voice_tts.tasks.jobs_sweep_task", "schedule": JOB_SWEEP_INTERVAL_SECONDS},
     "clip-uses-flush": {"task": "voice_tts.tasks.clip_uses_flush_task", "schedule": CLIP_USE_FLUSH_SECONDS},
+    # Expires after one interval (django-celery-beat's option name): while no worker runs,
+    # checks do not pile up in the queue; the next one supersedes them.
+    "broker-reconcile": {"task": "voice_tts.tasks.broker_reconcile_task", "schedule": BROKER_WATCH_SECONDS,
+                         "options": {"expire_seconds": max(1, round(BROKER_WATCH_SECONDS))}},
 }
 # Queue names live here; `make run` starts a worker consuming all of them.
 SYNTHESIS_QUEUE = env_str("SYNTHESIS_QUEUE", "synthesis")
@@ -411,6 +427,7 @@ CELERY_TASK_ROUTES = {
     "voice_tts.tasks.webhook_deliver_task": {"queue": WEBHOOK_QUEUE},
     "voice_tts.tasks.jobs_sweep_task": {"queue": WEBHOOK_QUEUE},
     "voice_tts.tasks.clip_uses_flush_task": {"queue": WEBHOOK_QUEUE},
+    "voice_tts.tasks.broker_reconcile_task": {"queue": WEBHOOK_QUEUE},
 }
 # With queue_order_strategy=priority (below) a worker that consumes several queues polls
 # them in this order: webhook deliveries and the sweeper are short and must never starve
@@ -458,28 +475,70 @@ REMINDERS_BATCH_SIZE = env_int("REMINDERS_BATCH_SIZE", 200, minimum=1)
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 # Media on S3-compatible storage (several hosts, no shared disk): STORAGE_BACKEND=s3 and
-# `pip install -r requirements-s3.txt`. Clips and voices are private: no public ACL,
-# presigned URLs are never handed out (audio still goes through authenticated views).
+# `pip install -r requirements-s3.txt` (README, "Scaling out"). Objects are private and audio goes
+# through the authenticated views (apis/audio.py streams it from the bucket): no URL into the
+# bucket, presigned or not, is ever handed out.
 STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ["local", "s3"])
-if STORAGE_BACKEND == "s3":
-    _s3_bucket = env_str("S3_BUCKET", "")
-    if not _s3_bucket:
+# A worker copies each reference it synthesises with into <DATA_DIR>/reference-cache (engines read
+# files); every synthesis worker process removes the copies of deleted voices this often, because
+# only the host that holds a copy can remove it (services/voices.py: voice_reference_cache_prune).
+VOICE_REFERENCE_CACHE_PRUNE_SECONDS = env_float("VOICE_REFERENCE_CACHE_PRUNE_SECONDS", 60.0, minimum=0.1)
+# Objects up to this size are written with one PUT (never a multipart upload), which S3 makes
+# visible all at once or not at all: no partial object and no temp name ever exists in the bucket.
+# Our largest objects (clips of a 500-character text) are a few MB; a single PUT may be 5 GiB.
+S3_SINGLE_PUT_MAX_BYTES = 1024**3
+
+
+def s3_storage_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """STORAGES["default"] for STORAGE_BACKEND=s3, from the S3_* variables in `env` (os.environ
+    here; tests pass their own server's, so the backend's options are defined once)."""
+
+    def env_s3(name: str, default: str = "") -> str:
+        return env.get(name, default)
+
+    bucket = env_s3("S3_BUCKET")
+    if not bucket:
         raise ImproperlyConfigured("S3_BUCKET must be set when STORAGE_BACKEND=s3")
-    STORAGES["default"] = {
+    addressing = env_s3("S3_ADDRESSING_STYLE")
+    if addressing not in {"", "path", "virtual"}:
+        raise ImproperlyConfigured(f"S3_ADDRESSING_STYLE must be path, virtual or empty, got {addressing!r}")
+    if importlib.util.find_spec("storages") is None or importlib.util.find_spec("boto3") is None:
+        raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs `pip install -r requirements-s3.txt`")
+    from boto3.s3.transfer import TransferConfig  # only installed for S3 (requirements-s3.txt)
+
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": _s3_bucket,
-            "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,  # MinIO, Ceph, R2...
-            "region_name": env_str("S3_REGION", "") or None,
-            "access_key": env_str("S3_ACCESS_KEY_ID", "") or None,
-            "secret_key": env_str("S3_SECRET_ACCESS_KEY", "") or None,
-            "location": env_str("S3_PREFIX", "carepill"),
-            "default_acl": "private",
+            "bucket_name": bucket,
+            "endpoint_url": env_s3("S3_ENDPOINT_URL") or None,  # MinIO, Ceph, R2...
+            "region_name": env_s3("S3_REGION") or None,
+            "access_key": env_s3("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_s3("S3_SECRET_ACCESS_KEY") or None,
+            "location": env_s3("S3_PREFIX", "carepill"),
+            # MinIO and most self-hosted servers want path-style URLs (no bucket.host DNS name).
+            "addressing_style": addressing or None,
+            # No ACL header: objects are private to the bucket owner by default, and buckets with
+            # ACLs disabled (AWS's default since 2023) refuse any PUT that names an ACL but
+            # bucket-owner-full-control.
+            "default_acl": None,
+            # A stray .url() is signed and expires; the service itself never calls it.
             "querystring_auth": True,
-            # Clip names are content-addressed and rewritten in place (see storage.py).
+            "querystring_expire": 300,
+            # Clip names are content-addressed and rewritten in place (a PUT replaces atomically).
             "file_overwrite": True,
+            "transfer_config": TransferConfig(multipart_threshold=S3_SINGLE_PUT_MAX_BYTES),
+            # A read (the audio views, the reference copy) is buffered in memory up to this size,
+            # then in a local temp file: per-process, never a shared disk.
+            "max_memory_size": 4 * 1024 * 1024,
         },
     }
+
+
+if STORAGE_BACKEND == "s3":
+    STORAGES["default"] = s3_storage_config(os.environ)
+    if AUDIO_SENDFILE:
+        # Both hand a path on the web's disk to the proxy: there is none on S3.
+        raise ImproperlyConfigured("AUDIO_SENDFILE must be empty when STORAGE_BACKEND=s3 (the view streams the audio)")
 
 # --- OpenAPI schema (drf-spectacular), served at /api/schema/ --------------------------
 

@@ -140,7 +140,7 @@ class WorkerProcess:
 
 
 def worker_start(*, engine: str, extra_env: dict[str, str] | None = None, concurrency: int = 2,
-                 timeout: float = 120.0) -> WorkerProcess:
+                 timeout: float = 120.0, queues: list[str] | None = None) -> WorkerProcess:
     env = os.environ.copy()
     env.update(
         DATABASE_URL=database_url_for_subprocess(),
@@ -151,9 +151,10 @@ def worker_start(*, engine: str, extra_env: dict[str, str] | None = None, concur
     env.update(extra_env or {})
     log_path = Path(os.environ["CAREPILL_TEST_TMP"]) / f"worker-{uuid.uuid4().hex[:6]}.log"
     log = log_path.open("wb")
-    queues = ",".join(settings.CELERY_QUEUES_ALL)
+    # `queues`: a worker of its own queues (named in extra_env too), which the session's worker never takes.
+    consumed = ",".join(queues or settings.CELERY_QUEUES_ALL)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "medicine_project", "worker", "-Q", queues, "-c", str(concurrency),
+        [sys.executable, "-m", "celery", "-A", "medicine_project", "worker", "-Q", consumed, "-c", str(concurrency),
          "-P", "prefork", "--without-mingle", "--without-gossip", "-l", "info",
          "-n", f"test-{uuid.uuid4().hex[:6]}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -170,3 +170,16 @@ def test_s3_switch_selects_django_storages(tmp_path):
     env.pop("S3_BUCKET")
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and "S3_BUCKET must be set" in out.stderr
+
+
+def test_every_app_service_takes_the_s3_settings_from_env():
+    # Workers on other hosts share nothing but the database, Redis and the bucket (README, "Scaling
+    # out"): each app service, workers included, must read the same storage settings from .env.
+    names = {"STORAGE_BACKEND", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY_ID",
+             "S3_SECRET_ACCESS_KEY", "S3_PREFIX", "S3_ADDRESSING_STYLE"}
+    assert names <= settings_env_names()
+    for name in APP_SERVICES:
+        env = SERVICES[name]["environment"]
+        for variable in names:
+            assert str(env[variable]).startswith("${" + variable + ":-"), (name, variable)
+    assert "-r requirements-s3.txt" in (ROOT / "Dockerfile").read_text()  # every image can use S3

@@ -5,6 +5,14 @@ The view always decides who may have the bytes. Who copies them to the socket is
 busy for the whole download); behind nginx, `x-accel-redirect` hands the file to nginx through
 an `internal` location, and `x-sendfile` does the same for Apache (mod_xsendfile) or lighttpd,
 so the worker is free as soon as the headers are written.
+
+With media on S3 (STORAGE_BACKEND=s3) the view streams the object from the bucket: the storage's
+file reads it (in memory up to a few MB, then a local temp file) and FileResponse copies it out.
+No presigned URL is handed out instead: the bucket may be reachable only from the servers (a LAN
+MinIO, credentials-only AWS), the Pi trusts only the site's certificate, and a URL that works for
+whoever holds it until it expires is a copy of the owner's audio that this view can no longer
+refuse. Clips are small (tens to hundreds of kB), so the web's share of the traffic is too. The
+sendfile modes hand the proxy a path on the web's disk, which S3 has not: settings refuse them.
 """
 
 from urllib.parse import quote

@@ -101,7 +101,10 @@ def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
         webhook_delivery_send(job_id=job_id)
         report.webhooks_resent += 1
 
-    # Temp files of writers killed mid-write (older than any write may take).
+    # Temp files of writers killed mid-write (older than any write may take), in MEDIA_ROOT/.partial:
+    # local storage only, where MEDIA_ROOT is the one disk every host writes to. On S3 there is
+    # nothing to remove here (a write is one PUT, never a temp object; see storage.py), and the
+    # temp files of reference copies live on each worker host, which prunes its own (worker/signals.py).
     report.partials_removed = storage_partials_remove(
         storage=default_storage, older_than_seconds=settings.CELERY_TASK_TIME_LIMIT + settings.JOB_RUNNING_GRACE_SECONDS
     )

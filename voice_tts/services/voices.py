@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -68,16 +69,24 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
     return voice
 
 
+_REFERENCE_TMP_PREFIX = ".tmp-"
+
+
+def _reference_cache_dir() -> Path:
+    return Path(settings.DATA_DIR) / "reference-cache"
+
+
 def _reference_cache_path(voice_id: Any) -> Path:
-    return Path(settings.DATA_DIR) / "reference-cache" / f"{voice_id}.wav"
+    return _reference_cache_dir() / f"{voice_id}.wav"
 
 
 def voice_reference_path(*, voice: Voice) -> Path:
     """A local file path of the voice's reference clip, for engines that read files.
 
-    On local storage that is the stored file itself. On remote storage (S3) the clip is
-    copied once into a per-host cache; engines may keep derived files (analysis
-    sidecars) next to it, named `<path>.*`, and voice_delete removes those too.
+    On local storage that is the stored file itself (MEDIA_ROOT is one disk for every host). On
+    remote storage (S3) the clip is copied once into this host's own cache, <DATA_DIR>/reference-
+    cache; engines may keep derived files (analysis sidecars) next to it, named `<path>.*`. The
+    copy of a deleted voice is removed by voice_reference_cache_prune on each host that has one.
     """
     try:
         return Path(default_storage.path(voice.audio.name))
@@ -86,11 +95,57 @@ def voice_reference_path(*, voice: Voice) -> Path:
     local = _reference_cache_path(voice.id)
     if not local.exists():
         local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as out, default_storage.open(voice.audio.name, "rb") as src:
-            shutil.copyfileobj(src, out)
-        os.replace(tmp, local)
+        # Copied under a temp name and renamed: an engine never reads half a copy, and a worker
+        # killed mid-copy leaves only a temp file, which the prune removes once it is old.
+        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=_REFERENCE_TMP_PREFIX)
+        try:
+            with os.fdopen(fd, "wb") as out, default_storage.open(voice.audio.name, "rb") as src:
+                shutil.copyfileobj(src, out)
+            os.replace(tmp, local)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return local
+
+
+def voice_reference_cache_prune(*, older_than_seconds: float) -> int:
+    """Remove this host's reference copies of voices that no longer exist, with their derived files
+    (sidecars), and temp files older than `older_than_seconds` (copies cut short); returns how many
+    files went. Run by every synthesis worker process (voice_tts/worker/signals.py): the web that
+    deletes a voice removes its objects from the bucket, but a copy on a GPU worker's disk can only
+    be removed by that worker."""
+    folder = _reference_cache_dir()
+    if not folder.is_dir():
+        return 0
+    # Listed before the voices are read: a copy made after this listing is never judged on it.
+    files = [path for path in folder.iterdir() if path.is_file()]
+    named = {path: _reference_cache_voice_id(path) for path in files}
+    wanted = {voice_id for voice_id in named.values() if voice_id is not None}
+    alive = {str(voice_id) for voice_id in Voice.objects.filter(id__in=wanted).values_list("id", flat=True)}
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for path, voice_id in named.items():
+        is_temp = path.name.startswith(_REFERENCE_TMP_PREFIX) or path.name.endswith(".tmp")
+        try:
+            if voice_id is not None and voice_id not in alive:
+                path.unlink()
+            elif is_temp and path.stat().st_mtime < cutoff:
+                path.unlink()
+            else:
+                continue
+        except FileNotFoundError:
+            continue  # renamed into place or removed by another process meanwhile
+        removed += 1
+    return removed
+
+
+def _reference_cache_voice_id(path: Path) -> str | None:
+    # `<voice id>.wav` and what engines derive from it (`<voice id>.wav.analysis.json`, and their
+    # temp files); anything else is a copy in progress or not ours.
+    try:
+        return str(uuid.UUID(path.name.split(".", 1)[0]))
+    except ValueError:
+        return None
 
 
 def _local_derivatives(path: Path) -> list[Path]:
@@ -98,8 +153,9 @@ def _local_derivatives(path: Path) -> list[Path]:
 
 
 def voice_files_remove(*, voice_id: Any, audio_name: str) -> None:
-    """Remove the stored reference and every local file derived from it (analysis
-    sidecars, the remote-storage copy). Called once the row is gone."""
+    """Remove the stored reference and every local file derived from it (analysis sidecars,
+    this host's remote-storage copy; other hosts' copies go with their next
+    voice_reference_cache_prune). Called once the row is gone."""
     local_paths = [_reference_cache_path(voice_id)]
     try:
         local_paths.append(Path(default_storage.path(audio_name)))

@@ -8,13 +8,17 @@ started with `-Q webhooks` alone never touches the GPU. Connected by `VoiceTtsCo
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from celery import signals
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
+from voice_tts.dispatch import broker_reconcile_send
 from voice_tts.services.reminders import reminders_on_model_loaded
+from voice_tts.services.voices import voice_reference_cache_prune
 from voice_tts.worker import runtime
 from voice_tts.worker.runtime import db_connections_drop
 from workers.memory import heap_trim
@@ -30,6 +34,15 @@ def _remember_queues(sender: Any = None, instance: Any = None, **kwargs: Any) ->
     _consumed_queues[:] = sorted(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
 
 
+@signals.worker_ready.connect
+def _broker_check_at_start(**kwargs: Any) -> None:
+    # Jobs queued while no worker ran may have lost their messages with a Redis that restarted
+    # empty meanwhile, and beat's checks expire unrun: check once now, on a queue this worker
+    # consumes (a synthesis-only worker too), so the first worker to come re-sends them.
+    consumed = [queue for queue in settings.CELERY_QUEUES_ALL if queue in _consumed_queues] or _consumed_queues
+    broker_reconcile_send(queue=consumed[0] if consumed else "")
+
+
 @signals.worker_process_init.connect
 def _load_engine(**kwargs: Any) -> None:
     # A worker dedicated to the nightly batch queue synthesises too.
@@ -38,6 +51,24 @@ def _load_engine(**kwargs: Any) -> None:
         logger.info("worker does not consume %s: no engine loaded", ", ".join(sorted(synthesis_queues)))
         return
     runtime.engine_start(name=settings.TTS_ENGINE, queues=list(_consumed_queues), on_loaded=_model_loaded)
+    threading.Thread(target=_reference_cache_prune_loop, name="reference-cache-prune", daemon=True).start()
+
+
+def _reference_cache_prune_loop() -> None:
+    # With media on S3 each synthesis host keeps its own copies of references (voice_reference_path);
+    # the web that deletes a voice cannot reach them, so every synthesis process removes the copies
+    # of deleted voices itself, and temp files of copies cut short (older than any task may take).
+    # Its own thread has its own database connection (Django's are per thread): closed after every
+    # round, so a long pause never leaves a stale one behind.
+    older_than = settings.CELERY_TASK_TIME_LIMIT + settings.JOB_RUNNING_GRACE_SECONDS
+    while True:
+        try:
+            voice_reference_cache_prune(older_than_seconds=older_than)
+        except (DatabaseError, OSError):  # the database away, a disk error: try again next round
+            logger.warning("reference cache prune failed", exc_info=True)
+        finally:
+            connections.close_all()
+        time.sleep(settings.VOICE_REFERENCE_CACHE_PRUNE_SECONDS)
 
 
 def _model_loaded(engine: str, model_version: str) -> None:
