@@ -14,6 +14,18 @@ Redis lost). It prints submitted, succeeded, failed by design, failed (jobs that
 (clip files without their one row, or temp files left: must be 0) and latency
 percentiles, and exits non-zero when lost, duplicates or failures are not 0.
 
+It also prints the recovery time: from Redis being back (empty) to the last job that was
+waiting at that moment being finished. With the default --queued-deadline (600 s, as in
+production) only the broker watch (voice_tts/services/broker.py) can re-send those jobs in time.
+
+Scale-out (`--workers 2`): two worker processes run as two hosts, each with its own data dir and
+media root, the media on an S3 server of its own (moto on 127.0.0.1, tests/s3_server.py), the
+`tone` engine with a fixed delay (--tone-delay) and one synthesis process each (one per GPU).
+It measures jobs per minute with 1 worker, then with both, then SIGKILLs one worker mid-run and
+checks that nothing was lost and that the bucket holds exactly one object per clip row:
+
+    .venv/bin/python bench/soak.py --workers 2       # 40 jobs per phase, 0.5 s per synthesis
+
 Nothing here touches the shared Redis on 6379: the stack uses its own redis-server on a
 free port, its own SQLite database (or --database-url) and its own media root.
 """
@@ -91,11 +103,11 @@ class Stack:
     web_port: int
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = (self.tmp / f"{name}.log").open("ab")
         # Own process group: a SIGKILL takes the worker's pool children down with it.
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(args, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -113,8 +125,11 @@ class Stack:
                 time.sleep(0.1)
         raise SystemExit("redis-server did not start")
 
-    def start_worker(self, concurrency: int) -> None:
-        self._start("worker", [*worker_args(concurrency=concurrency), "--without-mingle", "--without-gossip"])
+    def start_worker(self, concurrency: int, name: str = "worker") -> None:
+        # A host of its own: its own data dir (reference copies, model cache) and media root.
+        host = {"CAREPILL_DATA_DIR": str(self.tmp / name / "var"), "MEDIA_ROOT": str(self.tmp / name / "media")}
+        self._start(name, [*worker_args(concurrency=concurrency), "--without-mingle", "--without-gossip",
+                           "-n", f"soak-{name}@%h"], env=host if name != "worker" else None)
 
     def start_all(self, *, web_workers: int, concurrency: int) -> None:
         self.start_redis()
@@ -133,7 +148,7 @@ class Stack:
         proc.wait(timeout=30)
 
     def stop(self) -> None:
-        for name in ("web", "beat", "worker", "redis"):
+        for name in ["web", "beat", *sorted(n for n in self.procs if n.startswith("worker")), "redis"]:
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is None:
                 self.kill(name, signal.SIGTERM)
@@ -172,6 +187,8 @@ class Soak:
             # Sweep often, so that jobs Redis forgot are re-sent within the drain window.
             "JOB_SWEEP_INTERVAL_SECONDS": str(args.sweep_interval),
             "JOB_QUEUED_DEADLINE_SECONDS": str(args.queued_deadline),
+            "BROKER_WATCH_SECONDS": str(args.broker_watch),
+            "TONE_DELAY_SECONDS": str(args.tone_delay),
             "JOB_RUNNING_GRACE_SECONDS": "5",
             "CELERY_TASK_SOFT_TIME_LIMIT": "20",
             "CELERY_TASK_TIME_LIMIT": "25",
@@ -181,6 +198,8 @@ class Soak:
         self.tally = Tally()
         self.events: list[str] = []
         self.t0 = time.monotonic()
+        self.redis_back_at: float | None = None
+        self.waiting_at_restart: set[str] = set()
 
     # --- setup -------------------------------------------------------------------------
 
@@ -189,11 +208,11 @@ class Soak:
         code = (
             "import sys, json\n"
             "from django.contrib.auth.models import User\n"
-            "from rest_framework.authtoken.models import Token\n"
+            "from voice_tts.services.tokens import token_issue\n"
             "out = []\n"
             f"for i in range({self.args.clients}):\n"
             "    u = User.objects.create_user(f'soak{i}', password='soak-pass-1234')\n"
-            "    out.append(Token.objects.create(user=u).key)\n"
+            "    out.append(token_issue(owner_id=u.id))\n"
             "print(json.dumps(out))\n"
         )
         done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
@@ -301,6 +320,9 @@ class Soak:
         time.sleep(1.0)
         self.stack.start_redis()
         self.event("redis restarted")
+        with self.tally.lock:
+            self.redis_back_at = time.monotonic()
+            self.waiting_at_restart = set(self.tally.jobs) - set(self.tally.finished)
 
     def event(self, text: str) -> None:
         self.events.append(f"{time.monotonic() - self.t0:7.1f}s {text} (submitted {self.tally.submitted})")
@@ -329,6 +351,17 @@ class Soak:
         done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
                               check=True, capture_output=True, text=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def recovery(self) -> dict[str, Any]:
+        """Redis back (empty) -> the last job that was waiting then finished. Finish times are
+        seen by the clients' polls (every 0.5 s at most while draining), so this errs long."""
+        if self.redis_back_at is None:
+            return {"jobs_waiting": 0, "seconds": None}
+        t = self.tally
+        ends = [t.jobs[j] + t.finished[j][1] for j in self.waiting_at_restart if j in t.finished]
+        unfinished = len(self.waiting_at_restart) - len(ends)
+        seconds = round(max(0.0, max(ends) - self.redis_back_at), 1) if ends and not unfinished else None
+        return {"jobs_waiting": len(self.waiting_at_restart), "unfinished": unfinished, "seconds": seconds}
 
     def run(self) -> dict[str, Any]:
         self.done = threading.Event()
@@ -373,11 +406,132 @@ class Soak:
             "db_unfinished": disk["db_unfinished"],
             "latency_s": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": latencies[-1] if latencies else None},
             "elapsed_s": round(elapsed, 1),
+            "recovery": self.recovery(),
             "events": self.events,
             "failures": t.unexpected[:20],
             "logs": str(self.tmp),
         }
         return summary
+
+
+class ScaleOut:
+    """`--workers N`: N worker hosts sharing only the database, Redis and an S3 bucket."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from tests.s3_server import S3Server  # bench/ may use tests' helpers; it imports no Django
+
+        self.args = args
+        self.soak = Soak(args)
+        self.s3 = S3Server(log_dir=self.soak.tmp)
+        self.stack = self.soak.stack
+        self.events = self.soak.events
+
+    def event(self, text: str) -> None:
+        self.events.append(f"{time.monotonic() - self.soak.t0:7.1f}s {text}")
+        print(self.events[-1], flush=True)
+
+    def workers(self) -> list[str]:
+        return [f"worker-{i + 1}" for i in range(self.args.workers)]
+
+    def phase(self, session: requests.Session, label: str, count: int, *, kill: str | None = None) -> dict[str, Any]:
+        """Submit `count` new texts (no cache hits) and wait for all; jobs per minute from the
+        first submit to the last finish. With `kill`, that worker is SIGKILLed once a third of
+        them finished (its running job is given back by the sweeper)."""
+        started = time.monotonic()
+        ids = []
+        for n in range(count):
+            response = session.post(self.soak.base + "/api/tts/jobs/", timeout=60,
+                                    json={"text": f"{label} {n}번째 알림 {uuid.uuid4().hex[:8]}"})
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+        pending, finished, failed = set(ids), 0, []
+        deadline = time.monotonic() + self.args.drain
+        killed = False
+        while pending and time.monotonic() < deadline:
+            for job_id in list(pending):
+                job = session.get(f"{self.soak.base}/api/tts/jobs/{job_id}/", timeout=30).json()
+                if job["status"] in ("succeeded", "failed"):
+                    pending.discard(job_id)
+                    finished += 1
+                    if job["status"] == "failed":
+                        failed.append(f"{job_id}: {job.get('error')}")
+            if kill and not killed and finished >= count // 3:
+                self.event(f"SIGKILL {kill} ({finished}/{count} finished)")
+                self.stack.kill(kill)
+                killed = True
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        return {"jobs": count, "finished": finished, "lost": len(pending), "failed": failed,
+                "seconds": round(elapsed, 1), "jobs_per_minute": round(60 * finished / elapsed, 1)}
+
+    def bucket_check(self) -> dict[str, int]:
+        code = (
+            "import json\n"
+            "from django.db.models import Count\n"
+            "from voice_tts.models import Clip, Job\n"
+            "rows = list(Clip.objects.values_list('audio', flat=True))\n"
+            "dup = Clip.objects.values('owner', 'cache_key').annotate(n=Count('id')).filter(n__gt=1).count()\n"
+            "print(json.dumps({'rows': rows, 'duplicate_keys': dup,\n"
+            "  'db_unfinished': Job.objects.filter(status__in=['queued', 'running']).count()}))\n"
+        )
+        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
+                              check=True, capture_output=True, text=True)
+        db = json.loads(done.stdout.strip().splitlines()[-1])
+        rows, objects = set(db["rows"]), self.s3.keys("clips/")
+        return {"clip_rows": len(rows), "clip_objects": len(objects), "objects_without_row": len(objects - rows),
+                "rows_without_object": len(rows - objects), "duplicate_keys": db["duplicate_keys"],
+                "unfinished_uploads": len(self.s3.multipart_uploads()), "db_unfinished": db["db_unfinished"]}
+
+    def run(self) -> dict[str, Any]:
+        count = self.args.scale_jobs
+        try:
+            self.s3.start()
+            self.stack.env.update(self.s3.env())
+            # The web is a host of its own too: nothing on its disk is shared with the workers.
+            self.stack.env.update(CAREPILL_DATA_DIR=str(self.soak.tmp / "web" / "var"),
+                                  MEDIA_ROOT=str(self.soak.tmp / "web" / "media"))
+            self.stack.start_redis()
+            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                           env=self.stack.env, check=True)
+            first, *others = self.workers()
+            self.stack.start_worker(1, name=first)
+            self.stack._start("beat", [*beat_args(), "-s", str(self.soak.tmp / "beat-schedule")])
+            self.stack._start("web", web_args(bind=f"127.0.0.1:{self.stack.web_port}",
+                                              workers=self.args.web_workers))
+            self.args.clients = 1
+            token = self.soak.users()[0]
+            self.soak.wait_ready()
+            session = requests.Session()
+            session.headers["Authorization"] = f"Token {token}"
+            session.post(self.soak.base + "/api/tts/voices/", files={"voice_file": ("s.wav", speech_wav())},
+                         timeout=60).raise_for_status()
+            self.phase(session, "warm-up", 2)  # the first synthesis also loads the engine
+            self.event(f"phase 1: {count} jobs, 1 worker")
+            one = self.phase(session, "one", count)
+            for name in others:
+                self.stack.start_worker(1, name=name)
+            time.sleep(3)  # the new worker registers and takes its first message
+            self.event(f"phase 2: {count} jobs, {self.args.workers} workers")
+            many = self.phase(session, "many", count)
+            self.event(f"phase 3: {count} jobs, {others[-1]} SIGKILLed mid-run")
+            kill = self.phase(session, "kill", count, kill=others[-1])
+            bucket = self.bucket_check()
+        finally:
+            self.stack.stop()
+            self.s3.stop()
+        return {
+            "workers": self.args.workers,
+            "tone_delay_s": self.args.tone_delay,
+            "jobs_per_minute": {"1": one["jobs_per_minute"], str(self.args.workers): many["jobs_per_minute"]},
+            "speedup": round(many["jobs_per_minute"] / one["jobs_per_minute"], 2) if one["jobs_per_minute"] else None,
+            "phases": {"one": one, "many": many, "kill": kill},
+            "lost": one["lost"] + many["lost"] + kill["lost"],
+            "failed": len(one["failed"] + many["failed"] + kill["failed"]),
+            "bucket": bucket,
+            "duplicate_files": bucket["objects_without_row"] + bucket["duplicate_keys"],
+            "events": self.events,
+            "logs": str(self.soak.tmp),
+        }
 
 
 def main() -> int:
@@ -391,18 +545,42 @@ def main() -> int:
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file in the temp dir")
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for unfinished jobs")
     parser.add_argument("--sweep-interval", type=float, default=2.0)
-    parser.add_argument("--queued-deadline", type=int, default=5, help="JOB_QUEUED_DEADLINE_SECONDS")
+    parser.add_argument("--queued-deadline", type=int, default=600,
+                        help="JOB_QUEUED_DEADLINE_SECONDS (the sweeper's safety net; 600 as in production)")
+    parser.add_argument("--broker-watch", type=float, default=15, help="BROKER_WATCH_SECONDS")
     parser.add_argument("--no-faults", action="store_true", help="do not kill the worker or restart Redis")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker hosts; 2 or more runs the scale-out measurement on S3 instead of the soak")
+    parser.add_argument("--scale-jobs", type=int, default=40, help="jobs per scale-out phase")
+    parser.add_argument("--tone-delay", type=float, default=0.0,
+                        help="TONE_DELAY_SECONDS (scale-out default 0.5: a slow GPU)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database, media)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     args = parser.parse_args()
+    if args.workers > 1:
+        if args.engine == "espeak":
+            args.engine = "tone"
+        args.tone_delay = args.tone_delay or 0.5
+        scale = ScaleOut(args)
+        summary = scale.run()
+        if args.json:
+            print(json.dumps(summary, ensure_ascii=False))
+        else:
+            for key in ("workers", "tone_delay_s", "jobs_per_minute", "speedup", "lost", "failed", "duplicate_files",
+                        "bucket"):
+                print(f"{key:>16}: {summary[key]}")
+        ok = summary["lost"] == 0 and summary["failed"] == 0 and summary["duplicate_files"] == 0 \
+            and summary["bucket"]["rows_without_object"] == 0 and summary["bucket"]["unfinished_uploads"] == 0
+        if ok and not args.keep:
+            shutil.rmtree(scale.soak.tmp, ignore_errors=True)
+        return 0 if ok else 1
     soak = Soak(args)
     summary = soak.run()
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
         for key in ("submitted", "accepted", "succeeded", "cache_hits", "failed_by_design", "failed", "lost",
-                    "duplicate_files", "rows_without_file", "db_unfinished", "latency_s", "elapsed_s"):
+                    "duplicate_files", "rows_without_file", "db_unfinished", "latency_s", "elapsed_s", "recovery"):
             print(f"{key:>18}: {summary[key]}")
         for line in summary["failures"]:
             print("  failure:", line)
