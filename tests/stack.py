@@ -65,7 +65,10 @@ class ServiceStack:
         self.tmp = Path(os.environ["CAREPILL_TEST_TMP"]) / f"stack-{uuid.uuid4().hex[:6]}"
         self.tmp.mkdir(parents=True)
         self.redis = PrivateRedis(self.tmp)
+        # Both ports are picked before either is bound: the kernel may hand out the same free one twice.
         self.port = free_port()
+        while self.port == self.redis.port:
+            self.port = free_port()
         self.concurrency = concurrency
         self.env = {
             **os.environ,

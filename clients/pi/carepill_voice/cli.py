@@ -1,13 +1,15 @@
-"""`carepill-voice sync | say TEXT | play PHRASE_ID`; exit status = client.Outcome."""
+"""`carepill-voice sync | say TEXT | play PHRASE_ID | run`; exit status = client.Outcome."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from carepill_voice.client import Client, Outcome
-from carepill_voice.config import ConfigError, load_config
+from carepill_voice.config import Config, ConfigError, load_config
+from carepill_voice.runner import AlreadyRunning, Runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,18 +23,23 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--language", choices=["ko", "en"], default=None)
     play = commands.add_parser("play", help="play a cached reminder clip (offline)")
     play.add_argument("phrase_id", type=int)
+    commands.add_parser("run", help="stay running: speak every reminder at its time, online or not (the service)")
     return parser
 
 
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    # `run` is a service: every decision it makes goes to the journal, not only problems.
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
                         format="carepill-voice: %(levelname)s %(message)s")
     try:
-        client = Client(load_config(args.config))
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"carepill-voice: configuration error: {exc}", file=sys.stderr)
         return Outcome.USAGE
+    if args.command == "run":
+        return _run_service(config)
+    client = Client(config)
     if args.command == "sync":
         report = client.sync()
         print(f"sync: {'unchanged' if report.unchanged else 'updated'}, downloaded {report.downloaded}, "
@@ -42,6 +49,19 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "say":
         return client.say(args.text, args.language)
     return client.play(args.phrase_id)
+
+
+def _run_service(config: Config) -> int:
+    runner = Runner(config)
+    # The handlers only set a flag and wake the sleeper: a play in progress finishes.
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    signal.signal(signal.SIGHUP, lambda *_: runner.request_sync())
+    try:
+        return runner.run()
+    except AlreadyRunning as exc:
+        logging.getLogger("carepill_voice").error("%s", exc)
+        return Outcome.USAGE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""sync / say / play, each returning an Outcome instead of raising.
+"""sync / say / play, each returning an Outcome instead of raising; and for `run`,
+play_due (one scheduled reminder) and report_send (one play report to the server).
 
 A reminder must be spoken whatever happens to the network: every path that cannot
 reach the server ends in a cached clip or the local fallback voice, and is logged.
@@ -11,6 +12,7 @@ import logging
 import shlex
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import requests
 
 from carepill_voice.cache import Cache
 from carepill_voice.config import Config
+from carepill_voice.journal import Report
 
 logger = logging.getLogger("carepill_voice")
 
@@ -49,6 +52,26 @@ class SyncReport:
     pruned: int = 0
 
 
+@dataclass(frozen=True)
+class Play:
+    """How one scheduled reminder went, in the words of the server's play report."""
+
+    outcome: str  # "played" (a clip of the family voice) | "fallback" (the local voice) | "failed"
+    source: str  # "cache" | "server" | "fallback": where the sound came from, or the last thing tried
+
+
+class Delivery(enum.Enum):
+    SENT = "sent"  # 201 (stored) or 200 (the key was already stored): done
+    DROPPED = "dropped"  # refused for good (a 4xx other than 401/408/429): sending again cannot help
+    KEPT = "kept"  # network error, 5xx, 401, 408, 429, a redirect: try again later
+
+
+@dataclass(frozen=True)
+class Sent:
+    delivery: Delivery
+    detail: str
+
+
 class Client:
     def __init__(self, config: Config, *, session: requests.Session | None = None) -> None:
         self.config = config
@@ -57,6 +80,17 @@ class Client:
         if config.token:
             self.session.headers["Authorization"] = f"Token {config.token}"
         self.session.headers["User-Agent"] = "carepill-voice/0.1"
+
+    def close(self) -> None:
+        """Close the kept-alive connections now (a later request opens new ones).
+
+        Session.close() alone is not enough with urllib3 2: it drops the pools and leaves their
+        sockets open until the garbage collector takes the pools."""
+        for adapter in self.session.adapters.values():
+            pools = adapter.poolmanager.pools
+            for key in pools.keys():
+                pools[key].close()
+        self.session.close()
 
     # --- HTTP ----------------------------------------------------------------------
 
@@ -127,7 +161,11 @@ class Client:
         if response.status_code == 304:
             body, etag, unchanged = saved["body"], saved["etag"], True
         elif response.status_code == 200:
-            body, etag, unchanged = response.json(), response.headers.get("ETag"), False
+            body, etag, unchanged = _json_or_none(response), response.headers.get("ETag"), False
+            # A captive portal or a proxy's error page answers 200 too: never cache it as a bundle.
+            if not isinstance(body, dict) or not isinstance(body.get("phrases", []), list):
+                logger.error("sync: the answer is not a bundle, keeping the cached one: %s", response.text[:300])
+                return SyncReport(Outcome.FAILED)
         else:
             logger.error("sync: HTTP %s: %s", response.status_code, response.text[:300])
             return SyncReport(Outcome.FAILED)
@@ -191,6 +229,58 @@ class Client:
         except (ValueError, OSError) as exc:
             raise ServerUnavailable(f"audio not usable: {exc}")
 
+    def play_due(self, phrase: Mapping[str, Any]) -> Play:
+        """Speak a bundle phrase whose time has come: cached clip, else the server's, else
+        the fallback voice. Never raises for a missing clip, a server error or a broken player."""
+        text = str(phrase.get("text") or "")
+        language = str(phrase.get("language") or self.config.language)
+        sha = phrase.get("sha256")
+        sha = sha if isinstance(sha, str) and _is_sha256(sha) else None
+        tried = "fallback"
+        cached = self.cache.clip_valid(sha) if sha else None
+        if cached is not None:
+            tried = "cache"
+            if self._play_file(cached):
+                return Play("played", "cache")
+            # The same bytes from the server would fail the same way: go to the local voice.
+            logger.error("phrase %s: the player failed on the cached clip", phrase.get("id"))
+        elif sha and phrase.get("audio_url"):
+            tried = "server"
+            try:
+                _, path = self.cache.clip_store(self._download(str(phrase["audio_url"])), expected_sha256=sha)
+            except (ServerUnavailable, ValueError, OSError) as exc:
+                logger.warning("phrase %s: no cached clip and none from the server: %s", phrase.get("id"), exc)
+            else:
+                if self._play_file(path):
+                    return Play("played", "server")
+                logger.error("phrase %s: the player failed on the server's clip", phrase.get("id"))
+        else:
+            logger.warning("phrase %s: no intact cached clip and no audio_url (status %s)", phrase.get("id"),
+                           phrase.get("status"))
+        if self.config.fallback_tts:
+            tried = "fallback"
+            if self._fallback_speak(text, language):
+                return Play("fallback", "fallback")
+        logger.error("phrase %s: nothing could be spoken for %r", phrase.get("id"), text)
+        return Play("failed", tried)
+
+    def report_send(self, report: Report) -> Sent:
+        """POST one play report. A resend of a stored key is answered 200: harmless."""
+        try:
+            # No redirects: requests would turn a redirected POST into a GET, and that GET's 200
+            # (the list of plays) would look like a stored report.
+            response = self._request("POST", f"/api/tts/phrases/{report.phrase_id}/plays/", json=report.body(),
+                                     allow_redirects=False)
+        except ServerUnavailable as exc:
+            return Sent(Delivery.KEPT, str(exc))
+        status = response.status_code
+        detail = f"HTTP {status}: {response.text[:300]}"
+        if status in (200, 201):
+            return Sent(Delivery.SENT, f"HTTP {status}")
+        if 400 <= status < 500 and status not in (401, 408, 429):
+            return Sent(Delivery.DROPPED, detail)
+        return Sent(Delivery.KEPT, detail)
+
     def play(self, phrase_id: int) -> Outcome:
         """Play today's clip for a phrase from the cache (no network)."""
         phrase = self.cache.phrase(phrase_id)
@@ -202,3 +292,14 @@ class Client:
             return Outcome.OK
         logger.warning("play: no intact clip for phrase %s", phrase_id)
         return self._degraded(phrase["text"], phrase["language"])
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -10,12 +10,16 @@ File: $CAREPILL_CONFIG, else ~/.config/carepill-voice/config.ini, section [carep
     say_deadline = 20
     player = aplay -q
     fallback_tts = espeak-ng -v {language}
+    sync_minutes = 30
+    catch_up_minutes = 10
+    timezone =
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import zoneinfo
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -38,6 +42,14 @@ class Config:
     language: str = "ko"
     # Clips of `say` kept for offline replay (oldest pruned first).
     said_cache_max: int = 200
+    # `run`: minutes between syncs (a failed sync is retried sooner, see runner.py).
+    sync_minutes: float = 30.0
+    # `run`: a reminder found late (the Pi was off, busy or its clock jumped) still plays
+    # up to this many minutes after its time; older ones are logged as missed.
+    catch_up_minutes: float = 10.0
+    # `run`: the zone the phrases' "HH:MM" times are read in. Empty: the Pi's own local
+    # zone ($TZ, else /etc/localtime); an IANA name ("Asia/Seoul") overrides it.
+    timezone: str = ""
 
 
 class ConfigError(ValueError):
@@ -78,4 +90,20 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
         if raw is not None and raw != "":
             values[f.name] = _coerce(f.name, raw)
     config = replace(Config(), **values)
+    _validate(config)
     return replace(config, server_url=config.server_url.rstrip("/"))
+
+
+def _validate(config: Config) -> None:
+    # Caught here rather than at the first reminder: a unit that starts must also run.
+    # Written so that nan fails too (every comparison with it is false).
+    if not 0 < config.sync_minutes < float("inf"):
+        raise ConfigError(f"sync_minutes must be more than 0, got {config.sync_minutes}")
+    # Less than a minute would call a reminder missed that a busy Pi woke for a little late.
+    if not 1 <= config.catch_up_minutes < float("inf"):
+        raise ConfigError(f"catch_up_minutes must be 1 or more, got {config.catch_up_minutes}")
+    if config.timezone:
+        try:
+            zoneinfo.ZoneInfo(config.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"timezone {config.timezone!r} is not a known IANA zone: {exc}")
