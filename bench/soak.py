@@ -139,6 +139,12 @@ class Stack:
         self._start("beat", [*beat_args(), "-s", str(self.tmp / "beat-schedule")])
         self._start("web", web_args(bind=f"127.0.0.1:{self.web_port}", workers=web_workers))
 
+    def shell_json(self, code: str) -> Any:
+        """Run `code` in `manage.py shell` against the stack's database; its last line, as JSON."""
+        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.env,
+                              check=True, capture_output=True, text=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
         try:
@@ -215,9 +221,7 @@ class Soak:
             "    out.append(token_issue(owner_id=u.id))\n"
             "print(json.dumps(out))\n"
         )
-        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
-                              check=True, capture_output=True, text=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return self.stack.shell_json(code)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
@@ -348,9 +352,7 @@ class Soak:
             "  'duplicate_keys': dup_keys, 'partial_files': partials,\n"
             "  'db_unfinished': Job.objects.filter(status__in=['queued', 'running']).count()}))\n"
         )
-        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
-                              check=True, capture_output=True, text=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return self.stack.shell_json(code)
 
     def recovery(self) -> dict[str, Any]:
         """Redis back (empty) -> the last job that was waiting then finished. Finish times are
@@ -474,9 +476,7 @@ class ScaleOut:
             "print(json.dumps({'rows': rows, 'duplicate_keys': dup,\n"
             "  'db_unfinished': Job.objects.filter(status__in=['queued', 'running']).count()}))\n"
         )
-        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=self.stack.env,
-                              check=True, capture_output=True, text=True)
-        db = json.loads(done.stdout.strip().splitlines()[-1])
+        db = self.stack.shell_json(code)
         rows, objects = set(db["rows"]), self.s3.keys("clips/")
         return {"clip_rows": len(rows), "clip_objects": len(objects), "objects_without_row": len(objects - rows),
                 "rows_without_object": len(rows - objects), "duplicate_keys": db["duplicate_keys"],
