@@ -55,21 +55,16 @@ def token_cache_entry(user: Any, *, expires_at: float | None, device_id: int | N
     return json.dumps(entry).encode()
 
 
-def token_cache_user(entry: bytes) -> Any:
-    """The user of a cache entry: a model instance with only the cached fields loaded."""
+def token_cache_read(entry: bytes) -> tuple[Any, float | None, int | None]:
+    """(the user, the token's expiry, its device id) of a cache entry, parsed once. The user is a
+    model instance with only the cached fields loaded."""
     values = json.loads(entry)
-    values.pop("token_expires_at", None)
-    values.pop("token_device_id", None)
+    expires_at = values.pop("token_expires_at", 0)
+    device_id = values.pop("token_device_id", None)
     model = get_user_model()
     # from_db() wants the values in the model's field order; the rest become deferred fields.
     names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
-    return model.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names])
-
-
-def token_cache_token(entry: bytes) -> tuple[float | None, int | None]:
-    """(expires at, device id) of a cache entry."""
-    values = json.loads(entry)
-    return values.get("token_expires_at", 0), values.get("token_device_id")
+    return model.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names]), expires_at, device_id
 
 
 def token_cache_forget_users(*, user_ids: Iterable[int]) -> None:

@@ -39,8 +39,7 @@ from voice_tts.token_cache import (
     token_cache_forget,
     token_cache_forget_users,
     token_cache_key,
-    token_cache_token,
-    token_cache_user,
+    token_cache_read,
     token_digest,
 )
 
@@ -62,10 +61,9 @@ class CachedTokenAuthentication(TokenAuthentication):
         else:
             cache_up = True
         if entry is not None:
-            expires_at, device_id = token_cache_token(entry)
+            user, expires_at, device_id = token_cache_read(entry)
             if expires_at is not None and expires_at <= time.time():
                 raise exceptions.AuthenticationFailed("Token expired.")
-            user = token_cache_user(entry)
             if not user.is_active:  # not cached as such today; kept in case a row is cached stale
                 raise exceptions.AuthenticationFailed("User inactive or deleted.")
             return user, self._used(key=key, device_id=device_id)
