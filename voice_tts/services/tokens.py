@@ -35,34 +35,41 @@ def _expiry() -> dt.datetime:
     return timezone.now() + dt.timedelta(days=settings.ACCESS_TOKEN_DAYS)
 
 
+def _token_stored(*, key: str, **fields: Any) -> AccessToken:
+    """The row of a key: its digest and its first characters, never the key."""
+    return AccessToken.objects.create(digest=token_digest(key), prefix=key[:12], **fields)
+
+
+def _key_new() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def token_issue(*, owner_id: int) -> str:
     """A new key for this user, returned once; only its digest is kept."""
-    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = AccessToken.objects.create(owner_id=owner_id, digest=token_digest(key), prefix=key[:12],
-                                       expires_at=_expiry())
+    key = _key_new()
+    token = _token_stored(key=key, owner_id=owner_id, expires_at=_expiry())
     security_event("token_created", user_id=owner_id, token=token.prefix, expires_at=token.expires_at.isoformat())
     return key
 
 
 def token_user(*, key: str) -> tuple[Any, AccessToken] | None:
     """The user and token of a key that is valid now, or None."""
-    digest = token_digest(key)
-    token = AccessToken.objects.select_related("owner").filter(digest=digest).first()
+    token = AccessToken.objects.select_related("owner").filter(digest=token_digest(key)).first()
     if token is None:
-        return _legacy_token_migrated(key=key, digest=digest)
+        return _legacy_token_migrated(key=key)
     if token.expires_at is not None and token.expires_at <= timezone.now():
         return None
     return token.owner, token
 
 
-def _legacy_token_migrated(*, key: str, digest: str) -> tuple[Any, AccessToken] | None:
+def _legacy_token_migrated(*, key: str) -> tuple[Any, AccessToken] | None:
     if timezone.now() >= settings.LEGACY_TOKEN_DEADLINE:
         return None
     with transaction.atomic():
         legacy = Token.objects.select_for_update().select_related("user").filter(key=key).first()
         if legacy is None:
             return None
-        token = AccessToken.objects.create(owner=legacy.user, digest=digest, prefix=key[:12], expires_at=_expiry())
+        token = _token_stored(key=key, owner=legacy.user, expires_at=_expiry())
         legacy.delete()
     security_event("token_migrated", user_id=token.owner_id, token=token.prefix)
     return token.owner, token
@@ -74,9 +81,8 @@ def device_create(*, owner_id: int, name: str) -> tuple[AccessToken, str]:
     name = " ".join(name.split())
     if not name:
         raise ServiceError("device_name_empty", "Give the device a name (e.g. \"living room Pi\").")
-    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    device = AccessToken.objects.create(owner_id=owner_id, digest=token_digest(key), prefix=key[:12],
-                                        device_name=name[:100], expires_at=None)
+    key = _key_new()
+    device = _token_stored(key=key, owner_id=owner_id, device_name=name[:100], expires_at=None)
     security_event("device_created", user_id=owner_id, device_id=device.id, token=device.prefix)
     return device, key
 
@@ -108,7 +114,8 @@ def token_revoke(*, key: str) -> bool:
     """Revoke the token of this key (logout); True if there was one."""
     digest = token_digest(key)
     deleted = AccessToken.objects.filter(digest=digest).delete()[0]
-    token_cache_forget(digest)
+    # After the commit (at once in autocommit): a request that read the row before the delete
+    # committed may have cached it meanwhile.
     transaction.on_commit(lambda: token_cache_forget(digest))
     if deleted:
         security_event("token_revoked", token=key[:12])
