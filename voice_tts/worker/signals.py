@@ -51,7 +51,8 @@ def _load_engine(**kwargs: Any) -> None:
         logger.info("worker does not consume %s: no engine loaded", ", ".join(sorted(synthesis_queues)))
         return
     runtime.engine_start(name=settings.TTS_ENGINE, queues=list(_consumed_queues), on_loaded=_model_loaded)
-    threading.Thread(target=_reference_cache_prune_loop, name="reference-cache-prune", daemon=True).start()
+    if settings.STORAGE_BACKEND != "local":  # local storage: engines read the stored file, nothing is copied
+        threading.Thread(target=_reference_cache_prune_loop, name="reference-cache-prune", daemon=True).start()
 
 
 def _reference_cache_prune_loop() -> None:
