@@ -111,7 +111,7 @@ _PHRASE_WRITE_ERROR_TEXTS = {
 }
 
 
-def _owned_phrase(request: Request, phrase_id: int) -> ReminderPhrase:
+def owned_phrase(request: Request, phrase_id: int) -> ReminderPhrase:
     # 404 (never 403) for other users' phrases: existence is not revealed.
     return get_object_or_404(ReminderPhrase, id=phrase_id, owner=request.user)
 
@@ -148,7 +148,7 @@ class PhraseDetailApi(APIView):
         operation_id="phrases_retrieve", responses={200: PhraseOutputSerializer, **error_responses(401, 404)}
     )
     def get(self, request: Request, phrase_id: int) -> Response:
-        return Response(PhraseOutputSerializer(_owned_phrase(request, phrase_id)).data)
+        return Response(PhraseOutputSerializer(owned_phrase(request, phrase_id)).data)
 
     @extend_schema(
         operation_id="phrases_partial_update",
@@ -159,7 +159,7 @@ class PhraseDetailApi(APIView):
         },
     )
     def patch(self, request: Request, phrase_id: int) -> Response:
-        phrase = _owned_phrase(request, phrase_id)
+        phrase = owned_phrase(request, phrase_id)
         data = PhraseInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         phrase = phrase_update(phrase=phrase, **data.validated_data)
@@ -173,7 +173,7 @@ class PhraseDetailApi(APIView):
         },
     )
     def delete(self, request: Request, phrase_id: int) -> Response:
-        phrase_delete(phrase=_owned_phrase(request, phrase_id))
+        phrase_delete(phrase=owned_phrase(request, phrase_id))
         return Response(status=204)
 
 

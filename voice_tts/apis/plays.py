@@ -3,7 +3,6 @@ lists them, newest first (GET, cursor pages)."""
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
@@ -11,8 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.phrases import owned_phrase
 from voice_tts.apis.schema import error_responses
-from voice_tts.models import PhrasePlay, ReminderPhrase
+from voice_tts.models import PhrasePlay
 from voice_tts.services.plays import phrase_play_record
 
 
@@ -64,11 +64,9 @@ class PhrasePlaysApi(APIView):
         },
     )
     def get(self, request: Request, phrase_id: int) -> Response:
-        # 404 (never 403) for other users' phrases: existence is not revealed.
-        if not ReminderPhrase.objects.filter(id=phrase_id, owner=request.user).exists():
-            raise Http404
+        phrase = owned_phrase(request, phrase_id)
         paginator = PlayPage()
-        page = paginator.paginate_queryset(PhrasePlay.objects.filter(phrase_id=phrase_id), request, view=self)
+        page = paginator.paginate_queryset(PhrasePlay.objects.filter(phrase=phrase), request, view=self)
         return paginator.get_paginated_response(PlayOutputSerializer(page, many=True).data)
 
     @extend_schema(
