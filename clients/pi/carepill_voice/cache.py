@@ -34,6 +34,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_sha256(value: object) -> bool:
+    """A lowercase hex SHA-256: the only names clip files may have."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
@@ -56,7 +61,7 @@ class Cache:
     # --- files -------------------------------------------------------------------
 
     def clip_path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not is_sha256(sha256):
             raise ValueError(f"not a sha256: {sha256!r}")
         return self.clips / f"{sha256}.wav"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from carepill_voice.cache import Cache
+from carepill_voice.cache import Cache, is_sha256
 from carepill_voice.config import Config
 from carepill_voice.journal import Report
 
@@ -234,8 +234,7 @@ class Client:
         the fallback voice. Never raises for a missing clip, a server error or a broken player."""
         text = str(phrase.get("text") or "")
         language = str(phrase.get("language") or self.config.language)
-        sha = phrase.get("sha256")
-        sha = sha if isinstance(sha, str) and _is_sha256(sha) else None
+        sha = phrase.get("sha256") if is_sha256(phrase.get("sha256")) else None
         tried = "fallback"
         cached = self.cache.clip_valid(sha) if sha else None
         if cached is not None:
@@ -292,10 +291,6 @@ class Client:
             return Outcome.OK
         logger.warning("play: no intact clip for phrase %s", phrase_id)
         return self._degraded(phrase["text"], phrase["language"])
-
-
-def _is_sha256(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _json_or_none(response: requests.Response) -> Any:
