@@ -47,6 +47,11 @@ class Pi:
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run([CLI, *args], env={**self.env, **env}, capture_output=True, text=True, timeout=120)
 
+    def start_run(self, log: Path, **env: str) -> subprocess.Popen:
+        """`carepill-voice run` in the background, its output into `log` (the caller stops it)."""
+        with log.open("wb") as out:
+            return subprocess.Popen([CLI, "run"], env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT)
+
     def config(self, **changes: object) -> Config:
         values = dict(server_url=self.env["CAREPILL_SERVER_URL"], token=self.env["CAREPILL_TOKEN"],
                       cache_dir=self.cache, timeout=2.0, player=self.env["CAREPILL_PLAYER"],

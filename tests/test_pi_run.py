@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import subprocess
 import time
 import zoneinfo
 
@@ -19,7 +18,7 @@ from carepill_voice.journal import ReportJournal
 from tests import test_pi_client
 from tests.stack import ServiceStack, StackClient
 from tests.test_phrase_bundle_api import wait_bundle
-from tests.test_pi_client import CLI, Pi
+from tests.test_pi_client import Pi
 from tests.test_pi_schedule import FakeTime, run_until, wait_for_text
 
 pytestmark = pytest.mark.worker
@@ -131,9 +130,7 @@ def test_a_real_run_speaks_the_cached_clip_with_the_server_stopped(stack, alice,
 
     pi = Pi(tmp_path, stack.base_url, device["token"])
     log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([CLI, "run"], env={**pi.env, "CAREPILL_TIMEZONE": "Asia/Kolkata"}, stdout=out,
-                                stderr=subprocess.STDOUT)
+    proc = pi.start_run(log, CAREPILL_TIMEZONE="Asia/Kolkata")
     try:
         wait_for_text(log, "sync: updated, downloaded 1", proc)
         stack.stop("web")  # from here on the Pi is on its own

@@ -472,9 +472,7 @@ def test_cli_run_stops_on_sigterm_before_any_reminder(tmp_path, dead_url):
     pi = Pi(tmp_path, dead_url, "t")
     bundle_on_disk(pi, [phrase(1, ["08:00"])])
     log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([CLI, "run"], env={**pi.env, "CAREPILL_TIMEZONE": "Asia/Seoul"}, stdout=out,
-                                stderr=subprocess.STDOUT)
+    proc = pi.start_run(log, CAREPILL_TIMEZONE="Asia/Seoul")
     try:
         wait_for_text(log, "sync: failed", proc)
         proc.send_signal(signal.SIGTERM)
@@ -501,8 +499,7 @@ def test_a_crash_in_the_middle_of_a_play_never_replays_it(tmp_path, dead_url):
     assert entry["state"] == "playing"  # written before the player started
 
     log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([CLI, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = pi.start_run(log, CAREPILL_TIMEZONE="UTC")
     try:
         wait_for_text(log, f"{key}: interrupted during an earlier play", proc)
         proc.send_signal(signal.SIGTERM)
