@@ -171,6 +171,13 @@ class Tally:
 
 
 class Soak:
+    PRINTED = ("submitted", "accepted", "succeeded", "cache_hits", "failed_by_design", "failed", "lost",
+               "duplicate_files", "rows_without_file", "db_unfinished", "latency_s", "elapsed_s", "recovery")
+
+    @staticmethod
+    def passed(summary: dict[str, Any]) -> bool:
+        return summary["lost"] == 0 and summary["duplicate_files"] == 0 and summary["failed"] == 0
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="carepill-soak-"))
@@ -419,6 +426,13 @@ class Soak:
 class ScaleOut:
     """`--workers N`: N worker hosts sharing only the database, Redis and an S3 bucket."""
 
+    PRINTED = ("workers", "tone_delay_s", "jobs_per_minute", "speedup", "lost", "failed", "duplicate_files", "bucket")
+
+    @staticmethod
+    def passed(summary: dict[str, Any]) -> bool:
+        bucket = summary["bucket"]
+        return Soak.passed(summary) and bucket["rows_without_object"] == 0 and bucket["unfinished_uploads"] == 0
+
     def __init__(self, args: argparse.Namespace) -> None:
         from tests.s3_server import S3Server  # bench/ may use tests' helpers; it imports no Django
 
@@ -427,6 +441,7 @@ class ScaleOut:
         self.s3 = S3Server(log_dir=self.soak.tmp)
         self.stack = self.soak.stack
         self.events = self.soak.events
+        self.tmp = self.soak.tmp
 
     def event(self, text: str) -> None:
         self.events.append(f"{time.monotonic() - self.soak.t0:7.1f}s {text}")
@@ -557,36 +572,26 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database, media)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     args = parser.parse_args()
+    bench: Soak | ScaleOut
     if args.workers > 1:
         if args.engine == "espeak":
             args.engine = "tone"
         args.tone_delay = args.tone_delay or 0.5
-        scale = ScaleOut(args)
-        summary = scale.run()
-        if args.json:
-            print(json.dumps(summary, ensure_ascii=False))
-        else:
-            for key in ("workers", "tone_delay_s", "jobs_per_minute", "speedup", "lost", "failed", "duplicate_files",
-                        "bucket"):
-                print(f"{key:>16}: {summary[key]}")
-        ok = summary["lost"] == 0 and summary["failed"] == 0 and summary["duplicate_files"] == 0 \
-            and summary["bucket"]["rows_without_object"] == 0 and summary["bucket"]["unfinished_uploads"] == 0
-        if ok and not args.keep:
-            shutil.rmtree(scale.soak.tmp, ignore_errors=True)
-        return 0 if ok else 1
-    soak = Soak(args)
-    summary = soak.run()
+        bench = ScaleOut(args)
+    else:
+        bench = Soak(args)
+    summary = bench.run()
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
-        for key in ("submitted", "accepted", "succeeded", "cache_hits", "failed_by_design", "failed", "lost",
-                    "duplicate_files", "rows_without_file", "db_unfinished", "latency_s", "elapsed_s", "recovery"):
-            print(f"{key:>18}: {summary[key]}")
-        for line in summary["failures"]:
+        width = max(map(len, bench.PRINTED))
+        for key in bench.PRINTED:
+            print(f"{key:>{width}}: {summary[key]}")
+        for line in summary.get("failures", []):
             print("  failure:", line)
-    ok = summary["lost"] == 0 and summary["duplicate_files"] == 0 and summary["failed"] == 0
+    ok = bench.passed(summary)
     if ok and not args.keep:
-        shutil.rmtree(soak.tmp, ignore_errors=True)
+        shutil.rmtree(bench.tmp, ignore_errors=True)
     return 0 if ok else 1
 
 
