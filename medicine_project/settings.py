@@ -493,10 +493,13 @@ def s3_storage_config(env: Mapping[str, str]) -> dict[str, Any]:
     """STORAGES["default"] for STORAGE_BACKEND=s3, from the S3_* variables in `env` (os.environ
     here; tests pass their own server's, so the backend's options are defined once)."""
 
-    bucket = env.get("S3_BUCKET", "")
+    def env_s3(name: str, default: str = "") -> str:
+        return env.get(name, default)
+
+    bucket = env_s3("S3_BUCKET")
     if not bucket:
         raise ImproperlyConfigured("S3_BUCKET must be set when STORAGE_BACKEND=s3")
-    addressing = env.get("S3_ADDRESSING_STYLE", "")
+    addressing = env_s3("S3_ADDRESSING_STYLE")
     if addressing not in {"", "path", "virtual"}:
         raise ImproperlyConfigured(f"S3_ADDRESSING_STYLE must be path, virtual or empty, got {addressing!r}")
     if importlib.util.find_spec("storages") is None or importlib.util.find_spec("boto3") is None:
@@ -507,11 +510,11 @@ def s3_storage_config(env: Mapping[str, str]) -> dict[str, Any]:
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": bucket,
-            "endpoint_url": env.get("S3_ENDPOINT_URL", "") or None,  # MinIO, Ceph, R2...
-            "region_name": env.get("S3_REGION", "") or None,
-            "access_key": env.get("S3_ACCESS_KEY_ID", "") or None,
-            "secret_key": env.get("S3_SECRET_ACCESS_KEY", "") or None,
-            "location": env.get("S3_PREFIX", "carepill"),
+            "endpoint_url": env_s3("S3_ENDPOINT_URL") or None,  # MinIO, Ceph, R2...
+            "region_name": env_s3("S3_REGION") or None,
+            "access_key": env_s3("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_s3("S3_SECRET_ACCESS_KEY") or None,
+            "location": env_s3("S3_PREFIX", "carepill"),
             # MinIO and most self-hosted servers want path-style URLs (no bucket.host DNS name).
             "addressing_style": addressing or None,
             # No ACL header: objects are private to the bucket owner by default, and buckets with
