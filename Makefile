@@ -10,7 +10,7 @@ SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secret
 GPU_VENV ?= .venv-gpu
 GPU_BIN := $(GPU_VENV)/bin
 
-.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean flower pregenerate
+.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean flower pregenerate assets
 
 venv: $(VENV)/.installed
 
@@ -32,15 +32,24 @@ $(GPU_VENV)/.installed: requirements.txt requirements-dev.txt requirements-s3.tx
 	$(GPU_BIN)/pip install -q -r requirements-gpu.txt -r requirements-dev.txt
 	touch $@
 
+## The pages' messages (gettext's msgfmt) and static files (STATIC_ROOT, served by whitenoise).
+## The tests build both themselves (tests/browser_assets.py).
+## Without msgfmt (Debian's gettext) the pages still work, in their English source text: say so, go on.
+assets: venv
+	@if command -v msgfmt >/dev/null 2>&1; then \
+	  DJANGO_SECRET_KEY=$(SECRET) $(BIN)/python manage.py compilemessages --ignore '.venv*' --ignore clients -v 0; \
+	else echo "warning: msgfmt not found (apt-get install gettext): the pages at /voice/ will be in English, not Korean"; fi
+	DJANGO_SECRET_KEY=$(SECRET) $(BIN)/python manage.py collectstatic --noinput -v 0
+
 ## The whole path on embedded defaults: Redis (local or embedded), worker, web, three reminders.
-demo: venv
+demo: assets
 	DJANGO_SECRET_KEY=$(SECRET) $(BIN)/python manage.py demo
 
 ## Web + worker in the foreground for real use (set DJANGO_SECRET_KEY, or DJANGO_DEBUG=1 locally).
-run: venv
+run: assets
 	$(BIN)/python manage.py runstack
 
-web: venv
+web: assets
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python -m gunicorn medicine_project.wsgi:application -c medicine_project/gunicorn_conf.py --bind $${WEB_BIND:-127.0.0.1:8000}
 

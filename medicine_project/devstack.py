@@ -117,7 +117,7 @@ def worker_args(*, concurrency: int | None = None) -> list[str]:
 
 
 def web_args(*, bind: str, workers: int = 2) -> list[str]:
-    # gunicorn_conf.py: sync workers, recycling; the explicit flags below win over it.
+    # gunicorn_conf.py: gthread workers, recycling; the explicit flags below win over it.
     return [sys.executable, "-m", "gunicorn", "medicine_project.wsgi:application",
             "-c", str(ROOT / "medicine_project" / "gunicorn_conf.py"), "--bind", bind,
             "--workers", str(workers), "--access-logfile", "-", "--timeout", "60"]

@@ -1,22 +1,34 @@
 """gunicorn settings for the web: `gunicorn -c medicine_project/gunicorn_conf.py medicine_project.wsgi`.
 
-Measured on a 2-core machine (bench/api_latency.py, bench/RESULTS.md): sync workers, one per
-core, beat more workers and gthread on both throughput and p99. Every request is short (the
-API never waits on a model; /generate/ waits at most GENERATE_WAIT_MAX_SECONDS), so a sync
-worker is never tied up for long. Put nginx (or another buffering proxy) in front: sync workers
-must not be exposed to slow clients.
+Threaded workers (gthread), one process per core, WEB_THREADS threads each. Every API request is
+short (the API never waits on a model), but POST /v1/audio/speech (the OpenAI-compatible route)
+holds its request open while it streams a long text sentence by sentence: up to a minute or more
+of mostly sleeping between reads of its jobs' state. With sync workers (one request per process)
+two such streams would take both workers of a 2-core web and every other request, health checks
+included, would queue behind them; and a sync worker's `timeout` kills a request that runs longer
+than it. A gthread worker serves its other threads' requests meanwhile, and its `timeout` is only
+the process' heartbeat, so a long stream is never killed for its length.
+
+Why not ASGI (uvicorn) for that route: it would be a second server and a second stack behind one
+project (the rest is WSGI, the ORM and Redis calls are blocking, and DRF views are sync), for
+streams that spend their time sleeping in a thread anyway; a thread per open stream is cheap at
+the numbers a home deployment sees, and WEB_THREADS bounds it. (Measured on 2 cores: sync workers
+were slightly faster for short requests behind nginx, bench/RESULTS.md; WEB_WORKER_CLASS=sync brings
+that back for a deployment that does not use /v1/audio/speech.)
+
+gthread also keeps client connections alive (keep-alive), which matters when clients talk to
+gunicorn directly: with gunicorn >= 23 a sync worker closes every connection gracefully (waits for
+the client's FIN), which cost 30-50% of requests/s against wrk here. Behind nginx, turn off proxy
+buffering for /v1/audio/speech (the view sends `X-Accel-Buffering: no`).
 """
 
 import os
 
-# One sync worker per core; WEB_WORKERS overrides (e.g. when /generate/ long-waits are common).
+# One process per core; WEB_WORKERS overrides.
 workers = int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 2)
-# WEB_WORKER_CLASS=gthread (+ WEB_THREADS, keep-alive) when clients talk to gunicorn directly and
-# reuse connections: with gunicorn >= 23 a sync worker closes every connection gracefully (waits
-# for the client's FIN), which cost 30-50% of requests/s against wrk here; behind nginx (no
-# upstream keep-alive by default) sync is the simpler, equally fast choice.
-worker_class = os.environ.get("WEB_WORKER_CLASS") or "sync"
-threads = int(os.environ.get("WEB_THREADS") or (4 if worker_class == "gthread" else 1))
+worker_class = os.environ.get("WEB_WORKER_CLASS") or "gthread"
+# Open streams + ordinary requests served at once per process; each open stream holds one thread.
+threads = int(os.environ.get("WEB_THREADS") or (8 if worker_class == "gthread" else 1))
 keepalive = 5
 timeout = 60
 # Recycle workers now and then so a slow leak can never grow without bound.

@@ -155,11 +155,17 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "voice_tts",
+    # The caregiver's pages at /voice/ (session login; the API stays token-only).
+    "voice_tts.web",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the pages' CSS and JS) from STATIC_ROOT, hashed names, compressed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Pages in the browser's language (Korean first); the API keeps English (voice_tts/web/locale.py).
+    "voice_tts.web.locale.PageLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -219,17 +225,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Static and media ---------------------------------------------------------------
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# `manage.py collectstatic` fills it (make run, make demo, the image); whitenoise serves it.
+STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "static")
 # Voices and clips are personal data: MEDIA_ROOT is never served as static files;
 # every audio byte goes through an authenticated view.
 MEDIA_ROOT = env_path("MEDIA_ROOT", BASE_DIR / "media")
 STORAGES = {
     "default": {"BACKEND": "voice_tts.storage.AtomicFileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 FILE_UPLOAD_PERMISSIONS = 0o640
 
-LANGUAGE_CODE = "en-us"
+# The pages speak Korean unless the browser asks for English (Accept-Language); the API speaks
+# English whatever it is sent (voice_tts/web/locale.py).
+LANGUAGE_CODE = "ko"
+LANGUAGES = [("ko", "한국어"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "voice_tts" / "locale"]
+# The pages' session login (voice_tts/web): signed-out pages redirect here.
+LOGIN_URL = "/voice/login/"
 TIME_ZONE = env_str("TIME_ZONE", "Asia/Seoul")
 USE_I18N = True
 USE_TZ = True
@@ -299,6 +312,9 @@ VOICE_SAMPLE_RATE = env_int("VOICE_SAMPLE_RATE", 32000, minimum=8000, maximum=48
 VOICE_TARGET_LUFS = env_float("VOICE_TARGET_LUFS", -23.0)
 JOB_TEXT_MAX_CHARS = env_int("JOB_TEXT_MAX_CHARS", 500, minimum=1)
 GENERATE_WAIT_MAX_SECONDS = env_int("GENERATE_WAIT_MAX_SECONDS", 30, minimum=0, maximum=120)
+# POST /v1/audio/speech waits at most this long for each sentence's job (from when it is the next
+# one to send); then the answer is a 504 (before any audio) or the stream ends with an error.
+SPEECH_SENTENCE_WAIT_SECONDS = env_int("SPEECH_SENTENCE_WAIT_SECONDS", 120, minimum=1)
 # Absolute URLs in webhook payloads (the API uses the request's own host).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
@@ -350,6 +366,8 @@ WEBHOOK_SECRET_GRACE_SECONDS = env_int("WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600
 THROTTLE_RATES = {
     "jobs": env_rate("THROTTLE_JOBS_RATE", "120/min"),
     "uploads": env_rate("THROTTLE_UPLOADS_RATE", "30/hour"),
+    # POST /v1/audio/speech (OpenAI-compatible): one request is up to 4096 characters, many jobs.
+    "speech": env_rate("THROTTLE_SPEECH_RATE", "60/min"),
 }
 # API tokens (voice_tts/services/tokens.py): valid this many days from login (not refreshed by
 # use); keys of DRF's plain authtoken table keep working until the deadline, their first use

@@ -10,9 +10,13 @@ urlpatterns = [
     path("api/auth/login/", LoginApi.as_view(), name="login"),
     path("api/auth/logout/", LogoutApi.as_view(), name="logout"),
     path("api/tts/", include("voice_tts.urls")),
+    # OpenAI-compatible speech (clients' base_url: http://host/v1; see voice_tts/openai_urls.py).
+    path("v1/", include("voice_tts.openai_urls")),
     # Prometheus (bearer token METRICS_TOKEN; see voice_tts/metrics.py).
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The caregiver's pages (session login, Korean first): voice_tts/web.
+    path("voice/", include("voice_tts.web.urls")),
 ]
 
 # Unrouted /api/ URLs and crashes answer the API's JSON error shape (HTML elsewhere).

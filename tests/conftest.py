@@ -24,6 +24,8 @@ from tests.webhook_receiver import WebhookReceiver
 from voice_tts.services.tokens import token_issue
 
 ROOT = Path(__file__).resolve().parent.parent
+# Messages compiled and static files collected once per run (the pages need both).
+pytest_plugins = ["tests.browser_assets"]
 
 
 @pytest.fixture

@@ -109,3 +109,37 @@ def test_checksum_of_an_older_clip_is_computed_once_and_stored(alice_api, alice)
     assert entry["status"] in ("ready", "stale") and entry["sha256"] == expected
     assert Clip.objects.get(pk=clip.pk).sha256 == expected
     assert entry["duration_seconds"] == 0.1
+
+
+@pytest.mark.worker
+def test_bundle_in_opus_names_the_opus_files_with_their_checksums_and_sizes(worker, alice_http, bob_http):
+    assert alice_http.upload_voice(4.0).status_code == 201
+    for text in ("아침 약 드실 시간입니다", "점심 약 드세요"):
+        assert alice_http.post("/api/tts/phrases/", json={"text": text, "times": ["08:00"]}).status_code == 201
+    wav_body = wait_bundle(alice_http, ready=2)
+    wav_etag = alice_http.get("/api/tts/phrases/bundle/").headers["ETag"]
+    # The WAV bundle is what it always was: no new fields, so a Pi's saved ETag stays valid.
+    assert "audio_format" not in wav_body and all("size_bytes" not in p for p in wav_body["phrases"])
+    assert alice_http.get("/api/tts/phrases/bundle/", params={"format": "wav"}).json() == wav_body
+
+    response = alice_http.get("/api/tts/phrases/bundle/", params={"format": "opus"})
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    body, etag = response.json(), response.headers["ETag"]
+    assert body["audio_format"] == "opus" and etag != wav_etag
+    for entry, wav_entry in zip(body["phrases"], wav_body["phrases"], strict=True):
+        assert entry["status"] == "ready" and entry["cache_key"] == wav_entry["cache_key"]
+        assert entry["audio_url"] == wav_entry["audio_url"] + "?format=opus"
+        audio = alice_http.get(entry["audio_url"])
+        assert audio.status_code == 200 and audio.headers["Content-Type"] == "audio/ogg; codecs=opus"
+        assert hashlib.sha256(audio.content).hexdigest() == entry["sha256"] != wav_entry["sha256"]
+        assert len(audio.content) == entry["size_bytes"]
+        samples, rate = soundfile.read(io.BytesIO(audio.content))
+        assert abs(len(samples) / rate - entry["duration_seconds"]) < 0.01
+        assert bob_http.get(entry["audio_url"]).status_code == 404
+    # Encoded once: the next bundle names the same files (Opus bytes differ on every encode), and its ETag holds.
+    again = alice_http.get("/api/tts/phrases/bundle/", params={"format": "opus"}, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert alice_http.get("/api/tts/phrases/bundle/", params={"format": "opus"}).json() == body
+    mp3 = alice_http.get("/api/tts/phrases/bundle/", params={"format": "mp3"}).json()
+    assert {p["sha256"] for p in mp3["phrases"]}.isdisjoint({p["sha256"] for p in body["phrases"]})
+    assert bob_http.get("/api/tts/phrases/bundle/", params={"format": "opus"}).json()["phrases"] == []

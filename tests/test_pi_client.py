@@ -7,6 +7,7 @@ were given: this machine has no sound card (and no espeak-ng binary)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -199,3 +200,79 @@ def test_play_works_from_a_bundle_on_disk_without_any_server(tmp_path):
                                                 "audio_url": "http://gone/"}]}, etag='"e"')
     assert client.play(7) == Outcome.OK and pi.played() == [sha]
     assert json.loads((pi.cache / "bundle.json").read_text())["etag"] == '"e"'
+
+
+@pytest.mark.worker
+def test_audio_format_opus_caches_and_plays_ogg_opus(worker, alice, alice_http, tmp_path, dead_url):
+    import soundfile
+
+    alice_http.upload_voice(4.0)
+    phrase = alice_http.post("/api/tts/phrases/", json={"text": "아침 약 드세요", "times": ["08:00"]}).json()
+    wait_bundle(alice_http, ready=1)
+    opus_bundle = alice_http.get("/api/tts/phrases/bundle/", params={"format": "opus"}).json()
+    sha = opus_bundle["phrases"][0]["sha256"]
+    pi = Pi(tmp_path, alice_http.base_url, alice.token)
+    # A player that records the path it was given (its extension) as well as the bytes' checksum.
+    paths_log = tmp_path / "paths.log"
+    player = tmp_path / "ogg-player.sh"
+    player.write_text(f'#!/bin/sh\necho "$1" >> {paths_log}\nsha256sum "$1" | cut -d" " -f1 >> {pi.played_log}\n')
+    player.chmod(player.stat().st_mode | stat.S_IXUSR)
+    opus = {"CAREPILL_AUDIO_FORMAT": "opus", "CAREPILL_PLAYER": str(player)}
+
+    synced = pi.run("sync", **opus)
+    assert synced.returncode == 0, synced.stderr
+    assert "downloaded 1" in synced.stdout
+    cached = pi.cache / "clips" / f"{sha}.opus"
+    data = cached.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == sha and len(data) == opus_bundle["phrases"][0]["size_bytes"]
+    assert soundfile.info(io.BytesIO(data)).format == "OGG" and pi.clip_files() == set()  # no WAV fetched
+    assert pi.run("sync", **opus).stdout.startswith("sync: unchanged, downloaded 0, present 1")
+
+    assert pi.run("play", str(phrase["id"]), **opus, CAREPILL_SERVER_URL=dead_url).returncode == 0
+    assert pi.played() == [sha] and paths_log.read_text().split() == [str(cached)]
+
+    said = pi.run("say", "Where are my glasses?", "--language", "en", **opus)
+    assert said.returncode == 0, said.stderr
+    said_path = Path(paths_log.read_text().split()[-1])
+    assert said_path.suffix == ".opus" and soundfile.info(str(said_path)).format == "OGG"
+    assert pi.played()[-1] == hashlib.sha256(said_path.read_bytes()).hexdigest()
+
+    # Back to WAV: the bundle is fetched again in WAV, and the Opus clip nobody names is pruned.
+    assert pi.run("sync").returncode == 0
+    assert len(pi.clip_files()) == 1 and not cached.exists()
+
+
+def test_audio_format_setting_is_checked(tmp_path):
+    from carepill_voice.config import ConfigError, load_config
+
+    assert load_config(tmp_path / "none.ini", env={}).audio_format == "wav"
+    assert load_config(tmp_path / "none.ini", env={"CAREPILL_AUDIO_FORMAT": "opus"}).audio_format == "opus"
+    for bad in ("aac", "OPUS", "../wav", "wav;x"):
+        with pytest.raises(ConfigError, match="audio_format must be one of"):
+            load_config(tmp_path / "none.ini", env={"CAREPILL_AUDIO_FORMAT": bad})
+    result = Pi(tmp_path, "http://x", "t").run("sync", CAREPILL_AUDIO_FORMAT="ogg")
+    assert result.returncode == Outcome.USAGE and "audio_format" in result.stderr
+
+
+def test_cache_names_clips_by_the_format_their_bytes_show(tmp_path):
+    import numpy as np
+    import soundfile
+    from carepill_voice.cache import Cache
+
+    cache = Cache(tmp_path / "cache")
+    stored = {}
+    for fmt, subtype in (("WAV", "PCM_16"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III"), ("FLAC", "PCM_16")):
+        buffer = io.BytesIO()
+        soundfile.write(buffer, np.zeros(4800, np.float32), 24000 if fmt != "OGG" else 48000, format=fmt,
+                        subtype=subtype)
+        sha, path = cache.clip_store(buffer.getvalue())
+        stored[path.suffix] = sha
+        assert cache.clip_valid(sha) == path
+    assert set(stored) == {".wav", ".opus", ".mp3", ".flac"}
+    for junk in (b"<html>captive portal</html>", b"OggS" + b"\0" * 40, b""):
+        with pytest.raises(ValueError, match="not an audio file"):
+            cache.clip_store(junk)
+    # A corrupt file of any format is removed, never returned.
+    opus_path = cache.clip_valid(stored[".opus"])
+    opus_path.write_bytes(opus_path.read_bytes()[:-10])
+    assert cache.clip_valid(stored[".opus"]) is None and not opus_path.exists()

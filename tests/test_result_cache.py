@@ -8,6 +8,8 @@ stored by the same service a worker uses (`clip_store`), with real audio.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -187,11 +189,17 @@ def test_a_webhook_request_on_a_hit_records_a_finished_job(alice, alice_voice, r
 def test_polling_reads_redis_with_the_owner_checked(worker, alice, bob, bob_voice):
     # A real worker (espeak) runs the job; it publishes its model version when it loads.
     voice_create(owner_id=alice.id, data=wav_bytes(4.0))
-    created = _ask(alice, "점심 약 드세요")
-    assert created.status_code == 202
-    path = f"/api/tts/jobs/{created.json()['id']}/"
-    with CaptureQueriesContext(connection) as first:
-        assert api_client(alice).get(path).json()["status"] in ("queued", "running")
+    # The worker's main process (it takes every message off the broker) is stopped while the job
+    # is asked for and first read, so that read is of a queued job: espeak may otherwise finish first.
+    os.kill(worker.proc.pid, signal.SIGSTOP)
+    try:
+        created = _ask(alice, "점심 약 드세요")
+        assert created.status_code == 202
+        path = f"/api/tts/jobs/{created.json()['id']}/"
+        with CaptureQueriesContext(connection) as first:
+            assert api_client(alice).get(path).json()["status"] == "queued"
+    finally:
+        os.kill(worker.proc.pid, signal.SIGCONT)
     # Bob never sees it, cached or not: the same 404 as a random id.
     assert api_client(bob).get(path).status_code == 404
 

@@ -22,7 +22,7 @@ def _api_patterns(patterns: list[Any], prefix: str = "") -> list[tuple[str, Any]
         route = prefix + str(entry.pattern)
         if isinstance(entry, URLResolver):
             found += _api_patterns(entry.url_patterns, route)
-        elif isinstance(entry, URLPattern) and route.startswith("api/"):
+        elif isinstance(entry, URLPattern) and route.startswith(("api/", "v1/")):  # v1/: the OpenAI-compatible routes
             found.append((route, entry.callback))
     return found
 

@@ -77,6 +77,33 @@ class Clip(models.Model):
         return f"clip {self.cache_key[:12]} of {self.owner_id}"
 
 
+class ClipEncoding(models.Model):
+    """A clip's audio in another format (opus, mp3, flac), encoded once from its WAV
+    (services/clip_formats.py) and stored beside it.
+
+    The file is named by its own sha256, and `source_sha256` is the sha256 of the WAV it was made
+    from: a clip re-synthesised under the same WAV name never serves an old encoding (the row is
+    only used while `source_sha256` equals the clip's `sha256`). The row goes with the clip
+    (CASCADE) and the file with the row (voice_tts.receivers, after the commit).
+    """
+
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="encodings")
+    audio_format = models.CharField(max_length=8)
+    audio = models.FileField(max_length=255)
+    source_sha256 = models.CharField(max_length=64)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "audio_format"], name="one_encoding_per_clip_format"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.audio_format} of clip {self.clip_id}"
+
+
 class AccessToken(models.Model):
     """An API token, stored as the SHA-256 digest of its key only.
 

@@ -3,7 +3,8 @@
 Deleting a user cascades to their voices and clips through the ORM's collector, which
 never calls Model.delete(); post_delete is the one hook that sees those rows. These receivers
 do no business logic; they keep two derived things in step with the rows:
-- the files the rows named are removed after the commit (a rolled-back delete keeps them);
+- the files the rows named are removed after the commit (a rolled-back delete keeps them), a
+  clip's encoded copies (ClipEncoding, cascaded with the clip) included;
 - the owner's result-cache entries (voice_tts/result_cache.py) stop being believed, so a
   deleted clip or voice is never served from Redis.
 Saving a voice (a new one, or the admin switching `is_active`) also moves the owner's
@@ -21,7 +22,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from voice_tts.models import Clip, Voice
+from voice_tts.models import Clip, ClipEncoding, Voice
 from voice_tts.result_cache import owner_entries_invalidate
 from voice_tts.services.voices import voice_files_remove
 
@@ -40,6 +41,13 @@ def _voice_saved(sender: Any, instance: Voice, **kwargs: Any) -> None:
 @receiver(post_delete, sender=Clip, dispatch_uid="clip_file_remove")
 def _clip_deleted(sender: Any, instance: Clip, **kwargs: Any) -> None:
     owner_entries_invalidate(owner_id=instance.owner_id)
+    if instance.audio.name:
+        transaction.on_commit(partial(default_storage.delete, instance.audio.name))
+
+
+@receiver(post_delete, sender=ClipEncoding, dispatch_uid="clip_encoding_file_remove")
+def _clip_encoding_deleted(sender: Any, instance: ClipEncoding, **kwargs: Any) -> None:
+    # A clip's Opus/MP3/FLAC copy (services/clip_formats.py): its row cascades with the clip's.
     if instance.audio.name:
         transaction.on_commit(partial(default_storage.delete, instance.audio.name))
 

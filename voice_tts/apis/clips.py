@@ -7,8 +7,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.audio import audio_file_response
-from voice_tts.apis.schema import audio_response, error_responses
+from voice_tts.apis.audio import (
+    FORMAT_ERRORS,
+    FORMAT_PARAMETER,
+    AudioContentNegotiation,
+    audio_format_requested,
+    audio_responses,
+    clip_audio_response,
+)
+from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
 from voice_tts.services.clips import clip_for_owner
 
 
@@ -45,10 +52,17 @@ class ClipDetailApi(APIView):
 
 class ClipAudioApi(APIView):
     device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
+    content_negotiation_class = AudioContentNegotiation
+
     @extend_schema(
         operation_id="cache_audio",
-        responses={**audio_response("The cached clip as 16-bit PCM WAV."), **error_responses(401, 404, 410)},
+        parameters=[FORMAT_PARAMETER, IF_NONE_MATCH_HEADER, ETAG_HEADER],
+        responses={
+            **audio_responses("The cached clip: 16-bit PCM WAV, or FLAC, Ogg Opus or MP3 made from it."),
+            **error_responses(400, 401, 404, 410, descriptions=FORMAT_ERRORS),
+        },
     )
     def get(self, request: Request, cache_key: str) -> Any:
+        audio_format = audio_format_requested(request)
         clip = clip_for_owner(owner_id=request.user.id, cache_key=cache_key)
-        return audio_file_response(clip.audio.name, filename=f"{cache_key}.wav")
+        return clip_audio_response(request, clip=clip, audio_format=audio_format, filename_stem=cache_key)

@@ -46,20 +46,44 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
+def openai_error_type(http_status: int) -> str:
+    """OpenAI's `error.type` for a status: what its SDKs and clients switch on."""
+    if http_status >= 500:
+        return "server_error"
+    if http_status == 429:
+        return "requests"  # OpenAI's type for a requests-per-minute limit
+    return "invalid_request_error"  # OpenAI's type for every other 4xx, a bad API key (401) included
+
+
+def openai_error_json(message: str, http_status: int, *, code: str | None, param: str | None = None) -> dict[str, Any]:
+    """The error shape of the OpenAI-compatible routes (/v1/): `{"error": {message, type, param, code}}`."""
+    return {"error": {"message": message, "type": openai_error_type(http_status), "param": param, "code": code}}
+
+
 def _wants_api_error(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def _wants_openai_error(request: HttpRequest) -> bool:
+    return request.path.startswith("/v1/")
+
+
 def api_page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler404: a URL under /api/ that matches no route (e.g. `/api/tts/jobs/not-a-uuid/`)
-    answers the API's error shape, not Django's HTML page, like every other API error."""
+    answers the API's error shape, not Django's HTML page, like every other API error; under
+    /v1/ (the OpenAI-compatible routes) OpenAI's envelope."""
+    if _wants_openai_error(request):
+        return JsonResponse(openai_error_json(f"Unknown route {request.path}.", 404, code="not_found"), status=404)
     if _wants_api_error(request):
         return JsonResponse({"code": "not_found", "message": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
 
 
 def api_server_error(request: HttpRequest) -> HttpResponse:
-    """handler500: clients of the API always get `{code, message}` (and never a traceback)."""
+    """handler500: clients of the API always get `{code, message}` (and never a traceback);
+    under /v1/ OpenAI's envelope."""
+    if _wants_openai_error(request):
+        return JsonResponse(openai_error_json("Internal server error.", 500, code="server_error"), status=500)
     if _wants_api_error(request):
         return JsonResponse({"code": "server_error", "message": "Internal server error."}, status=500)
     return defaults.server_error(request)

@@ -12,13 +12,21 @@ from rest_framework.response import Response
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from rest_framework.views import APIView
 
-from voice_tts.apis.audio import audio_file_response
+from voice_tts.apis.audio import (
+    FORMAT_ERRORS,
+    FORMAT_PARAMETER,
+    AudioContentNegotiation,
+    audio_format_requested,
+    audio_responses,
+    clip_audio_response,
+)
 from voice_tts.apis.schema import (
+    ETAG_HEADER,
+    IF_NONE_MATCH_HEADER,
     LOCATION_HEADER,
     RETRY_AFTER_HEADER,
     ClipHitOutputSerializer,
     JobOutputSerializer,
-    audio_response,
     error_responses,
 )
 from voice_tts.apis.throttles import JobsThrottle
@@ -132,12 +140,19 @@ class JobDetailApi(APIView):
 
 class JobAudioApi(APIView):
     device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
+    content_negotiation_class = AudioContentNegotiation
+
     @extend_schema(
         operation_id="jobs_audio",
-        responses={**audio_response("The job's clip as 16-bit PCM WAV."), **error_responses(401, 404, 409, 410)},
+        parameters=[FORMAT_PARAMETER, IF_NONE_MATCH_HEADER, ETAG_HEADER],
+        responses={
+            **audio_responses("The job's clip: 16-bit PCM WAV, or FLAC, Ogg Opus or MP3 made from it."),
+            **error_responses(400, 401, 404, 409, 410, descriptions=FORMAT_ERRORS),
+        },
     )
     def get(self, request: Request, job_id: Any) -> Any:
+        audio_format = audio_format_requested(request)
         job = _owned_job(request, job_id)
         if job.status != Job.Status.SUCCEEDED or job.clip is None:
             raise ServiceError("audio_not_ready", f"The job is {job.status}; no audio yet.", status=409)
-        return audio_file_response(job.clip.audio.name, filename=f"{job.id}.wav")
+        return clip_audio_response(request, clip=job.clip, audio_format=audio_format, filename_stem=str(job.id))

@@ -6,17 +6,25 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.utils.http import parse_etags
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.audio import FORMAT_ERRORS, audio_format_requested
 from voice_tts.apis.jobs import JobTextField
 from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
 from voice_tts.models import ReminderPhrase
+from voice_tts.services.clip_formats import CLIP_AUDIO_DEFAULT, CLIP_AUDIO_FORMATS, phrase_bundle_formatted
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.phrases import PHRASE_MAX_TIMES, phrase_bundle, phrase_create, phrase_delete, phrase_update
+from voice_tts.services.phrases import PHRASE_MAX_TIMES, phrase_create, phrase_delete, phrase_update
 
 DAYS_HELP = "ISO weekdays, 1 = Monday … 7 = Sunday; empty: every day."
 
@@ -82,8 +90,14 @@ class PhraseBundleEntrySerializer(serializers.Serializer):
     )
     cache_key = serializers.CharField(allow_null=True)
     audio_url = serializers.URLField(allow_null=True)
-    sha256 = serializers.CharField(allow_null=True, help_text="Hex sha256 of the WAV at `audio_url`.")
+    sha256 = serializers.CharField(
+        allow_null=True, help_text="Hex sha256 of the file at `audio_url` (the WAV, or the `format` asked for)."
+    )
     duration_seconds = serializers.FloatField(allow_null=True)
+    size_bytes = serializers.IntegerField(
+        allow_null=True, required=False, help_text="Size of the file at `audio_url`; only with `?format=` other "
+        "than wav."
+    )
 
     class Meta:
         ref_name = "PhraseBundleEntry"
@@ -97,6 +111,10 @@ class PhraseBundleSerializer(serializers.Serializer):
     model_version = serializers.CharField(allow_null=True, help_text="Null until a worker has loaded the engine.")
     timezone = serializers.CharField(help_text="The zone `times` are local to.")
     phrases = PhraseBundleEntrySerializer(many=True, help_text="Active phrases only, oldest first.")
+    audio_format = serializers.ChoiceField(
+        choices=list(CLIP_AUDIO_FORMATS), required=False,
+        help_text="The entries' audio format; only with `?format=` other than wav (absent: WAV).",
+    )
 
     class Meta:
         ref_name = "PhraseBundle"
@@ -177,8 +195,22 @@ class PhraseDetailApi(APIView):
         return Response(status=204)
 
 
+BUNDLE_FORMAT_PARAMETER = OpenApiParameter(
+    "format",
+    type=str,
+    enum=list(CLIP_AUDIO_FORMATS),
+    location=OpenApiParameter.QUERY,
+    required=False,
+    description="The entries' audio format: their `audio_url`, `sha256` and `size_bytes` are of that file "
+    "(made on this request if needed). Default wav: the bundle as it always was. The bundle itself is JSON.",
+)
+
+
 class PhraseBundleApi(APIView):
-    """GET: today's phrases with clip URL, sha256 and duration; If-None-Match -> 304."""
+    """GET: today's phrases with clip URL, sha256 and duration; If-None-Match -> 304.
+
+    `?format=opus|mp3|flac`: the entries name that format's file (wav, or no `format`: the WAVs). Only the query
+    parameter chooses: the bundle's own `Accept` is for its JSON."""
 
     device_allowed = True  # a device (the Pi) may do this (apis/permissions.py)
     @extend_schema(
@@ -186,12 +218,17 @@ class PhraseBundleApi(APIView):
         responses={
             200: PhraseBundleSerializer,
             304: OpenApiResponse(description="Unchanged since the `If-None-Match` tag: no body."),
-            **error_responses(401),
+            **error_responses(400, 401, descriptions=FORMAT_ERRORS),
         },
-        parameters=[IF_NONE_MATCH_HEADER, ETAG_HEADER],
+        parameters=[BUNDLE_FORMAT_PARAMETER, IF_NONE_MATCH_HEADER, ETAG_HEADER],
     )
     def get(self, request: Request) -> Any:
-        bundle = phrase_bundle(owner_id=request.user.id, base_url=request.build_absolute_uri("/"))
+        audio_format = CLIP_AUDIO_DEFAULT
+        if "format" in request.query_params:
+            audio_format = audio_format_requested(request)
+        bundle = phrase_bundle_formatted(
+            owner_id=request.user.id, base_url=request.build_absolute_uri("/"), audio_format=audio_format
+        )
         client_etags = parse_etags(request.headers.get("If-None-Match", ""))
         # Weak comparison (RFC 9110 13.1.2): a proxy may have weakened our tag.
         matches = "*" in client_etags or bundle.etag in {tag.removeprefix("W/") for tag in client_etags}

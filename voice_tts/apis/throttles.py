@@ -78,6 +78,12 @@ class UploadsThrottle(UserRateThrottle):
     scope = "uploads"
 
 
+class SpeechThrottle(UserRateThrottle):
+    """POST /v1/audio/speech: one request is up to 4096 characters (many sentences' jobs)."""
+
+    scope = "speech"
+
+
 def client_address(request: Any) -> str:
     """The client's address as DRF's throttles see it (REMOTE_ADDR, or X-Forwarded-For behind
     DJANGO_NUM_PROXIES proxies); works on Django's requests too (the admin login)."""

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from voice_tts import result_cache
 from voice_tts.errors import ServiceError
-from voice_tts.models import Clip, Voice
+from voice_tts.models import Clip, ClipEncoding, Voice
 from voice_tts.result_cache import CachedClip
 
 CACHE_KEY_VERSION = 1
@@ -158,6 +158,11 @@ def _clip_store_lost_race(*, voice: Voice, cache_key: str, fields: dict[str, Any
     # The row exists (an earlier synthesis, or another writer); its file and ours have the
     # same name, so updating the row is all that is left.
     Clip.objects.filter(owner_id=voice.owner_id, cache_key=cache_key).update(**fields)
+    # Encoded copies of the old WAV (services/clip_formats.py) would be served as this clip: drop them (their
+    # files go after the commit, voice_tts.receivers). Those of the same sound are kept.
+    ClipEncoding.objects.filter(clip__owner_id=voice.owner_id, clip__cache_key=cache_key).exclude(
+        source_sha256=fields["sha256"]
+    ).delete()
     return Clip.objects.get(owner_id=voice.owner_id, cache_key=cache_key)
 
 

@@ -82,11 +82,14 @@ def job_create(
     use_cache: bool = True,
     webhook_url: str = "",
     queue: str | None = None,
+    voice_id: Any = None,
 ) -> Job | ClipHit:
     """Answer from the clip cache when possible, else queue a job.
 
     A hit writes no row (a `ClipHit`) unless the request carries a webhook: its delivery needs
     a job to record it (a finished job). With warm Redis entries a hit runs no SQL at all.
+    `voice_id`: speak with this one of the owner's voices (the caller checked that it is the
+    owner's: services.speech, once per request); None: the owner's active voice.
     """
     params = params or {}
     text = job_text_normalise(text=text)
@@ -96,7 +99,8 @@ def job_create(
     # One Redis round trip: the owner's generation (read before any row), the active voice,
     # the model version.
     context = result_cache.hit_context(owner_id=owner_id, engine=engine)
-    voice_id = _active_voice_id(owner_id=owner_id, context=context)
+    if voice_id is None:
+        voice_id = _active_voice_id(owner_id=owner_id, context=context)
     if voice_id is None:
         raise ServiceError("no_active_voice", "Upload a voice sample first (POST /api/tts/voices/).")
     if webhook_url:

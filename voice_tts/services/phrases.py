@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
-from voice_tts.models import Clip, ReminderPhrase, Voice
+from voice_tts.models import Clip, Job, ReminderPhrase, Voice
 from voice_tts.services.clips import clip_cache_key
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.worker.status import engine_version_current
@@ -234,3 +234,20 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     etag = '"' + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32] + '"'
     return PhraseBundle(body=body, etag=etag)
+
+
+def phrases_failed(*, owner_id: int) -> dict[tuple[str, str], str]:
+    """The owner's reminders whose latest job with the active voice failed: (text, language) ->
+    the job's error message. A later job (queued, running or done) for the same text clears it.
+    For the caregiver's pages, which say "failed" instead of "being made" forever."""
+    texts = set(ReminderPhrase.objects.filter(owner_id=owner_id).values_list("text", flat=True))
+    if not texts:
+        return {}
+    latest: dict[tuple[str, str], tuple[str, str]] = {}
+    jobs = Job.objects.filter(owner_id=owner_id, voice__is_active=True, text__in=texts).order_by("created_at")
+    for text, language, params, status, message in jobs.values_list(
+        "text", "language", "params", "status", "error_message"
+    ):
+        if params == PHRASE_PARAMS:
+            latest[(text, language)] = (status, message)  # newest wins
+    return {key: message for key, (status, message) in latest.items() if status == Job.Status.FAILED}

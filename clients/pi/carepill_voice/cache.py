@@ -3,7 +3,8 @@
 Layout under cache_dir:
     bundle.json         the last bundle (with its ETag), written atomically
     said.json           text -> clip checksum, for replaying `say` offline
-    clips/<sha256>.wav  content-addressed: a file's name is its checksum
+    clips/<sha256>.<ext>  content-addressed: a file's name is its checksum; the extension (wav, opus,
+                        mp3, flac) is that of the bytes (sniffed from them, never taken from the request)
 
 Every write goes to a temp file in the same folder, is fsynced, then renamed: a power
 cut on the Pi leaves the old file or the new one, never half of one.
@@ -39,6 +40,36 @@ def is_sha256(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
+# Extension -> does this file start like one? The extension a clip is stored under is the one its bytes show.
+def _is_wav(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+
+
+def _is_opus(data: bytes) -> bool:
+    # An Ogg page whose first packet is the Opus identification header (RFC 7845).
+    return data[:4] == b"OggS" and data[28:36] == b"OpusHead"
+
+
+def _is_mp3(data: bytes) -> bool:
+    return data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+
+
+def _is_flac(data: bytes) -> bool:
+    return data[:4] == b"fLaC"
+
+
+CLIP_KINDS = (("wav", _is_wav), ("opus", _is_opus), ("mp3", _is_mp3), ("flac", _is_flac))
+CLIP_EXTENSIONS = tuple(extension for extension, _ in CLIP_KINDS)
+
+
+def clip_extension(data: bytes) -> str:
+    """The extension of these clip bytes; ValueError if they are none of the formats the server sends."""
+    for extension, looks_like in CLIP_KINDS:
+        if looks_like(data):
+            return extension
+    raise ValueError("not an audio file (WAV, Ogg Opus, MP3 or FLAC)")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
@@ -60,28 +91,29 @@ class Cache:
 
     # --- files -------------------------------------------------------------------
 
-    def clip_path(self, sha256: str) -> Path:
+    def clip_path(self, sha256: str, extension: str = "wav") -> Path:
         if not is_sha256(sha256):
             raise ValueError(f"not a sha256: {sha256!r}")
-        return self.clips / f"{sha256}.wav"
+        if extension not in CLIP_EXTENSIONS:
+            raise ValueError(f"not a clip extension: {extension!r}")
+        return self.clips / f"{sha256}.{extension}"
 
     def clip_valid(self, sha256: str) -> Path | None:
-        """The clip's path if present and intact; a corrupt file is removed."""
-        path = self.clip_path(sha256)
-        if not path.is_file():
-            return None
-        if sha256_file(path) != sha256:
+        """The clip's path (whatever its format) if present and intact; a corrupt file is removed."""
+        for extension in CLIP_EXTENSIONS:
+            path = self.clip_path(sha256, extension)
+            if not path.is_file():
+                continue
+            if sha256_file(path) == sha256:
+                return path
             path.unlink(missing_ok=True)
-            return None
-        return path
+        return None
 
     def clip_store(self, data: bytes, *, expected_sha256: str | None = None) -> tuple[str, Path]:
         actual = hashlib.sha256(data).hexdigest()
         if expected_sha256 is not None and actual != expected_sha256:
             raise ValueError(f"checksum mismatch: expected {expected_sha256}, got {actual}")
-        if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-            raise ValueError("not a WAV file")
-        path = self.clip_path(actual)
+        path = self.clip_path(actual, clip_extension(data))
         if not path.is_file():
             atomic_write(path, data)
         return actual, path
@@ -140,7 +172,7 @@ class Cache:
             for path in self.clips.iterdir():
                 # Temp files only once stale: another process may be writing one now.
                 stale_tmp = path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600
-                if stale_tmp or (path.suffix == ".wav" and path.stem not in keep):
+                if stale_tmp or (path.suffix[1:] in CLIP_EXTENSIONS and path.stem not in keep):
                     path.unlink(missing_ok=True)
                     removed += 1
         return removed

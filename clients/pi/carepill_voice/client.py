@@ -107,8 +107,12 @@ class Client:
             raise ServerUnavailable(f"{method} {path}: HTTP {response.status_code}")
         return response
 
-    def _download(self, url: str) -> bytes:
-        response = self._request("GET", url)
+    def _format_params(self) -> dict[str, str]:
+        """`?format=` for the server's audio and bundle routes (none for wav: what every server serves)."""
+        return {} if self.config.audio_format == "wav" else {"format": self.config.audio_format}
+
+    def _download(self, url: str, params: Mapping[str, str] | None = None) -> bytes:
+        response = self._request("GET", url, params=params)
         if response.status_code != 200:
             raise ServerUnavailable(f"GET {url}: HTTP {response.status_code}")
         return response.content
@@ -154,7 +158,8 @@ class Client:
         saved = self.cache.bundle()
         headers = {"If-None-Match": saved["etag"]} if saved.get("etag") else {}
         try:
-            response = self._request("GET", "/api/tts/phrases/bundle/", headers=headers)
+            # In `audio_format`, the entries' audio_url, sha256 and size name that format's files.
+            response = self._request("GET", "/api/tts/phrases/bundle/", headers=headers, params=self._format_params())
         except ServerUnavailable as exc:
             logger.error("sync: server unavailable, keeping the cached bundle: %s", exc)
             return SyncReport(Outcome.FAILED)
@@ -225,7 +230,7 @@ class Client:
         if job["status"] == "failed":
             raise ServerUnavailable(f"job failed: {job.get('error')}")
         try:
-            return self.cache.clip_store(self._download(job["audio_url"]))
+            return self.cache.clip_store(self._download(job["audio_url"], params=self._format_params()))
         except (ValueError, OSError) as exc:
             raise ServerUnavailable(f"audio not usable: {exc}")
 

@@ -9,10 +9,17 @@ File: $CAREPILL_CONFIG, else ~/.config/carepill-voice/config.ini, section [carep
     timeout = 5
     say_deadline = 20
     player = aplay -q
+    audio_format = wav
     fallback_tts = espeak-ng -v {language}
     sync_minutes = 30
     catch_up_minutes = 10
     timezone =
+
+audio_format: what the Pi asks the server for (the bundle's clips and `say`): wav (the default; plays with
+`aplay`), or opus (Ogg Opus, about a tenth of the bytes; needs a player that reads Ogg, e.g.
+`player = paplay` with PulseAudio/PipeWire, `player = mpv --no-video --really-quiet`, or
+`player = ffplay -nodisp -autoexit -loglevel quiet`), mp3 (`player = mpg123 -q`) or flac.
+`aplay` plays WAV only: change `player` together with `audio_format`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 ENV_PREFIX = "CAREPILL_"
+# The formats the server's clip routes serve (`?format=`).
+AUDIO_FORMATS = ("wav", "opus", "mp3", "flac")
 
 
 @dataclass(frozen=True)
@@ -35,8 +44,10 @@ class Config:
     timeout: float = 5.0
     # Longest a `say` waits for a fresh synthesis before falling back.
     say_deadline: float = 20.0
-    # Command that plays a WAV file; the file's path is appended.
+    # Command that plays a clip file (in `audio_format`); the file's path is appended.
     player: str = "aplay -q"
+    # The clips' format on the wire and in the cache: wav, opus, mp3 or flac (see the module doc for players).
+    audio_format: str = "wav"
     # Local speech when no clip can be had; the text is appended. {language} -> ko/en.
     fallback_tts: str = "espeak-ng -v {language}"
     language: str = "ko"
@@ -102,6 +113,8 @@ def _validate(config: Config) -> None:
     # Less than a minute would call a reminder missed that a busy Pi woke for a little late.
     if not 1 <= config.catch_up_minutes < float("inf"):
         raise ConfigError(f"catch_up_minutes must be 1 or more, got {config.catch_up_minutes}")
+    if config.audio_format not in AUDIO_FORMATS:
+        raise ConfigError(f"audio_format must be one of {', '.join(AUDIO_FORMATS)}, got {config.audio_format!r}")
     if config.timezone:
         try:
             zoneinfo.ZoneInfo(config.timezone)

@@ -1,0 +1,372 @@
+"""OpenAI-compatible speech: POST /v1/audio/speech, GET /v1/models, GET /v1/audio/voices.
+
+Clients that speak OpenAI's audio API (the official SDKs, Home Assistant, Open WebUI, LLM voice
+agents) use these with the caregiver's API token as `Authorization: Bearer <token>` (`Token <token>`
+works too). Each route is one DRF view, like every other route, with its own exception handler
+(`get_exception_handler`): errors here are OpenAI's `{"error": {message, type, param, code}}`;
+the rest of the API keeps `{code, message}`. A device's token (the Pi) is refused (403, like
+every route that does not opt in): a Pi plays its phrase bundle and needs no free-text speech.
+
+The text is spoken sentence by sentence (services/speech.py): every sentence is a cached clip,
+and the answer streams each sentence's encoded audio as soon as its job has finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from voice_tts.apis.authentication import CachedTokenAuthentication
+from voice_tts.apis.errors import openai_error_json
+from voice_tts.apis.schema import RETRY_AFTER_HEADER
+from voice_tts.apis.throttles import SpeechThrottle
+from voice_tts.audio_codec import AUDIO_FORMATS, AudioStreamEncoder, audio_encode
+from voice_tts.errors import ServiceError
+from voice_tts.models import Voice
+from voice_tts.services.speech import (
+    OPENAI_VOICES,
+    SPEECH_INPUT_MAX_CHARS,
+    SPEECH_SAMPLE_RATE,
+    SPEECH_SPEED_MAX,
+    SPEECH_SPEED_MIN,
+    Speech,
+    speech_create,
+    speech_models,
+    speech_samples,
+)
+
+logger = logging.getLogger(__name__)
+
+# OpenAI's `response_format` values; `aac` is refused with its own code (libsndfile has no AAC encoder).
+RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+STREAM_FORMATS = ("audio", "sse")
+# `created` of the models in GET /v1/models (a fixed date: the listing never changes between calls).
+_MODELS_CREATED = 1767225600  # 2026-01-01T00:00:00Z
+
+
+class BearerTokenAuthentication(CachedTokenAuthentication):
+    """The same API token as the rest of the API, sent the way OpenAI clients send a key."""
+
+    keyword = "Bearer"
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = BearerTokenAuthentication
+    name = "bearerAuth"
+    priority = 1  # before drf-spectacular's own scheme for TokenAuthentication and its subclasses
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "bearer", "description": "The user's API token (as from /api/auth/login/)."}
+
+
+class FirstRendererNegotiation(DefaultContentNegotiation):
+    """OpenAI's SDK sends `Accept: application/octet-stream`; the audio is not a DRF renderer's, so
+    `Accept` never refuses a request here (DRF would answer 406): errors and lists are JSON."""
+
+    def select_renderer(self, request: Request, renderers: list[Any], format_suffix: str | None = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+# The request field a service refusal is about (the `text_*` codes are all about `input`).
+_SERVICE_ERROR_PARAMS = {"voice_not_found": "voice", "no_active_voice": "voice", "speed_unsupported": "speed"}
+_AUTH_CODES = {"not_authenticated": "missing_api_key", "authentication_failed": "invalid_api_key"}
+
+
+def _first_error(detail: Any, field: str | None = None) -> tuple[str | None, str, str]:
+    """(param, message, code) of the first error in DRF's validation detail."""
+    if isinstance(detail, dict):
+        name, value = next(iter(detail.items()))
+        return _first_error(value, field if name == "non_field_errors" else name)
+    if isinstance(detail, list) and detail:
+        return _first_error(detail[0], field)
+    code = getattr(detail, "code", None) or "invalid"
+    return field, f"{field}: {detail}" if field else str(detail), str(code)
+
+
+def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error of the /v1/ views in OpenAI's envelope, with DRF's statuses and headers."""
+    if isinstance(exc, ServiceError):
+        param = _SERVICE_ERROR_PARAMS.get(exc.code) or ("input" if exc.code.startswith("text_") else None)
+        return Response(openai_error_json(exc.message, exc.status, code=exc.code, param=param), status=exc.status)
+    if isinstance(exc, exceptions.ValidationError):
+        param, message, code = _first_error(exc.detail)
+        return Response(openai_error_json(message, 400, code=code, param=param), status=400)
+    response = exception_handler(exc, context)  # Http404, auth, throttling (Retry-After), 405, 415 ...
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "error"
+        message = str(exc.detail)
+    else:  # Django's Http404 / PermissionDenied, which DRF answered as NotFound / PermissionDenied
+        code, message = ("not_found", "Not found.") if response.status_code == 404 else (
+            "permission_denied", "You do not have permission to perform this action.")
+    if response.status_code == 429:
+        code = "rate_limit_exceeded"
+    response.data = openai_error_json(message, response.status_code, code=_AUTH_CODES.get(code, code))
+    return response
+
+
+class OpenAIErrorBodySerializer(serializers.Serializer):
+    message = serializers.CharField()
+    type = serializers.CharField(help_text="`invalid_request_error` (4xx), `requests` (429), `server_error` (5xx).")
+    param = serializers.CharField(allow_null=True, help_text="The request field at fault, if any.")
+    code = serializers.CharField(allow_null=True, help_text="Machine-readable, e.g. `voice_not_found`.")
+
+    class Meta:
+        ref_name = "OpenAIErrorBody"
+
+
+class OpenAIErrorSerializer(serializers.Serializer):
+    error = OpenAIErrorBodySerializer()
+
+    class Meta:
+        ref_name = "OpenAIError"
+
+
+_ERROR_TEXTS = {
+    400: "Invalid input (`param` names the field).",
+    401: "No or an invalid API key (`Authorization: Bearer <token>`).",
+    403: "A device's token: use the caregiver's account token.",
+    404: "Unknown (or another user's) voice or model.",
+    405: "Method not allowed.",
+    415: "The body must be JSON.",
+    429: "Too many requests for this user; see `Retry-After`.",
+    500: "A sentence's synthesis failed (`code` is the job's error code).",
+    504: "A sentence was not ready in time (`speech_timeout`).",
+}
+
+
+def openai_error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {status: OpenApiResponse(OpenAIErrorSerializer, description=_ERROR_TEXTS[status])
+            for status in dict.fromkeys((*statuses, 401, 403, 405))}
+
+
+class OpenAIApi(APIView):
+    """What every /v1/ view shares: Bearer keys, OpenAI's error envelope, JSON bodies."""
+
+    authentication_classes = [BearerTokenAuthentication, CachedTokenAuthentication]
+    content_negotiation_class = FirstRendererNegotiation
+    parser_classes = [JSONParser]
+
+    def get_exception_handler(self) -> Any:
+        return openai_exception_handler
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": 64},
+        {"type": "object", "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 64}},
+         "required": ["id"]},
+    ],
+    "description": "One of your voice ids (GET /v1/audio/voices), or an OpenAI voice name "
+    f"({', '.join(OPENAI_VOICES)}), which speaks with your active voice. `{{\"id\": ...}}` works too.",
+})
+class SpeechVoiceField(serializers.Field):
+    default_error_messages = {"invalid": "voice must be a string or an object with a string `id`."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, dict):
+            data = data.get("id")
+        if not isinstance(data, str) or not 1 <= len(data) <= 64:
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+class SpeechInputSerializer(serializers.Serializer):
+    model = serializers.ChoiceField(choices=speech_models(), help_text="Every model is this deployment's engine.")
+    # NUL, surrogates and other invisible characters are refused by the service with its own code.
+    input = serializers.CharField(max_length=SPEECH_INPUT_MAX_CHARS, trim_whitespace=False)
+    voice = SpeechVoiceField()
+    instructions = serializers.CharField(required=False, allow_blank=True, max_length=4096,
+                                         help_text="Accepted and ignored (the cloned voice has one way of speaking).")
+    response_format = serializers.ChoiceField(choices=RESPONSE_FORMATS, default="mp3",
+                                              help_text="`aac` is refused (400 `unsupported_response_format`).")
+    speed = serializers.FloatField(default=1.0, min_value=SPEECH_SPEED_MIN, max_value=SPEECH_SPEED_MAX,
+                                   help_text=f"{SPEECH_SPEED_MIN}-{SPEECH_SPEED_MAX} (the engines' range).")
+    stream_format = serializers.ChoiceField(
+        choices=STREAM_FORMATS, required=False,
+        help_text="Left out: one file encoded over the joined audio, sent once every sentence is ready (with "
+        "Content-Length). `audio`: the encoded audio, chunked, each sentence as soon as it is ready; `sse`: "
+        "`speech.audio.delta` events (base64 `audio`), then `speech.audio.done`.")
+
+    class Meta:
+        ref_name = "SpeechInput"
+
+    def validate_response_format(self, value: str) -> str:
+        if value not in AUDIO_FORMATS:
+            raise serializers.ValidationError(
+                f"response_format {value!r} is not offered here; use one of {', '.join(AUDIO_FORMATS)}.",
+                code="unsupported_response_format")
+        return value
+
+
+def _speech_content_types() -> dict[Any, OpenApiResponse]:
+    audio = {(200, audio_format.content_type): OpenApiResponse(
+        OpenApiTypes.BINARY, description=f"`response_format` {name}: 24 kHz mono.")
+        for name, audio_format in AUDIO_FORMATS.items()}
+    events = {(200, "text/event-stream"): OpenApiResponse(
+        OpenApiTypes.STR, description="`stream_format` sse: `data: {\"type\": \"speech.audio.delta\", \"audio\": "
+        "<base64>}` events, then `speech.audio.done` with `usage` (or an `error` event).")}
+    return {**audio, **events}
+
+
+def _usage(speech: Speech) -> dict[str, int]:
+    # No tokens here: the input is counted in characters; the output is not counted.
+    return {"input_tokens": speech.characters, "output_tokens": 0, "total_tokens": speech.characters}
+
+
+def _audio_chunks(first: np.ndarray, rest: Iterator[np.ndarray], audio_format: str) -> Iterator[bytes]:
+    encoder = AudioStreamEncoder(audio_format=audio_format, sample_rate=SPEECH_SAMPLE_RATE)
+    chunk = encoder.write(first)
+    if chunk:
+        yield chunk
+    for samples in rest:  # a failure here ends the response without its last chunk: the client sees it cut off
+        chunk = encoder.write(samples)
+        if chunk:
+            yield chunk
+    tail = encoder.close()
+    if tail:
+        yield tail
+
+
+def _sse_event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+def _sse_events(speech: Speech, first: np.ndarray, rest: Iterator[np.ndarray], audio_format: str) -> Iterator[bytes]:
+    def delta(chunk: bytes) -> bytes:
+        return _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode("ascii")})
+
+    try:
+        for chunk in _audio_chunks(first, rest, audio_format):
+            yield delta(chunk)
+    except ServiceError as exc:
+        # The status line is long gone: the stream ends with an error event instead of `done`.
+        logger.warning("speech stream for owner %s ended early: %s %s", speech.owner_id, exc.code, exc.message)
+        yield _sse_event({"type": "error", **openai_error_json(exc.message, exc.status, code=exc.code)})
+        return
+    yield _sse_event({"type": "speech.audio.done", "usage": _usage(speech)})
+
+
+class SpeechCreateApi(OpenAIApi):
+    throttle_classes = [SpeechThrottle]
+
+    @extend_schema(
+        operation_id="openai_speech_create",
+        request={"application/json": SpeechInputSerializer},
+        responses={**_speech_content_types(), **openai_error_responses(400, 401, 404, 415, 429, 500, 504)},
+        parameters=[RETRY_AFTER_HEADER],
+        description="OpenAI's `POST /v1/audio/speech`. The input is spoken sentence by sentence; each sentence is a "
+        "cached clip and is streamed as soon as it is ready.",
+    )
+    def post(self, request: Request) -> HttpResponse:
+        data = SpeechInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        speech = speech_create(owner_id=request.user.id, text=fields["input"], voice=fields["voice"],
+                               speed=fields["speed"])
+        audio_format = fields["response_format"]
+        samples = speech_samples(speech=speech)
+        if "stream_format" not in fields:
+            joined = np.concatenate(list(samples))
+            body = audio_encode(samples=joined, sample_rate=SPEECH_SAMPLE_RATE, audio_format=audio_format)
+            return HttpResponse(body, content_type=AUDIO_FORMATS[audio_format].content_type)
+        # The first sentence is waited for here, so that a failure before any audio is a plain error answer.
+        first = next(samples)
+        if fields["stream_format"] == "sse":
+            response = StreamingHttpResponse(_sse_events(speech, first, samples, audio_format),
+                                             content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+        else:
+            response = StreamingHttpResponse(_audio_chunks(first, samples, audio_format),
+                                             content_type=AUDIO_FORMATS[audio_format].content_type)
+        response["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on at once
+        return response
+
+
+class OpenAIModelSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.ChoiceField(choices=["model"])
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+
+    class Meta:
+        ref_name = "OpenAIModel"
+
+
+def _model_json(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": _MODELS_CREATED, "owned_by": f"carepill-{settings.TTS_ENGINE}"}
+
+
+class ModelListApi(OpenAIApi):
+    @extend_schema(
+        operation_id="openai_models_list",
+        responses={200: inline_serializer("OpenAIModelList", {
+            "object": serializers.ChoiceField(choices=["list"]), "data": OpenAIModelSerializer(many=True)}),
+            **openai_error_responses(401)},
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"object": "list", "data": [_model_json(model) for model in speech_models()]})
+
+
+class ModelDetailApi(OpenAIApi):
+    @extend_schema(operation_id="openai_models_retrieve",
+                   responses={200: OpenAIModelSerializer, **openai_error_responses(401, 404)})
+    def get(self, request: Request, model: str) -> Response:
+        if model not in speech_models():
+            raise ServiceError("model_not_found", f"The model {model!r} does not exist; see GET /v1/models.",
+                               status=404)
+        return Response(_model_json(model))
+
+
+class SpeechVoiceOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    object = serializers.ChoiceField(choices=["voice"])
+    language = serializers.CharField()
+    is_active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "OpenAIVoice"
+
+
+def _voice_json(voice: Voice) -> dict[str, Any]:
+    name = f"{voice.language} voice of {voice.created_at:%Y-%m-%d %H:%M}" + (" (active)" if voice.is_active else "")
+    return {"id": voice.id, "name": name, "object": "voice", "language": voice.language,
+            "is_active": voice.is_active, "created_at": voice.created_at}
+
+
+class SpeechVoiceListApi(OpenAIApi):
+    @extend_schema(
+        operation_id="openai_voices_list",
+        responses={200: inline_serializer("OpenAIVoiceList", {
+            "voices": SpeechVoiceOutputSerializer(many=True),
+            "builtin_voices": serializers.ListField(child=serializers.CharField(), help_text=(
+                "OpenAI's voice names: each speaks with your active voice.")),
+        }), **openai_error_responses(401)},
+    )
+    def get(self, request: Request) -> Response:
+        voices = [_voice_json(voice) for voice in Voice.objects.filter(owner=request.user)]
+        return Response({"voices": SpeechVoiceOutputSerializer(voices, many=True).data,
+                         "builtin_voices": list(OPENAI_VOICES)})

@@ -1,0 +1,99 @@
+"""What the pages say: the reading script, clip states and every refusal, in words.
+
+Services refuse with a machine-readable code and an English message for the API; the pages say
+the same refusal in the reader's language (gettext: Korean first, English).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from voice_tts.errors import ServiceError
+
+# Read aloud while recording; stored as the voice's transcript (the cloning engine needs the words
+# that were spoken). It opens with the speaker's consent, then sounds like the reminders it is for.
+READING_SCRIPT = (
+    "저는 제 목소리로 가족의 약 알림을 만드는 데 동의합니다. "
+    "엄마, 아침 약 드실 시간이에요. 물과 함께 드세요."
+)
+# The fixed reminder that 미리 듣기 speaks in the enrolled voice (Korean whatever the page language:
+# it is the voice's language).
+PREVIEW_TEXT = "할머니, 약 드실 시간이에요. 물 한 잔과 같이 드세요."
+
+
+def clip_state_words(state: str) -> str:
+    """A reminder's clip, or a preview job, in words."""
+    words = {
+        "ready": _("Ready"),
+        "succeeded": _("Ready"),
+        "stale": _("Being made"),
+        "pending": _("Being made"),
+        "queued": _("Being made"),
+        "running": _("Being made"),
+        "failed": _("Failed"),
+        "no_voice": _("Needs a voice"),
+        "paused": _("Paused"),
+    }
+    return words.get(state, _("Being made"))
+
+
+def refusal_words(exc: ServiceError) -> str:
+    """A service's refusal, in plain words for the caregiver."""
+    limits = {"min": f"{settings.VOICE_MIN_SECONDS:g}", "max": f"{settings.VOICE_MAX_SECONDS:g}"}
+    not_audio = _("This is not a recording we can read. Please use a WAV, FLAC, OGG or MP3 file.")
+    words = {
+        "clip_too_short": _("The recording is too short. Please read the whole script: at least %(min)s seconds "
+                            "of speech.") % limits,
+        "clip_too_long": _("The recording is too long. Please keep it under %(max)s seconds of speech.") % limits,
+        "silent_audio": _("We could not hear anything. Please check the microphone and read the script aloud."),
+        "unsupported_audio": not_audio,
+        "empty_file": not_audio,
+        "empty_audio": not_audio,
+        "invalid_audio": not_audio,
+        "unsupported_sample_rate": not_audio,
+        "unsupported_channels": not_audio,
+        "file_too_large": _("The file is too large."),
+        "audio_too_large": _("The file is too large."),
+        "missing_file": _("Please choose a recording first."),
+        "no_active_voice": _("Please record your voice first."),
+        "text_empty": _("Please write the reminder's words."),
+        "text_too_long": _("The reminder is too long."),
+        "text_invalid_characters": _("The reminder has characters that cannot be read aloud."),
+        "text_unspeakable": _("The reminder has no words to read aloud."),
+        "invalid_time": _("Please give the time as hours and minutes."),
+        "too_many_times": _("A reminder can have at most 24 times."),
+        "invalid_day": _("Please choose days of the week."),
+        "phrase_exists": _("You already have a reminder with these words."),
+        "device_name_empty": _("Please give the Pi a name, for example “living room”."),
+        "audio_missing": _("The recording is missing. Please record it again."),
+        "not_found": _("Not found."),
+        "throttled": _("Too many tries in a short time. Please wait a while and try again."),
+    }
+    return words.get(exc.code, _("Something went wrong. Please try again."))
+
+
+def recorder_words() -> dict[str, str]:
+    """What the recording and preview scripts say (enrol.js), in the page's language."""
+    return {
+        "insecure": _("This page cannot use the microphone because it was not opened over a secure connection "
+                      "(HTTPS)."),
+        "denied": _("The microphone could not be used. Please allow the microphone for this site and try again."),
+        "recording": _("Recording. Please read the words aloud."),
+        "stopped": _("Recording finished. Listen to it, then press “Save”."),
+        "autostopped": _("Recording stopped by itself after 12 seconds. Listen to it, then press “Save”."),
+        "saving": _("Saving…"),
+        "saved": _("Your voice is saved."),
+        "failed": _("Saving did not work. Please try again."),
+        "clipping": _("Too loud: the sound is breaking up. Move a little away from the microphone."),
+        "quiet": _("Too quiet. Please speak a little louder or come closer to the microphone."),
+        "good": _("The sound level is good."),
+        "making": _("Being made… please wait."),
+        "playing": _("Playing."),
+        "played": _("Finished playing."),
+        "previewFailed": _("The voice could not be made. Please try again later."),
+        "voiceInfo": _("Recorded on {date}, {seconds} seconds long."),
+        "readyPress": _("Ready. Press “Play” to hear it."),
+        "play": _("Play"),
+        "stop": _("Stop"),
+    }
