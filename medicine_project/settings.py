@@ -492,6 +492,41 @@ REMINDERS_BATCH_SIZE = env_int("REMINDERS_BATCH_SIZE", 200, minimum=1)
 # Bearer token for GET /metrics (Prometheus); empty disables the endpoint (404).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
+# --- The reminder loop (docs/reminder-loop.md) --------------------------------------------
+
+# A dose not confirmed this long after its time becomes `unconfirmed` (played) or `missed` (never
+# played), and the caregiver gets one alert for it. The Pi reads it from the bundle: it is also how
+# long the senior has to confirm.
+DOSE_ALERT_MINUTES = env_int("DOSE_ALERT_MINUTES", 30, minimum=1, maximum=24 * 60)
+# A household whose Pi has not been heard from this long gets one "the Pi is silent" alert. A
+# running `carepill-voice run` is heard from every minute, so keep this well above 1.
+DEVICE_SILENT_MINUTES = env_int("DEVICE_SILENT_MINUTES", 90, minimum=2)
+# Beat, this often: make doses ahead, close their windows, watch for silent Pis, send alerts.
+CARE_TICK_SECONDS = env_float("CARE_TICK_SECONDS", 60.0, minimum=1.0)
+# An alert whose channel refused the connection (nothing was sent) is tried again this many times.
+ALERT_SEND_RETRIES = env_int("ALERT_SEND_RETRIES", 5, minimum=0)
+# The pages' address in alerts ("see it here").
+CARE_PAGES_URL = env_str("CARE_PAGES_URL", PUBLIC_BASE_URL.rstrip("/") + "/voice/")
+CELERY_BEAT_SCHEDULE["care-tick"] = {
+    "task": "voice_tts.tasks.care_tick_task", "schedule": CARE_TICK_SECONDS,
+    "options": {"expire_seconds": max(1, round(CARE_TICK_SECONDS))},
+}
+CELERY_TASK_ROUTES["voice_tts.tasks.care_tick_task"] = {"queue": WEBHOOK_QUEUE}
+CELERY_TASK_ROUTES["voice_tts.tasks.care_alert_send_task"] = {"queue": WEBHOOK_QUEUE}
+
+# Mail (alerts) through Django's SMTP backend, from the standard names.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CarePill Voice <carepill@localhost>")
+
 # Media on S3-compatible storage (several hosts, no shared disk): STORAGE_BACKEND=s3 and
 # `pip install -r requirements-s3.txt` (README, "Scaling out"). Objects are private and audio goes
 # through the authenticated views (apis/audio.py streams it from the bucket): no URL into the

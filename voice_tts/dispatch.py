@@ -24,7 +24,10 @@ JOB_SYNTHESIZE_TASK = "voice_tts.tasks.job_synthesize_task"
 WEBHOOK_DELIVER_TASK = "voice_tts.tasks.webhook_deliver_task"
 REMINDERS_PREGENERATE_TASK = "voice_tts.tasks.reminders_pregenerate_task"
 BROKER_RECONCILE_TASK = "voice_tts.tasks.broker_reconcile_task"
-TASK_NAMES = (JOB_SYNTHESIZE_TASK, WEBHOOK_DELIVER_TASK, REMINDERS_PREGENERATE_TASK, BROKER_RECONCILE_TASK)
+CARE_TICK_TASK = "voice_tts.tasks.care_tick_task"
+CARE_ALERT_SEND_TASK = "voice_tts.tasks.care_alert_send_task"
+TASK_NAMES = (JOB_SYNTHESIZE_TASK, WEBHOOK_DELIVER_TASK, REMINDERS_PREGENERATE_TASK, BROKER_RECONCILE_TASK,
+              CARE_TICK_TASK, CARE_ALERT_SEND_TASK)
 
 
 def _send(name: str, *, args: list[Any], **options: Any) -> bool:
@@ -63,3 +66,12 @@ def reminders_pregenerate_send(*, owner_id: int | None) -> bool:
 def broker_reconcile_send(*, queue: str = "") -> bool:
     """One broker check (services.broker), on `queue` (default: its route, the webhooks queue)."""
     return _send(BROKER_RECONCILE_TASK, args=[], **({"queue": queue} if queue else {}))
+
+
+def care_tick_send() -> bool:
+    return _send(CARE_TICK_TASK, args=[])
+
+
+def care_alert_send_send(*, alert_id: int) -> bool:
+    """One alert's message (services.care_alerts sends it once, whoever runs it)."""
+    return _send(CARE_ALERT_SEND_TASK, args=[alert_id])

@@ -317,6 +317,9 @@ class PhrasePlay(models.Model):
         "AccessToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="plays"
     )
     received_at = models.DateTimeField(auto_now_add=True)
+    # The occurrence it played (reports from Pis that say which; services/doses.py). The Dose
+    # model is defined below: referenced by name.
+    dose = models.ForeignKey("Dose", on_delete=models.SET_NULL, null=True, blank=True, related_name="play_reports")
 
     class Meta:
         ordering = ["-played_at", "-id"]
@@ -325,3 +328,140 @@ class PhrasePlay(models.Model):
 
     def __str__(self) -> str:
         return f"phrase {self.phrase_id} {self.outcome} at {self.played_at:%Y-%m-%d %H:%M}"
+
+
+class CareSettings(models.Model):
+    """One household's reminder loop (the account is the household): its zone, where alerts go,
+    and what the server last heard from its Pi.
+
+    The zone the doses are made in is `timezone` (set by the caregiver) or else `device_timezone`
+    (reported by the Pi), or else settings.TIME_ZONE; when both are set and differ, the pages say
+    so rather than guess (services.care.household_zone).
+    """
+
+    class Language(models.TextChoices):
+        KO = "ko", "한국어"
+        EN = "en", "English"
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="care_settings")
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    device_timezone = models.CharField(max_length=64, blank=True, default="")
+    # Blank: the account's own email.
+    alert_email = models.EmailField(blank=True, default="")
+    alert_webhook_url = models.URLField(max_length=2000, blank=True, default="")
+    alert_language = models.CharField(max_length=8, choices=Language.choices, default=Language.KO)
+    # Alerts that fall between these local times wait until the end (None: no quiet hours).
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+    # Set when a "the Pi is silent" alert was raised; cleared (with a "back" note) when it returns.
+    device_silent_since = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "care settings"
+
+    def __str__(self) -> str:
+        return f"care settings of {self.owner_id}"
+
+
+class Dose(models.Model):
+    """One occurrence of a reminder (phrase, household-local date, time), made ahead from the
+    schedule, and what became of it.
+
+    upcoming → played (reported, waiting for confirmation) → confirmed; a window after its time
+    (DOSE_ALERT_MINUTES) a played dose becomes `unconfirmed` and one never played `missed`.
+    Every transition is a conditional UPDATE (services/doses.py), so two beat runs, or a late
+    report, never count twice.
+    """
+
+    class State(models.TextChoices):
+        UPCOMING = "upcoming"
+        PLAYED = "played"
+        CONFIRMED = "confirmed"
+        UNCONFIRMED = "unconfirmed"
+        MISSED = "missed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="doses")
+    phrase = models.ForeignKey(ReminderPhrase, on_delete=models.CASCADE, related_name="doses")
+    # The words as they were when the dose was made (a phrase edited later keeps its history).
+    text = models.TextField()
+    local_date = models.DateField()
+    local_time = models.CharField(max_length=5)  # "HH:MM"
+    timezone = models.CharField(max_length=64)
+    scheduled_for = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.UPCOMING)
+    plays = models.PositiveIntegerField(default=0)
+    first_played_at = models.DateTimeField(null=True, blank=True)
+    last_played_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmation_key = models.CharField(max_length=200, blank=True, default="")
+    # When the window closed on it (unconfirmed or missed).
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["scheduled_for", "phrase_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["phrase", "local_date", "local_time"], name="one_dose_per_occurrence"),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "local_date"], name="dose_owner_date"),
+            models.Index(fields=["state", "scheduled_for"], name="dose_state_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dose of phrase {self.phrase_id} at {self.local_date} {self.local_time} ({self.state})"
+
+
+class CareAlert(models.Model):
+    """One message to the caregiver on one channel. Sent once: a worker claims it with a
+    conditional UPDATE (pending → sending) *before* it sends, so a rerun, a second beat or a
+    retry after a crash finds nothing to send (services/care_alerts.py says why that order)."""
+
+    class Kind(models.TextChoices):
+        DOSE_UNCONFIRMED = "dose.unconfirmed"
+        DOSE_MISSED = "dose.missed"
+        DEVICE_SILENT = "device.silent"
+        DEVICE_BACK = "device.back"
+        TEST = "test"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        # Claimed, then nothing recorded (the worker died mid-send): never resent, so never twice.
+        UNKNOWN = "unknown"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="care_alerts")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    # What the alert is about, unique per owner and channel: "dose:<id>", "silent:<since>", "test:<uuid>".
+    subject_key = models.CharField(max_length=100)
+    dose = models.ForeignKey(Dose, on_delete=models.CASCADE, null=True, blank=True, related_name="alerts")
+    # For device alerts: the last contact the alert reports.
+    last_contact_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Quiet hours (or a retry's backoff) hold it until then.
+    not_before = models.DateTimeField()
+    recipient = models.CharField(max_length=2000, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "kind", "subject_key", "channel"], name="one_alert_per_subject"),
+        ]
+        indexes = [models.Index(fields=["status", "not_before"], name="alert_status_due")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.channel} to {self.owner_id} ({self.status})"

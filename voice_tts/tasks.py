@@ -15,6 +15,7 @@ from django.conf import settings
 
 from voice_tts.models import Job, WebhookStatus
 from voice_tts.services.broker import broker_reconcile
+from voice_tts.services.care_alerts import care_alert_send, care_tick
 from voice_tts.services.clips import clip_uses_flush
 from voice_tts.services.jobs import job_fail, job_run
 from voice_tts.services.reminders import reminders_pregenerate
@@ -94,3 +95,18 @@ def reminders_pregenerate_task(owner_id: int | None = None) -> None:
     model (one owner, or everyone). Cheap: it only enqueues batch synthesis jobs."""
     summary = reminders_pregenerate(owner_ids=None if owner_id is None else [owner_id])
     logger.info("reminders pre-generated: %s", summary.as_dict())
+
+
+@shared_task(acks_late=True, soft_time_limit=120, time_limit=150)
+def care_tick_task() -> None:
+    """Beat, every CARE_TICK_SECONDS: doses made ahead, windows closed, silent Pis, due alerts."""
+    summary = care_tick()
+    if summary.unconfirmed or summary.missed or summary.silent or summary.back or summary.stale_sends:
+        logger.info("care tick: %s", summary)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def care_alert_send_task(alert_id: int) -> None:
+    """One alert, sent once (claimed before sending: a rerun is a no-op). A retryable failure puts
+    the row back with a backoff for the tick; nothing is retried here."""
+    care_alert_send(alert_id=alert_id)

@@ -86,6 +86,27 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
     return max(0.0, (when - timezone.now()).total_seconds())
 
 
+def webhook_post_signed(*, owner_id: int, url: str, message_id: str, body: bytes) -> requests.Response:
+    """POST `body` to `url`, signed with the owner's secret(s); job webhooks and care alerts alike.
+    Raises requests' ConnectionError or Timeout as they come."""
+    timestamp = int(time.time())
+    # Several signatures, space-separated, while a rotated-out secret is still valid.
+    signature = " ".join(
+        webhook_sign(secret=secret, message_id=message_id, timestamp=timestamp, body=body)
+        for secret in webhook_signing_secrets(webhook_secret_get(owner_id=owner_id))
+    )
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+        "user-agent": "CarePill-Voice-Webhooks/1",
+    }
+    # No redirects: a redirect could point the signed payload anywhere.
+    return requests.post(url, data=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                         allow_redirects=False)
+
+
 def webhook_status_set(*, job_id: Any, status: str) -> None:
     Job.objects.filter(id=job_id).update(webhook_status=status)
 
@@ -111,25 +132,9 @@ def webhook_deliver(*, job_id: Any, attempt: int) -> WebhookOutcome:
         {"type": f"job.{job.status}", "data": job_json(job_state_of(job), base_url=settings.PUBLIC_BASE_URL)},
         separators=(",", ":"),
     ).encode()
-    message_id = record.message_id
-    timestamp = int(time.time())
-    # Several signatures, space-separated, while a rotated-out secret is still valid.
-    signature = " ".join(
-        webhook_sign(secret=secret, message_id=message_id, timestamp=timestamp, body=body)
-        for secret in webhook_signing_secrets(webhook_secret_get(owner_id=job.owner_id))
-    )
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature,
-        "user-agent": "CarePill-Voice-Webhooks/1",
-    }
     try:
-        # No redirects: a redirect could point the signed payload anywhere.
-        response = requests.post(
-            job.webhook_url, data=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False
-        )
+        response = webhook_post_signed(owner_id=job.owner_id, url=job.webhook_url, message_id=record.message_id,
+                                       body=body)
     except (requests.ConnectionError, requests.Timeout) as exc:
         record.error = f"{type(exc).__name__}: {exc}"[:2000]
         record.save()
