@@ -33,8 +33,8 @@ def markdown_files() -> list[Path]:
     return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
 
-def prose(text: str) -> str:
-    """The text outside fenced code blocks and code spans (where a `](x)` is not a link)."""
+def outside_fences(text: str) -> list[str]:
+    """The text's lines, with those of fenced code blocks (fences included) blanked."""
     kept, fence = [], None
     for line in text.splitlines():
         m = FENCE.match(line)
@@ -46,7 +46,12 @@ def prose(text: str) -> str:
             kept.append("")
             continue
         kept.append("" if fence else line)
-    return CODE_SPAN.sub("", "\n".join(kept))
+    return kept
+
+
+def prose(text: str) -> str:
+    """The text outside fenced code blocks and code spans (where a `](x)` is not a link)."""
+    return CODE_SPAN.sub("", "\n".join(outside_fences(text)))
 
 
 def github_slug(heading: str) -> str:
@@ -65,17 +70,7 @@ def anchors(path: Path) -> set[str]:
     """The ids GitHub gives a file's headings (with -1, -2 for repeats), and explicit HTML ids."""
     seen: dict[str, int] = {}
     found: set[str] = set()
-    fence = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = FENCE.match(line)
-        if m:
-            if fence is None:
-                fence = m.group(1)
-            elif m.group(1) == fence:
-                fence = None
-            continue
-        if fence:
-            continue
+    for line in outside_fences(path.read_text(encoding="utf-8")):
         h = HEADING.match(line)
         if h:
             slug = github_slug(h.group(2))
