@@ -253,7 +253,7 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# One switch for a deployment served over HTTPS by a TLS-terminating reverse proxy (README,
+# One switch for a deployment served over HTTPS by a TLS-terminating reverse proxy (docs/operations.md,
 # "HTTPS"): redirect plain HTTP, send HSTS, keep cookies off plain HTTP, and trust the proxy's
 # X-Forwarded-Proto (the proxy must set it, and overwrite what clients send).
 HTTPS = env_bool("DJANGO_HTTPS", False)
@@ -528,7 +528,7 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CarePill Voice <carepill@localhost>")
 
 # Media on S3-compatible storage (several hosts, no shared disk): STORAGE_BACKEND=s3 and
-# `pip install -r requirements-s3.txt` (README, "Scaling out"). Objects are private and audio goes
+# `pip install -r requirements-s3.txt` (docs/operations.md, "Scaling out"). Objects are private and audio goes
 # through the authenticated views (apis/audio.py streams it from the bucket): no URL into the
 # bucket, presigned or not, is ever handed out.
 STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ["local", "s3"])

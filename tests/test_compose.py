@@ -173,8 +173,8 @@ def test_s3_switch_selects_django_storages(tmp_path):
 
 
 def test_every_app_service_takes_the_s3_settings_from_env():
-    # Workers on other hosts share nothing but the database, Redis and the bucket (README, "Scaling
-    # out"): each app service, workers included, must read the same storage settings from .env.
+    # Workers on other hosts share nothing but the database, Redis and the bucket (docs/operations.md,
+    # "Scaling out"): each app service, workers included, must read the same storage settings from .env.
     names = {"STORAGE_BACKEND", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY_ID",
              "S3_SECRET_ACCESS_KEY", "S3_PREFIX", "S3_ADDRESSING_STYLE"}
     assert names <= settings_env_names()

@@ -29,7 +29,7 @@ def _api_patterns(patterns: list[Any], prefix: str = "") -> list[tuple[str, Any]
 
 def test_every_api_url_is_one_drf_view():
     routes = _api_patterns(get_resolver().url_patterns)
-    assert len(routes) >= 17  # every route of the README's table
+    assert len(routes) >= 17  # every route of docs/api.md's table
     for route, callback in routes:
         view_class = getattr(callback, "cls", None)
         assert isinstance(view_class, type) and issubclass(view_class, APIView), route

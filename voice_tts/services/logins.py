@@ -60,7 +60,7 @@ def login_failed(*, username: str, address: str) -> None:
         logger.warning("login failure counters unavailable; failure not counted", exc_info=True)
         return
     if pair_count == settings.LOGIN_FAILURES_PER_USER_IP or ip_count == settings.LOGIN_FAILURES_PER_IP:
-        # The moment a lockout starts (README, "Security events").
+        # The moment a lockout starts (docs/security.md, "Security events").
         security_event("login_locked", username=username, address=address, failures_pair=pair_count,
                        failures_address=ip_count, seconds=window)
 

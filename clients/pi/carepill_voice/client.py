@@ -27,7 +27,7 @@ logger = logging.getLogger("carepill_voice")
 
 
 class Outcome(enum.IntEnum):
-    """Also the command's exit status (documented in the README)."""
+    """Also the command's exit status (documented in docs/pi-client.md)."""
 
     OK = 0  # server audio (or an up-to-date cache) used
     ERROR = 1  # unexpected internal error (logged); nothing raised to the caller
