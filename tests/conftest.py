@@ -20,6 +20,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.audio_samples import wav_bytes
+from tests.smtp_server import SmtpServer
 from tests.webhook_receiver import WebhookReceiver
 from voice_tts.services.tokens import token_issue
 
@@ -234,3 +235,19 @@ def celery_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Work
 def worker(celery_worker: WorkerProcess, transactional_db: Any) -> WorkerProcess:
     # Jobs are read by another process: the data must be committed, hence transactional_db.
     return celery_worker
+
+
+@pytest.fixture(scope="session")
+def _smtp_server_session() -> Iterator[SmtpServer]:
+    server = SmtpServer(port=settings.EMAIL_PORT).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(_smtp_server_session: SmtpServer, settings: Any) -> SmtpServer:
+    """The run's SMTP server on 127.0.0.1:EMAIL_PORT (tests/settings.py): alert mail from this
+    process and from the worker processes arrives here. Tests tell theirs apart by recipient.
+    Django's test set-up swaps in the locmem backend; this puts the real SMTP one back."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    return _smtp_server_session

@@ -28,6 +28,16 @@ os.environ.setdefault("THROTTLE_UPLOADS_RATE", "100000/min")
 os.environ.setdefault("LOGIN_FAILURES_PER_USER_IP", "100000")
 os.environ.setdefault("LOGIN_FAILURES_PER_IP", "100000")
 os.environ["CAREPILL_TEST_TMP"] = _tmp
+# Alert mail goes to the run's own SMTP server on 127.0.0.1 (tests/smtp_server.py, the `smtp` fixture);
+# the worker processes inherit the port.
+if "EMAIL_PORT" not in os.environ:
+    import socket
+
+    with socket.socket() as _sock:
+        _sock.bind(("127.0.0.1", 0))
+        os.environ["EMAIL_PORT"] = str(_sock.getsockname()[1])
+os.environ.setdefault("EMAIL_HOST", "127.0.0.1")
+os.environ.setdefault("CARE_PAGES_URL", "https://voice.example.test/voice/")
 
 from medicine_project.settings import *  # noqa: E402,F403
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from voice_tts.apis import clips, devices, health, jobs, legacy, phrases, plays, voices, webhooks
+from voice_tts.apis import clips, devices, doses, health, jobs, legacy, phrases, plays, voices, webhooks
 
 app_name = "voice_tts"
 
@@ -24,5 +24,8 @@ urlpatterns = [
     path("phrases/<int:phrase_id>/", phrases.PhraseDetailApi.as_view(), name="phrase-detail"),
     path("phrases/<int:phrase_id>/plays/", plays.PhrasePlaysApi.as_view(), name="phrase-plays"),
     path("devices/", devices.DeviceCollectionApi.as_view(), name="devices"),
+    path("devices/heartbeat/", devices.DeviceHeartbeatApi.as_view(), name="device-heartbeat"),
+    path("doses/", doses.DoseListApi.as_view(), name="doses"),
+    path("doses/confirmations/", doses.DoseConfirmationApi.as_view(), name="dose-confirmations"),
     path("devices/<int:device_id>/", devices.DeviceDetailApi.as_view(), name="device-detail"),
 ]

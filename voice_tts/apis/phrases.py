@@ -109,7 +109,10 @@ class PhraseBundleSerializer(serializers.Serializer):
     voice_id = serializers.UUIDField(allow_null=True, help_text="The active voice; null before one is enrolled.")
     engine = serializers.CharField()
     model_version = serializers.CharField(allow_null=True, help_text="Null until a worker has loaded the engine.")
-    timezone = serializers.CharField(help_text="The zone `times` are local to.")
+    timezone = serializers.CharField(help_text="The household's zone, which `times` are local to (set on the pages, "
+                                     "else the one the Pi reports, else the server's).")
+    dose_alert_minutes = serializers.IntegerField(
+        help_text="How long after its time a reminder may be confirmed; then the caregiver is alerted.")
     phrases = PhraseBundleEntrySerializer(many=True, help_text="Active phrases only, oldest first.")
     audio_format = serializers.ChoiceField(
         choices=list(CLIP_AUDIO_FORMATS), required=False,

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice_tts.apis.doses import LocalTimeField
 from voice_tts.apis.phrases import owned_phrase
 from voice_tts.apis.schema import error_responses
 from voice_tts.models import PhrasePlay
@@ -24,6 +25,7 @@ class PlayOutputSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=PhrasePlay.Outcome.choices)
     source = serializers.ChoiceField(choices=PhrasePlay.Source.choices)
     device_id = serializers.IntegerField(allow_null=True, help_text="The device whose token reported it.")
+    dose_id = serializers.IntegerField(allow_null=True, help_text="The dose (reminder occurrence) it played.")
     received_at = serializers.DateTimeField()
 
     class Meta:
@@ -48,6 +50,9 @@ class PhrasePlaysApi(APIView):
             help_text="Chosen by the Pi, unique per play (install id, phrase, local date and time): "
             "a resend with the same key stores nothing new.",
         )
+        scheduled_date = serializers.DateField(
+            required=False, help_text="The occurrence it played: its household-local date (with scheduled_time).")
+        scheduled_time = LocalTimeField(required=False, help_text="The occurrence's local time, \"HH:MM\".")
 
         class Meta:
             ref_name = "PhrasePlayInput"

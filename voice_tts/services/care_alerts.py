@@ -137,13 +137,12 @@ def care_tick(*, now: dt.datetime | None = None) -> TickSummary:
         with transaction.atomic():
             state = dose_close(dose=dose, now=now)
             # A household with no Pi yet is not alerted: nothing could have played it.
-            if state is None or dose.owner_id not in with_device:
-                continue
-            alerts_raise(care=care_settings_get(owner_id=dose.owner_id), kind=KIND_OF_STATE[state],
-                         subject_key=f"dose:{dose.id}", dose=dose, now=now)
+            if state is not None and dose.owner_id in with_device:
+                alerts_raise(care=care_settings_get(owner_id=dose.owner_id), kind=KIND_OF_STATE[state],
+                             subject_key=f"dose:{dose.id}", dose=dose, now=now)
         if state == Dose.State.MISSED:
             summary.missed += 1
-        else:
+        elif state == Dose.State.UNCONFIRMED:
             summary.unconfirmed += 1
     summary.silent, summary.back = _devices_watch(now=now)
     summary.stale_sends = CareAlert.objects.filter(

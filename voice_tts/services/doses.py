@@ -154,16 +154,10 @@ def doses_schedule_after_commit(*, owner_id: int) -> None:
 # --- Reports from the Pi ---------------------------------------------------------------------------
 
 
-def _occurrence_checked(*, phrase: ReminderPhrase, local_date: dt.date, local_time: str) -> None:
-    if local_time not in phrase.times:
-        raise ServiceError("not_scheduled", f"The phrase has no reminder at {local_time}.")
-    if phrase.days and local_date.isoweekday() not in phrase.days:
-        raise ServiceError("not_scheduled", f"The phrase has no reminder on {local_date.isoformat()}.")
-
-
 def dose_for_occurrence(*, phrase: ReminderPhrase, local_date: dt.date, local_time: str) -> Dose:
-    """The dose of this occurrence, made now if the schedule had not made it yet (a report that
-    arrives before the tick, or for a day the tick no longer makes)."""
+    """The dose of this occurrence, made now if the schedule had not made it yet: a report that
+    arrives before the tick, for a day the tick no longer makes, or for a time the caregiver has
+    changed since the Pi's last sync (what the Pi played is recorded as it played it, never refused)."""
     dose = Dose.objects.filter(phrase=phrase, local_date=local_date, local_time=local_time).first()
     if dose is not None:
         return dose
@@ -185,7 +179,6 @@ def dose_play_attach(*, phrase: ReminderPhrase, local_date: dt.date, local_time:
     """Count a NEW play report on its dose (the caller stores each report once, by key, in the
     same transaction: a resend never reaches here). A failed play (nothing spoken) is attached
     but not counted."""
-    _occurrence_checked(phrase=phrase, local_date=local_date, local_time=local_time)
     dose = dose_for_occurrence(phrase=phrase, local_date=local_date, local_time=local_time)
     if outcome not in PLAYED_OUTCOMES:
         return dose
@@ -224,7 +217,6 @@ def dose_confirm(*, owner_id: int, phrase_id: int, local_date: dt.date, local_ti
     phrase = ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).first()
     if phrase is None:
         raise ServiceError("not_found", "Not found.", status=404)
-    _occurrence_checked(phrase=phrase, local_date=local_date, local_time=local_time)
     dose = dose_for_occurrence(phrase=phrase, local_date=local_date, local_time=local_time)
     changed = Dose.objects.filter(id=dose.id).exclude(state=Dose.State.CONFIRMED).update(
         state=Dose.State.CONFIRMED, confirmed_at=confirmed_at, confirmation_key=key)

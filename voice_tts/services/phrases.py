@@ -21,8 +21,9 @@ from django.urls import reverse
 
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
-from voice_tts.models import Clip, Job, ReminderPhrase, Voice
+from voice_tts.models import CareSettings, Clip, Job, ReminderPhrase, Voice
 from voice_tts.services.clips import clip_cache_key
+from voice_tts.services.doses import doses_schedule_after_commit, household_zone_name
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.worker.status import engine_version_current
 
@@ -97,6 +98,7 @@ def phrase_create(
         is_active=is_active,
     )
     _phrase_saved(phrase)
+    doses_schedule_after_commit(owner_id=owner_id)
     if phrase.is_active:
         _clips_requested(owner_id=owner_id)
     return phrase
@@ -122,13 +124,14 @@ def phrase_update(
     if is_active is not None:
         phrase.is_active = is_active
     _phrase_saved(phrase)
+    doses_schedule_after_commit(owner_id=phrase.owner_id)
     if phrase.is_active:
         _clips_requested(owner_id=phrase.owner_id)
     return phrase
 
 
 def phrase_delete(*, phrase: ReminderPhrase) -> None:
-    # The clip stays: it is a cache entry that an API job may share.
+    # The clip stays: it is a cache entry that an API job may share. Its doses go with it.
     phrase.delete()
 
 
@@ -228,7 +231,8 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
         "voice_id": str(voice.id) if voice is not None else None,
         "engine": engine,
         "model_version": model_version,
-        "timezone": settings.TIME_ZONE,
+        "timezone": household_zone_name(CareSettings.objects.filter(owner_id=owner_id).first()),
+        "dose_alert_minutes": settings.DOSE_ALERT_MINUTES,
         "phrases": entries,
     }
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
