@@ -57,12 +57,13 @@ class SmtpServer:
     def to(self, address: str) -> list[EmailMessage]:
         """The messages delivered to `address` (the envelope's recipients), in order."""
         with self._keeper.lock:
-            return [m for m, (_, rcpt) in zip(self._keeper.messages, self._keeper.envelopes) if address in rcpt]
+            return [m for m, (_, rcpt) in zip(self._keeper.messages, self._keeper.envelopes, strict=True) if address in rcpt]
 
     def wait_for(self, address: str, count: int, *, timeout: float = 30.0) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
         while len(self.to(address)) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.to(address))} messages to {address} after {timeout}s, expected {count}")
+                got = len(self.to(address))
+                raise AssertionError(f"{got} messages to {address} after {timeout}s, expected {count}")
             time.sleep(0.05)
         return self.to(address)

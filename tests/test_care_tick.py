@@ -138,7 +138,7 @@ def test_a_crash_between_send_and_record_never_sends_twice(db, smtp_server, monk
     real_send = care_alerts.EmailMessage.send
 
     def send_then_die(message: Any, *args: Any, **kwargs: Any) -> int:
-        sent = real_send(message, *args, **kwargs)
+        real_send(message, *args, **kwargs)
         raise SystemExit("worker killed after the SMTP server took the message")  # a crash, simulated
 
     monkeypatch.setattr(care_alerts.EmailMessage, "send", send_then_die)

@@ -138,8 +138,8 @@ def test_confirmations_are_idempotent_and_private(alice, bob, alice_api, bob_api
     assert dt.datetime.fromisoformat(first.json()["confirmed_at"]) == confirmed_at
     again = device.post("/api/tts/doses/confirmations/", body, format="json")
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
-    other = device.post("/api/tts/doses/confirmations/",
-                        {**body, "key": "button:2", "confirmed_at": (confirmed_at + dt.timedelta(minutes=1)).isoformat()},
+    later = (confirmed_at + dt.timedelta(minutes=1)).isoformat()
+    other = device.post("/api/tts/doses/confirmations/", {**body, "key": "button:2", "confirmed_at": later},
                         format="json")
     assert other.status_code == 200
     dose = Dose.objects.get(id=first.json()["id"])

@@ -56,7 +56,8 @@ class Pi:
     def config(self, **changes: object) -> Config:
         values = dict(server_url=self.env["CAREPILL_SERVER_URL"], token=self.env["CAREPILL_TOKEN"],
                       cache_dir=self.cache, timeout=2.0, player=self.env["CAREPILL_PLAYER"],
-                      fallback_tts=self.env["CAREPILL_FALLBACK_TTS"])
+                      fallback_tts=self.env["CAREPILL_FALLBACK_TTS"],
+                      repeat_times=0)  # the tests of repeats ask for them (tests/test_pi_repeat.py)
         return Config(**{**values, **changes})
 
     def played(self) -> list[str]:

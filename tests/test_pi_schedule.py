@@ -179,7 +179,7 @@ def test_a_reminder_due_now_plays_once_and_a_restart_in_that_minute_does_not_rep
     assert played_log(pi)[key] == {"state": "played", "at": "2027-06-06T23:00:00+00:00"}
     [report] = pending(pi)  # the server is down: journaled, kept for later
     assert report == Report(phrase_id=1, played_at="2027-06-06T23:00:00+00:00", outcome="played", source="cache",
-                            key=f"{first.install_id}:{key}")
+                            key=f"{first.install_id}:{key}", scheduled_date="2027-06-07", scheduled_time="08:00")
     assert "kept for the next try" in caplog.text
 
     caplog.clear()

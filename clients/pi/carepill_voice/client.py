@@ -1,5 +1,6 @@
 """sync / say / play, each returning an Outcome instead of raising; and for `run`,
-play_due (one scheduled reminder) and report_send (one play report to the server).
+play_due (one scheduled reminder), report_send (one play report to the server),
+confirmation_send (one confirmed dose) and heartbeat.
 
 A reminder must be spoken whatever happens to the network: every path that cannot
 reach the server ends in a cached clip or the local fallback voice, and is logged.
@@ -21,7 +22,7 @@ import requests
 
 from carepill_voice.cache import Cache, is_sha256
 from carepill_voice.config import Config
-from carepill_voice.journal import Report
+from carepill_voice.journal import Confirmation, Report
 
 logger = logging.getLogger("carepill_voice")
 
@@ -35,6 +36,7 @@ class Outcome(enum.IntEnum):
     DEGRADED = 3  # spoken, but from a cached clip or the fallback voice; or sync incomplete
     FAILED = 4  # nothing spoken / server unreachable for sync (the cache is kept)
     NOT_FOUND = 5  # `play`: no such phrase in the local cache
+    NOTHING_WAITING = 6  # `confirm`: no reminder is waiting for a confirmation
 
 
 class ServerUnavailable(Exception):
@@ -270,11 +272,17 @@ class Client:
 
     def report_send(self, report: Report) -> Sent:
         """POST one play report. A resend of a stored key is answered 200: harmless."""
+        return self._post_journaled(f"/api/tts/phrases/{report.phrase_id}/plays/", report.body())
+
+    def confirmation_send(self, confirmation: Confirmation) -> Sent:
+        """POST one confirmation. 200 (already confirmed, by this key or another) is stored too."""
+        return self._post_journaled("/api/tts/doses/confirmations/", confirmation.body())
+
+    def _post_journaled(self, path: str, body: Mapping[str, Any]) -> Sent:
         try:
             # No redirects: requests would turn a redirected POST into a GET, and that GET's 200
-            # (the list of plays) would look like a stored report.
-            response = self._request("POST", f"/api/tts/phrases/{report.phrase_id}/plays/", json=report.body(),
-                                     allow_redirects=False)
+            # (a list) would look like a stored report.
+            response = self._request("POST", path, json=body, allow_redirects=False)
         except ServerUnavailable as exc:
             return Sent(Delivery.KEPT, str(exc))
         status = response.status_code
@@ -284,6 +292,18 @@ class Client:
         if 400 <= status < 500 and status not in (401, 408, 429):
             return Sent(Delivery.DROPPED, detail)
         return Sent(Delivery.KEPT, detail)
+
+    def heartbeat(self, timezone: str) -> tuple[bool, str, dict[str, Any]]:
+        """POST /api/tts/devices/heartbeat/: (answered 200, detail, the answer's JSON object)."""
+        try:
+            response = self._request("POST", "/api/tts/devices/heartbeat/", json={"timezone": timezone},
+                                     allow_redirects=False)
+        except ServerUnavailable as exc:
+            return False, str(exc), {}
+        body = _json_or_none(response)
+        if response.status_code != 200:
+            return False, f"HTTP {response.status_code}: {response.text[:300]}", {}
+        return True, "HTTP 200", body if isinstance(body, dict) else {}
 
     def play(self, phrase_id: int) -> Outcome:
         """Play today's clip for a phrase from the cache (no network)."""

@@ -14,12 +14,22 @@ File: $CAREPILL_CONFIG, else ~/.config/carepill-voice/config.ini, section [carep
     sync_minutes = 30
     catch_up_minutes = 10
     timezone =
+    repeat_minutes = 5
+    repeat_times = 2
+    button_pin =
 
 audio_format: what the Pi asks the server for (the bundle's clips and `say`): wav (the default; plays with
 `aplay`), or opus (Ogg Opus, about a tenth of the bytes; needs a player that reads Ogg, e.g.
 `player = paplay` with PulseAudio/PipeWire, `player = mpv --no-video --really-quiet`, or
 `player = ffplay -nodisp -autoexit -loglevel quiet`), mp3 (`player = mpg123 -q`) or flac.
 `aplay` plays WAV only: change `player` together with `audio_format`.
+
+Confirming a dose (`carepill-voice confirm`, or the button): a reminder nobody confirmed plays again
+repeat_minutes after its time, then again, repeat_times more plays in all (0: never repeated), each
+within the confirmation window (the bundle's dose_alert_minutes, 30 if it has none).
+button_pin: a push button's BCM GPIO number (empty: none), read with gpiozero when it is installed
+(Raspberry Pi OS has it). Wire the button between that pin and a GND pin; the internal pull-up is
+used, so no resistor is needed. The service user must be in the gpio group.
 """
 
 from __future__ import annotations
@@ -61,6 +71,12 @@ class Config:
     # `run`: the zone the phrases' "HH:MM" times are read in. Empty: the Pi's own local
     # zone ($TZ, else /etc/localtime); an IANA name ("Asia/Seoul") overrides it.
     timezone: str = ""
+    # `run`: an unconfirmed reminder plays again this many minutes after its time (and after
+    # that again), at most repeat_times more times, and only within the confirmation window.
+    repeat_minutes: float = 5.0
+    repeat_times: int = 2
+    # `run`: BCM number of a confirmation button (gpiozero, internal pull-up); None: no button.
+    button_pin: int | None = None
 
 
 class ConfigError(ValueError):
@@ -76,6 +92,13 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}")
+    if kind == "int | None":
+        if not raw.strip():
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number or empty, got {raw!r}")
     if kind == "Path":
         return Path(raw).expanduser()
     return raw
@@ -113,6 +136,13 @@ def _validate(config: Config) -> None:
     # Less than a minute would call a reminder missed that a busy Pi woke for a little late.
     if not 1 <= config.catch_up_minutes < float("inf"):
         raise ConfigError(f"catch_up_minutes must be 1 or more, got {config.catch_up_minutes}")
+    if not 1 <= config.repeat_minutes < float("inf"):
+        raise ConfigError(f"repeat_minutes must be 1 or more, got {config.repeat_minutes}")
+    if config.repeat_times < 0:
+        raise ConfigError(f"repeat_times must be 0 or more, got {config.repeat_times}")
+    # BCM 0-27: the GPIO lines of the 40-pin header (0 and 1 are reserved for HAT EEPROMs, but usable).
+    if config.button_pin is not None and not 0 <= config.button_pin <= 27:
+        raise ConfigError(f"button_pin must be a BCM GPIO number from 0 to 27 (or empty), got {config.button_pin}")
     if config.audio_format not in AUDIO_FORMATS:
         raise ConfigError(f"audio_format must be one of {', '.join(AUDIO_FORMATS)}, got {config.audio_format!r}")
     if config.timezone:
