@@ -57,7 +57,8 @@ class SmtpServer:
     def to(self, address: str) -> list[EmailMessage]:
         """The messages delivered to `address` (the envelope's recipients), in order."""
         with self._keeper.lock:
-            return [m for m, (_, rcpt) in zip(self._keeper.messages, self._keeper.envelopes, strict=True) if address in rcpt]
+            pairs = zip(self._keeper.messages, self._keeper.envelopes, strict=True)
+            return [message for message, (_, rcpt) in pairs if address in rcpt]
 
     def wait_for(self, address: str, count: int, *, timeout: float = 30.0) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from voice_tts.models import ReminderPhrase
+from voice_tts.models import CareSettings, ReminderPhrase
 from voice_tts.services.phrases import PHRASE_MAX_TIMES
 
 # ISO weekdays, as the phrase model stores them (1 = Monday ... 7 = Sunday).
@@ -77,3 +77,18 @@ class ReminderForm(forms.Form):
         if self.is_bound:
             return {int(v) for v in self.data.getlist("days") if v.isdigit()}
         return set(self.initial.get("days") or [])
+
+
+class AlertSettingsForm(forms.Form):
+    alert_email = forms.EmailField(label=_("Email for alerts"), required=False,
+                                   help_text=_("Empty: the account's email."))
+    alert_webhook_url = forms.URLField(label=_("Webhook (optional)"), required=False, max_length=2000,
+                                       assume_scheme="https")
+    alert_language = forms.ChoiceField(label=_("Language of alerts"), choices=CareSettings.Language.choices)
+    timezone = forms.CharField(label=_("Time zone of the household"), required=False, max_length=64,
+                               widget=forms.TextInput(attrs={"list": "zones", "autocomplete": "off"}),
+                               help_text=_("Empty: the Pi's own zone."))
+    quiet_start = forms.TimeField(label=_("Quiet hours from"), required=False, input_formats=["%H:%M"],
+                                  widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    quiet_end = forms.TimeField(label=_("until"), required=False, input_formats=["%H:%M"],
+                                widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))

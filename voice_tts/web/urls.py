@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from voice_tts.web import views
+from voice_tts.web import care_views, views
 
 app_name = "web"
 
@@ -23,6 +23,9 @@ urlpatterns = [
     path("reminders/<int:phrase_id>/edit/", views.reminder_edit, name="reminder-edit"),
     path("reminders/<int:phrase_id>/pause/", views.reminder_pause, name="reminder-pause"),
     path("reminders/<int:phrase_id>/delete/", views.reminder_delete, name="reminder-delete"),
+    path("week/", care_views.week, name="week"),
+    path("alerts/", care_views.alerts, name="alerts"),
+    path("alerts/test/", care_views.alerts_test, name="alerts-test"),
     path("device/", views.device, name="device"),
     path("device/<int:device_id>/revoke/", views.device_delete, name="device-revoke"),
 ]

@@ -32,6 +32,7 @@ from voice_tts.services.logins import login_failed, login_succeeded, login_wait
 from voice_tts.services.phrases import phrase_bundle, phrase_create, phrase_delete, phrase_update, phrases_failed
 from voice_tts.services.tokens import device_create, device_revoke, devices_of
 from voice_tts.services.voices import voice_create
+from voice_tts.web.care_views import care_home_context
 from voice_tts.web.forms import WEEKDAYS, ReminderForm, VoiceUploadForm
 from voice_tts.web.wording import PREVIEW_TEXT, READING_SCRIPT, clip_state_words, recorder_words, refusal_words
 
@@ -125,7 +126,8 @@ def home(request: HttpRequest) -> HttpResponse:
         if not p.days or today in p.days
     ]
     rows = sorted(_phrase_rows(request, phrases), key=lambda row: (row["phrase"].times or ["99:99"])[0])
-    return render(request, "web/home.html", {"voice": voice, "rows": rows, "nav": "home"})
+    return render(request, "web/home.html", {"voice": voice, "rows": rows, "nav": "home",
+                                             **care_home_context(owner_id=request.user.id)})
 
 
 # --- Enrol ------------------------------------------------------------------------------------

@@ -6,10 +6,14 @@ the same refusal in the reader's language (gettext: Korean first, English).
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from voice_tts.errors import ServiceError
+from voice_tts.models import Dose
 
 # Read aloud while recording; stored as the voice's transcript (the cloning engine needs the words
 # that were spoken). It opens with the speaker's consent, then sounds like the reminders it is for.
@@ -69,6 +73,14 @@ def refusal_words(exc: ServiceError) -> str:
         "audio_missing": _("The recording is missing. Please record it again."),
         "not_found": _("Not found."),
         "throttled": _("Too many tries in a short time. Please wait a while and try again."),
+        "invalid_timezone": _("Please choose a time zone from the list, for example Asia/Seoul."),
+        "quiet_hours_incomplete": _("Quiet hours need both a start and an end."),
+        "quiet_hours_empty": _("Quiet hours must start and end at different times."),
+        "no_alert_channel": _("Please set an email address for alerts first."),
+        "webhook_url_invalid": _("The webhook address must start with https:// or http://."),
+        "webhook_url_forbidden": _("The webhook address points inside a private network, which is not allowed."),
+        "webhook_url_unresolvable": _("The webhook address could not be found."),
+        "webhook_url_disabled": _("This webhook address answered that it is gone; use another."),
     }
     return words.get(exc.code, _("Something went wrong. Please try again."))
 
@@ -97,3 +109,44 @@ def recorder_words() -> dict[str, str]:
         "play": _("Play"),
         "stop": _("Stop"),
     }
+
+
+def dose_words(dose: Dose, zone: dt.tzinfo) -> str:
+    """A dose in words, times in household time: "08:00 재생됨 · 08:02 확인함", "확인 안 됨 (3번 재생)",
+    "놓침: 재생되지 않았습니다", "예정"."""
+    def clock(instant: dt.datetime | None) -> str:
+        return instant.astimezone(zone).strftime("%H:%M") if instant else ""
+
+    if dose.state == Dose.State.CONFIRMED:
+        if dose.first_played_at:
+            return _("%(played)s played · %(confirmed)s confirmed") % {
+                "played": clock(dose.first_played_at), "confirmed": clock(dose.confirmed_at)}
+        return _("%(confirmed)s confirmed") % {"confirmed": clock(dose.confirmed_at)}
+    if dose.state == Dose.State.PLAYED:
+        return _("%(played)s played · waiting for confirmation") % {"played": clock(dose.first_played_at)}
+    if dose.state == Dose.State.UNCONFIRMED:
+        return ngettext("Not confirmed (played %(count)d time)", "Not confirmed (played %(count)d times)",
+                        dose.plays) % {"count": dose.plays}
+    if dose.state == Dose.State.MISSED:
+        return _("Missed: it was not played")
+    return _("Upcoming")
+
+
+# One mark per state for the week view, so that it reads without colour.
+DOSE_MARKS = {
+    Dose.State.CONFIRMED: "✓",
+    Dose.State.UNCONFIRMED: "△",
+    Dose.State.MISSED: "✗",
+    Dose.State.PLAYED: "…",
+    Dose.State.UPCOMING: "·",
+}
+
+
+def dose_state_name(state: str) -> str:
+    return {
+        Dose.State.CONFIRMED: _("Confirmed"),
+        Dose.State.UNCONFIRMED: _("Not confirmed"),
+        Dose.State.MISSED: _("Missed"),
+        Dose.State.PLAYED: _("Played, waiting"),
+        Dose.State.UPCOMING: _("Upcoming"),
+    }.get(state, state)
