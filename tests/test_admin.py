@@ -1,9 +1,13 @@
 """The Django admin lists voices, jobs and clips and plays their audio to staff only."""
 
+import datetime as dt
+
 import pytest
 from django.contrib.auth.models import User
 
 from tests.audio_samples import wav_bytes
+from voice_tts.models import CareAlert, Dose
+from voice_tts.services.phrases import phrase_create
 from voice_tts.services.voices import voice_create
 
 
@@ -54,3 +58,22 @@ def test_phrase_admin_judges_days_and_times_like_the_api(staff_client, alice):
     listing = staff_client.get("/admin/voice_tts/phraseplay/")
     assert listing.status_code == 200 and "약 드세요" in listing.content.decode()
     assert staff_client.get("/admin/voice_tts/phraseplay/add/").status_code == 403  # reports are records
+
+
+def test_doses_and_alerts_are_listed_filtered_and_read_only(staff_client, alice):
+    phrase = phrase_create(owner_id=alice.id, text="아침 약", times=["08:00"])
+    now = dt.datetime(2026, 12, 7, tzinfo=dt.UTC)
+    dose = Dose.objects.create(owner=alice, phrase=phrase, text=phrase.text, local_date=now.date(), local_time="08:00",
+                               timezone="Asia/Seoul", scheduled_for=now, state="missed")
+    alert = CareAlert.objects.create(owner=alice, kind="dose.missed", channel="email", subject_key=f"dose:{dose.id}",
+                                     dose=dose, not_before=now, recipient="daughter@example.org", status="sent")
+    missed = staff_client.get("/admin/voice_tts/dose/?state__exact=missed").content.decode()
+    assert "아침 약" in missed
+    assert "아침 약" not in staff_client.get("/admin/voice_tts/dose/?state__exact=confirmed").content.decode()
+    assert "daughter@example.org" in staff_client.get("/admin/voice_tts/carealert/?status__exact=sent").content.decode()
+    assert staff_client.get("/admin/voice_tts/dose/add/").status_code == 403
+    assert staff_client.post(f"/admin/voice_tts/carealert/{alert.id}/delete/", {"post": "yes"}).status_code == 403
+    # The change page is a view page: no save button, the row unchanged by a post.
+    staff_client.post(f"/admin/voice_tts/dose/{dose.id}/change/", {"state": "confirmed"})
+    dose.refresh_from_db()
+    assert dose.state == "missed"

@@ -39,8 +39,10 @@ def doses_today(user: Any) -> dict[str, Dose]:
     made = {}
     for hhmm in ("08:00", "12:00", "18:00", "23:59"):
         due = dt.datetime.combine(today, dt.time.fromisoformat(hhmm), SEOUL)
-        made[hhmm] = Dose.objects.create(owner=user, phrase=phrase, text=phrase.text, local_date=today,
-                                         local_time=hhmm, timezone="Asia/Seoul", scheduled_for=due)
+        # The schedule may have made it already (after the phrase's commit, in a transactional test).
+        made[hhmm], _ = Dose.objects.update_or_create(
+            phrase=phrase, local_date=today, local_time=hhmm,
+            defaults={"owner": user, "text": phrase.text, "timezone": "Asia/Seoul", "scheduled_for": due})
     at = lambda hhmm: dt.datetime.combine(today, dt.time.fromisoformat(hhmm), SEOUL)  # noqa: E731
     phrase_play_record(owner_id=user.id, phrase_id=phrase.id, key="k1", played_at=at("08:00"), outcome="played",
                        source="cache", scheduled_date=today, scheduled_time="08:00")

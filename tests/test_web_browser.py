@@ -18,7 +18,9 @@ import requests
 from django.utils import timezone
 
 from tests.browser import PagesServer, chromium, screenshot_dir, speech_wav
-from voice_tts.models import ReminderPhrase, Voice
+from tests.test_care_pages import doses_today
+from voice_tts.models import AccessToken, ReminderPhrase, Voice
+from voice_tts.services.tokens import device_create
 from voice_tts.web.wording import READING_SCRIPT
 
 pytestmark = pytest.mark.worker
@@ -312,7 +314,8 @@ def test_the_pages_meet_the_size_and_contrast_rules_at_200_percent_zoom(
     with chromium(playwright, microphone_wav=microphones["short"]) as browser:
         context, page = new_page(browser, viewport={"width": 400, "height": 800}, device_scale_factor=2)
         log_in(page, pages.url, carer)
-        for path in ("/voice/", "/voice/enrol/", "/voice/reminders/", "/voice/device/"):
+        for path in ("/voice/", "/voice/enrol/", "/voice/reminders/", "/voice/device/", "/voice/week/",
+                     "/voice/alerts/"):
             page.goto(pages.url + path)
             assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 20
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
@@ -326,3 +329,32 @@ def test_the_pages_meet_the_size_and_contrast_rules_at_200_percent_zoom(
             assert low == [], (path, low)
         context.close()
 
+
+
+def test_the_home_page_says_the_day_s_doses_in_words(
+    transactional_db: Any, pages: PagesServer, make_user: Any, playwright: Any, microphones: dict[str, Any],
+    shots: Path,
+) -> None:
+    carer = make_user("grandson")
+    doses_today(carer)
+    device, _ = device_create(owner_id=carer.id, name="거실 Pi")
+    AccessToken.objects.filter(id=device.id).update(last_seen_at=timezone.now() - timezone.timedelta(minutes=5))
+    with chromium(playwright, microphone_wav=microphones["short"]) as browser:
+        context, page = new_page(browser)
+        log_in(page, pages.url, carer)
+        doses = [line.strip() for line in page.inner_text("#doses ol").splitlines() if line.strip()]
+        assert doses == [
+            "08:00 아침 약 드실 시간입니다 — 08:00 재생됨 · 08:02 확인함",
+            "12:00 아침 약 드실 시간입니다 — 확인 안 됨 (3번 재생)",
+            "18:00 아침 약 드실 시간입니다 — 놓침: 재생되지 않았습니다",
+            "23:59 아침 약 드실 시간입니다 — 예정",
+        ]
+        assert page.inner_text("#pi-contact").strip() == "Pi 연결: 5분 전"
+        shot(page, shots, "home-doses")
+        page.get_by_role("link", name="이번 주").first.click()
+        page.wait_for_url(pages.url + "/voice/week/")
+        assert "33% (3번 중 1번)" in page.inner_text("#week")
+        shot(page, shots, "week")
+        page.goto(pages.url + "/voice/alerts/")
+        shot(page, shots, "alerts")
+        context.close()

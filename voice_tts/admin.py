@@ -137,4 +137,6 @@ admin.site.register(get_user_model(), CarePillUserAdmin)
 
 
 # Reminder phrases and the pre-generation actions (issue 6) live in their own module.
+# The reminder loop's records (doses, alert sends), read-only.
+import voice_tts.admin_care  # noqa: E402,F401
 import voice_tts.admin_reminders  # noqa: E402,F401

@@ -7,9 +7,11 @@ saves the WAVs under media/demo/, then stops what it started.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import secrets
 import time
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from medicine_project.devstack import Stack, free_port, redis_ensured, web_args, worker_args
 from voice_tts.models import AccessToken
 
+LOOP_PHRASE = "할머니, 점심 약 드실 시간입니다."
 PHRASES = [
     ("ko", "할머니, 아침 약 드실 시간입니다."),
     ("ko", "오후 8시 30분입니다. 혈압약 1정을 드세요."),
@@ -79,8 +82,14 @@ class Command(BaseCommand):
             finally:
                 stack.stop()
                 say("stopped worker and web")
-        # The tokens the demo's logins were issued: revoked (their cache entries go with them).
-        AccessToken.objects.filter(owner=user).delete()
+        # The tokens the demo's logins were issued: revoked (their cache entries go with them). The demo
+        # Pi's token stays, so the pages show when it was last heard from.
+        AccessToken.objects.filter(owner=user, device_name="").delete()
+        say("")
+        say("See it all in a browser:")
+        say("  make run                        (web, worker and beat; keeps running until Ctrl-C)")
+        say("  open http://127.0.0.1:8000/voice/")
+        say(f"  log in as demo / {password}")
 
     def _wait_healthy(self, base: str, stack: Stack, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -143,3 +152,50 @@ class Command(BaseCommand):
         again = http.post(f"{base}/api/tts/jobs/", json={"text": PHRASES[0][1], "language": "ko"}, timeout=10).json()
         say(f"asked for phrase 1 again: status={again['status']} cache_hit={again['cache_hit']} job={again['id']}")
         say(f"done: {len(jobs)} reminders saved under {out_dir}")
+        self._reminder_loop(base=base, http=http)
+
+    def _reminder_loop(self, *, base: str, http: requests.Session) -> None:
+        """A reminder due this minute, played and confirmed as the Pi does (docs/reminder-loop.md)."""
+        say = self.stdout.write
+        say("")
+        say("the reminder loop:")
+        device = http.post(f"{base}/api/tts/devices/", json={"name": "데모 Pi"}, timeout=10)
+        device.raise_for_status()
+        pi = requests.Session()
+        pi.headers["Authorization"] = f"Token {device.json()['token']}"
+        zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+        now = dt.datetime.now(zone)
+        hhmm = now.strftime("%H:%M")
+        phrase = self._phrase_due_now(base=base, http=http, hhmm=hhmm)
+        beat = pi.post(f"{base}/api/tts/devices/heartbeat/", json={"timezone": settings.TIME_ZONE}, timeout=10).json()
+        say(f"  the Pi says it is alive (zone {beat['timezone']})")
+        occurrence = {"scheduled_date": now.date().isoformat(), "scheduled_time": hhmm}
+        key = f"demo:{phrase['id']}:{occurrence['scheduled_date']}:{hhmm}"
+        played = pi.post(f"{base}/api/tts/phrases/{phrase['id']}/plays/", json={
+            "played_at": now.isoformat(), "outcome": "played", "source": "cache", "key": key, **occurrence,
+        }, timeout=10)
+        played.raise_for_status()
+        say(f"  {hhmm} the Pi played “{phrase['text']}” and reported it (dose {played.json()['dose_id']})")
+        confirmed = pi.post(f"{base}/api/tts/doses/confirmations/", json={
+            "phrase_id": phrase["id"], "confirmed_at": dt.datetime.now(zone).isoformat(), "key": f"{key}:confirm",
+            **occurrence,
+        }, timeout=10)
+        confirmed.raise_for_status()
+        say("  the senior pressed the button (carepill-voice confirm): confirmed")
+        doses = http.get(f"{base}/api/tts/doses/", timeout=10).json()["results"]
+        for dose in doses:
+            if dose["phrase_id"] == phrase["id"]:
+                say(f"  GET /api/tts/doses/ -> {dose['local_time']} {dose['state']} "
+                    f"(plays {dose['plays']}, confirmed at {dose['confirmed_at']})")
+
+    def _phrase_due_now(self, *, base: str, http: requests.Session, hhmm: str) -> dict[str, Any]:
+        """The demo's lunchtime reminder, set to this minute (made, or moved on a second run)."""
+        made = http.post(f"{base}/api/tts/phrases/", json={"text": LOOP_PHRASE, "times": [hhmm]}, timeout=10)
+        if made.status_code == 201:
+            return made.json()
+        existing = next(p for p in http.get(f"{base}/api/tts/phrases/", timeout=10).json()["results"]
+                        if p["text"] == LOOP_PHRASE)
+        moved = http.patch(f"{base}/api/tts/phrases/{existing['id']}/", json={"times": [hhmm], "is_active": True},
+                           timeout=10)
+        moved.raise_for_status()
+        return moved.json()
