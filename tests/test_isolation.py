@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 
 from tests.audio_samples import voice_like, wav_bytes
 from tests.conftest import api_client
-from voice_tts.models import Clip, Job, PhrasePlay, ReminderPhrase, Voice
+from voice_tts.models import Clip, Dose, Job, PhrasePlay, ReminderPhrase, Voice
 from voice_tts.services.clips import clip_cache_key, clip_store
 
 
@@ -127,6 +127,8 @@ ACCOUNT_ENDPOINTS: list[tuple[str, str, str, Callable[[], Any], str]] = [
     ("phrases-list", "get", "/api/tts/phrases/", dict, "json"),
     ("phrases-create", "post", "/api/tts/phrases/", lambda: {"text": "약 드세요"}, "json"),
     ("phrase-bundle", "get", "/api/tts/phrases/bundle/", dict, "json"),
+    ("doses-list", "get", "/api/tts/doses/", dict, "json"),
+    ("device-heartbeat", "post", "/api/tts/devices/heartbeat/", lambda: {"timezone": "Asia/Seoul"}, "json"),
 ]
 
 # Who calls: a client for the world, and whether it is authenticated.
@@ -315,7 +317,7 @@ def test_webhook_secrets_are_per_user(world: World) -> None:
 
 # What a device's token (the Pi) may do; every other row of the matrix is 403 `device_not_allowed`.
 DEVICE_ALLOWED = {"job-detail", "job-audio", "job-audio-not-ready", "cache-detail", "cache-audio", "jobs-create",
-                  "generate", "phrase-bundle", "phrase-play-report"}
+                  "generate", "phrase-bundle", "phrase-play-report", "doses-list", "device-heartbeat"}
 
 
 def _alice_device(world: World) -> APIClient:
@@ -398,5 +400,29 @@ def test_every_api_route_is_in_the_matrix() -> None:
         "api/auth/logout/",
         # Two users and devices: tests/test_devices_api.py (another user's device is a 404, lists are own).
         "api/tts/devices/", "api/tts/devices/<int:device_id>/",
+        # In ACCOUNT_ENDPOINTS above; a heartbeat from a login's token is a 403 (tests/test_doses_api.py).
+        "api/tts/doses/", "api/tts/devices/heartbeat/",
+        # Names Alice's phrase in its body: test_bob_cannot_confirm_alices_dose below.
+        "api/tts/doses/confirmations/",
     }
     assert routes == covered
+
+
+def test_bob_cannot_confirm_alices_dose(world: World) -> None:
+    """A confirmation names the phrase in its body: Alice's answers Bob exactly as a random id does."""
+    def body(phrase_id: int) -> dict[str, Any]:
+        return {"phrase_id": phrase_id, "scheduled_date": "2027-01-04", "scheduled_time": "08:00",
+                "confirmed_at": timezone.now().isoformat(), "key": f"bob-{uuid.uuid4().hex}"}
+
+    bob = api_client(world.bob)
+    theirs = bob.post("/api/tts/doses/confirmations/", body(world.alice_phrase.id), format="json")
+    nothing = bob.post("/api/tts/doses/confirmations/", body(random.randrange(10**9, 2**31)), format="json")
+    assert theirs.status_code == 404 and (theirs.status_code, theirs.content) == (nothing.status_code, nothing.content)
+    assert not Dose.objects.filter(owner=world.alice).exists()
+    for actor in ACTORS.values():
+        assert actor(world).post("/api/tts/doses/confirmations/", body(world.alice_phrase.id),
+                                 format="json").status_code == 401
+    assert not Dose.objects.filter(owner=world.alice).exists()
+    # The control: Alice's own confirmation is stored.
+    mine = api_client(world.alice).post("/api/tts/doses/confirmations/", body(world.alice_phrase.id), format="json")
+    assert mine.status_code == 201 and Dose.objects.get(owner=world.alice).state == "confirmed"
