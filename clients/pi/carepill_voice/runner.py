@@ -18,8 +18,8 @@ A tick: for every occurrence of the last LOOKBACK that is due (due <= now):
    - else mark it "playing" in the played log (before the player starts: a crash mid-play
      never replays, see journal.py), play it (client.play_due), record the outcome and
      journal a report;
-then the repeats (below); then waiting reports are sent if anything played (after the
-minute's plays, so a hung server never delays the next reminder of the same minute).
+then the repeats (below); then waiting reports and confirmations are sent if anything
+played (after the minute's plays, so a hung server never delays the next reminder of the same minute).
 
 Repeats: a reminder whose first play is in the played log (heard, failed or interrupted; not
 missed) and is not confirmed (confirmed/, see confirm.py) plays again at due + k *
@@ -365,7 +365,7 @@ class Runner:
     def heartbeat(self, now: dt.datetime) -> bool:
         """Tell the server this Pi is alive, and the zone it reads times in. Never raises."""
         self._next_heartbeat = now + HEARTBEAT_EVERY
-        ok, detail, body = self.client.heartbeat(_zone_name(self.zone))
+        ok, detail, body = self.client.heartbeat(_iana_name(self.zone))
         if not ok:
             if self._heartbeat_failing is not True:  # once per outage
                 logger.warning("heartbeat: not heard by the server (%s); retried every %.0f s, logged again "
@@ -414,6 +414,7 @@ class Runner:
         plays += self._repeats(now, phrases, by_id)
         if plays:
             self.send_reports()
+            self.send_confirmations()
         return plays
 
     def _window(self) -> dt.timedelta:
@@ -612,6 +613,19 @@ class Runner:
 
 def _zone_name(zone: dt.tzinfo) -> str:
     return str(getattr(zone, "key", None) or zone)
+
+
+def _iana_name(zone: dt.tzinfo) -> str:
+    """The zone's IANA name for the server, or "" when it has none (a copied /etc/localtime is read
+    as "localtime"): the heartbeat then reports no zone rather than a name the server cannot use."""
+    name = _zone_name(zone)
+    if name == "localtime":
+        return ""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return ""
+    return name
 
 
 def _offset_differs(name: str, zone: dt.tzinfo, now: dt.datetime) -> bool:
