@@ -548,38 +548,27 @@ class Runner:
 
     def send_reports(self) -> int:
         """Send waiting reports, oldest first, until one must wait. The number sent or dropped."""
-        done = 0
-        for report in self.reports.pending():
-            if self._stop:  # a stop is prompt; the journal keeps them for the next start
-                break
-            sent = self.client.report_send(report)
-            if sent.delivery is Delivery.KEPT:
-                logger.warning("report %s kept for the next try: %s", report.key, sent.detail)
-                break
-            self.reports.remove(report)
-            done += 1
-            if sent.delivery is Delivery.SENT:
-                logger.info("report %s sent (%s)", report.key, sent.detail)
-            else:
-                logger.error("report %s dropped, the server refused it: %s", report.key, sent.detail)
-        return done
+        return self._send_journal("report", self.reports, self.client.report_send)
 
     def send_confirmations(self) -> int:
         """Send waiting confirmations, oldest first, until one must wait. The number sent or dropped."""
+        return self._send_journal("confirmation", self.confirmations, self.client.confirmation_send)
+
+    def _send_journal(self, what: str, journal: Any, send: Callable[[Any], Any]) -> int:
         done = 0
-        for confirmation in self.confirmations.pending():
-            if self._stop:
+        for entry in journal.pending():
+            if self._stop:  # a stop is prompt; the journal keeps them for the next start
                 break
-            sent = self.client.confirmation_send(confirmation)
+            sent = send(entry)
             if sent.delivery is Delivery.KEPT:
-                logger.warning("confirmation %s kept for the next try: %s", confirmation.key, sent.detail)
+                logger.warning("%s %s kept for the next try: %s", what, entry.key, sent.detail)
                 break
-            self.confirmations.remove(confirmation)
+            journal.remove(entry)
             done += 1
             if sent.delivery is Delivery.SENT:
-                logger.info("confirmation %s sent (%s)", confirmation.key, sent.detail)
+                logger.info("%s %s sent (%s)", what, entry.key, sent.detail)
             else:
-                logger.error("confirmation %s dropped, the server refused it: %s", confirmation.key, sent.detail)
+                logger.error("%s %s dropped, the server refused it: %s", what, entry.key, sent.detail)
         return done
 
     # --- the cached bundle ---------------------------------------------------------------
