@@ -98,7 +98,8 @@ def phrase_create(
         is_active=is_active,
     )
     _phrase_saved(phrase)
-    doses_schedule_after_commit(owner_id=owner_id)
+    if phrase.is_active and phrase.times:  # a phrase without times has no doses
+        doses_schedule_after_commit(owner_id=owner_id)
     if phrase.is_active:
         _clips_requested(owner_id=owner_id)
     return phrase
