@@ -124,5 +124,5 @@ def web_args(*, bind: str, workers: int = 2) -> list[str]:
 
 
 def beat_args() -> list[str]:
-    # The schedule file lives in the data dir (CELERY_BEAT_SCHEDULE_FILENAME), not the cwd.
+    # The schedule lives in the database (CELERY_BEAT_SCHEDULER, django-celery-beat): no schedule file.
     return [sys.executable, "-m", "celery", "-A", "medicine_project", "beat", "-l", "info"]

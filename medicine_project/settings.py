@@ -423,11 +423,10 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 # Celery's Django fixup closes every database connection before and after each task, ignoring
 # CONN_MAX_AGE: a new PostgreSQL connection per job, ~6 ms of the queue's overhead per job here
 # (bench/RESULTS.md). Its own escape hatch keeps the connection for this many tasks instead (0:
-# Celery's default, a new connection per task); workers/lifecycle.py adds Django's per-request
+# Celery's default, a new connection per task); voice_tts/worker/signals.py adds Django's per-request
 # checks and drops the connection after any task that did not end cleanly.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 500, minimum=0)
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "voice_tts.tasks.jobs_sweep_task", "schedule": JOB_SWEEP_INTERVAL_SECONDS},
     "clip-uses-flush": {"task": "voice_tts.tasks.clip_uses_flush_task", "schedule": CLIP_USE_FLUSH_SECONDS},

@@ -40,6 +40,8 @@ def test_bundle_serves_pregenerated_clips_with_checksums_and_etag(worker, alice_
 
     body = wait_bundle(alice_http, ready=2)
     assert [p["text"] for p in body["phrases"]] == ["아침 약 드실 시간입니다", "Time for your evening pills"]
+    # Pinned by the worker as it stored them (clip_store), not by the bundle's GETs.
+    assert {c.cache_key for c in Clip.objects.filter(pinned=True)} == {p["cache_key"] for p in body["phrases"]}
     assert body["phrases"][0]["times"] == ["08:00"] and body["engine"] == "espeak" and body["model_version"]
     for phrase in body["phrases"]:
         audio = alice_http.get(phrase["audio_url"])
@@ -89,26 +91,47 @@ def test_without_a_voice_everything_is_pending(alice_api, alice):
                                 "audio_url": None, "sha256": None, "duration_seconds": None}]
 
 
-def test_checksum_of_an_older_clip_is_computed_once_and_stored(alice_api, alice):
+def test_checksums_of_older_clips_are_filled_in_by_migration_0010_and_the_bundle_only_reads(alice_api, alice):
+    import importlib
+
     import numpy as np
+    from django.apps import apps
+    from django.core.files.storage import default_storage
 
     from voice_tts.services.clips import clip_cache_key, clip_store
     from voice_tts.worker import status
 
     voice = voice_create(owner_id=alice.id, data=wav_bytes(4.0))
-    ReminderPhrase.objects.create(owner=alice, text="약 드세요", language="ko")
     version = status.engine_version_current(engine="espeak") or "unknown-version"
-    key = clip_cache_key(voice_id=voice.id, text="약 드세요", language="ko", engine="espeak",
-                         model_version=version, params={})
-    clip = clip_store(voice=voice, cache_key=key, text="약 드세요", language="ko", params={}, engine="espeak",
-                      model_version=version, samples=np.zeros(2205, np.int16) + 100, sample_rate=22050)
-    expected = clip.sha256
-    Clip.objects.filter(pk=clip.pk).update(sha256="")  # as if stored before the column existed
+    clips = []
+    for text in ("약 드세요", "물 드세요"):
+        ReminderPhrase.objects.create(owner=alice, text=text, language="ko")
+        key = clip_cache_key(voice_id=voice.id, text=text, language="ko", engine="espeak",
+                             model_version=version, params={})
+        clips.append(clip_store(voice=voice, cache_key=key, text=text, language="ko", params={}, engine="espeak",
+                                model_version=version, samples=np.zeros(2205, np.int16) + 100, sample_rate=22050))
+    kept, lost = clips
+    expected = kept.sha256
+    Clip.objects.filter(pk__in=[kept.pk, lost.pk]).update(sha256="")  # as if stored before the column existed
+    default_storage.delete(lost.audio.name)  # and one whose file is already gone
 
-    entry = alice_api.get("/api/tts/phrases/bundle/").json()["phrases"][0]
-    assert entry["status"] in ("ready", "stale") and entry["sha256"] == expected
-    assert Clip.objects.get(pk=clip.pk).sha256 == expected
-    assert entry["duration_seconds"] == 0.1
+    # The bundle no longer computes a checksum on a GET (it writes nothing): not servable until checksummed.
+    assert [p["status"] for p in alice_api.get("/api/tts/phrases/bundle/").json()["phrases"]] == ["pending"] * 2
+    assert set(Clip.objects.values_list("sha256", flat=True)) == {""}
+
+    migration = importlib.import_module("voice_tts.migrations.0010_clip_sha256_backfill")
+    migration.clip_checksums_backfill(apps, None)
+    assert Clip.objects.get(pk=kept.pk).sha256 == expected
+    assert Clip.objects.get(pk=lost.pk).sha256 == ""  # file gone: left blank, the entry stays pending
+
+    entries = alice_api.get("/api/tts/phrases/bundle/").json()["phrases"]
+    assert [p["status"] for p in entries] == [status_of(kept, version), "pending"]
+    assert entries[0]["sha256"] == expected and entries[0]["duration_seconds"] == 0.1
+
+
+def status_of(clip: Clip, version: str) -> str:
+    # "ready" when a worker of this run published the model version, else the clip stands in as "stale".
+    return "ready" if clip.model_version == version and version != "unknown-version" else "stale"
 
 
 @pytest.mark.worker

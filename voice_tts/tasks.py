@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 def _backoff(retries: int, *, base: float, cap: float) -> float:
     # Exponential with full jitter, so retries from many jobs do not arrive in waves.
+    # Not Celery's retry_backoff/retry_jitter: whole seconds only (factor >= 1 s, randrange); our bases are floats.
     return random.uniform(0, min(cap, base * 2**retries))
 
 
@@ -45,6 +46,7 @@ def job_synthesize_task(self, job_id: str, first_tried_at: float | None = None) 
         job_run(job_id=job_id, task_id=self.request.id, final_attempt=self.request.retries >= self.max_retries,
                 tries=self.request.retries + 1, first_tried_at=first_tried_at)
     except EngineTransientError as exc:
+        # Hand-written retry, not autoretry_for: it must pass `first_tried_at` on (kwargs) and float-second bounds.
         countdown = _backoff(self.request.retries, base=settings.JOB_RETRY_BASE_SECONDS,
                              cap=settings.JOB_RETRY_MAX_SECONDS)
         raise self.retry(exc=exc, countdown=countdown, kwargs={"first_tried_at": first_tried_at}) from exc
@@ -65,6 +67,7 @@ def webhook_deliver_task(self, job_id: str) -> None:
         logger.warning("webhook for job %s given up after %d attempts", job_id, attempt)
         webhook_status_set(job_id=job_id, status=WebhookStatus.FAILED)
         return
+    # Hand-written retry, not autoretry_for: only some outcomes retry, and the receiver's Retry-After is a floor.
     countdown = _backoff(self.request.retries, base=settings.WEBHOOK_RETRY_BASE_SECONDS, cap=3600.0)
     if outcome.retry_after is not None:
         countdown = max(countdown, min(outcome.retry_after, 3600.0))

@@ -5,7 +5,7 @@ text length varies). glibc keeps freed chunks in its arenas, fragmented, so a lo
 worker's RSS grows job after job although nothing leaks in Python terms; GPT-SoVITS's own
 api_v2 server shows the same growth (bench/RESULTS.md). `malloc_trim(0)` returns the free pages
 of every arena. The call itself takes milliseconds, but the next synthesis faults the pages in
-again, so workers/lifecycle.py trims every WORKER_HEAP_TRIM_EVERY syntheses, not after each.
+again, so voice_tts/worker/signals.py trims every WORKER_HEAP_TRIM_EVERY syntheses, not after each.
 """
 
 from __future__ import annotations

@@ -19,10 +19,13 @@ from django.utils import timezone
 
 from voice_tts import result_cache
 from voice_tts.errors import ServiceError
-from voice_tts.models import Clip, ClipEncoding, Voice
+from voice_tts.models import Clip, ClipEncoding, ReminderPhrase, Voice
 from voice_tts.result_cache import CachedClip
 
 CACHE_KEY_VERSION = 1
+# Reminder phrases' clips are made with the engine's defaults (services/phrases.py); an API job with
+# the same text and no params shares the clip.
+PHRASE_PARAMS: dict[str, Any] = {}
 
 
 def clip_cache_key(
@@ -115,7 +118,12 @@ def clip_store(
 ) -> Clip:
     """Write the WAV (temp + rename), then the row, then the clip's hit entry. Safe to call twice
     for one key. `generation`: the owner's, if the caller read it before anything the clip is made
-    from (the worker, when it loaded the job); else it is read here, before the row is written."""
+    from (the worker, when it loaded the job); else it is read here, before the row is written.
+
+    The row carries the WAV's sha256, and is pinned (kept from the quota) when an active reminder
+    phrase of the owner has this text and language and the clip is of the active voice with the
+    reminders' params: reading the Pi's bundle then writes nothing. The nightly pre-generation
+    reconciles pins (unpins clips no phrase uses any more)."""
     pcm = clip_samples_to_pcm16(samples)
     buffer = io.BytesIO()
     soundfile.write(buffer, pcm, sample_rate, format="WAV", subtype="PCM_16")
@@ -133,6 +141,8 @@ def clip_store(
         sample_rate=sample_rate,
         sha256=hashlib.sha256(wav).hexdigest(),
     )
+    if _clip_for_a_reminder(voice=voice, text=text, language=language, params=params):
+        fields["pinned"] = True  # never unpinned here: that is the nightly reconciliation's call
     if generation is None:
         # Read before the row is written: the hit entry below must not outlive a deletion of it.
         generation = result_cache.owner_generation(owner_id=voice.owner_id)
@@ -152,6 +162,13 @@ def clip_store(
     transaction.on_commit(lambda: result_cache.clip_remember(owner_id=voice.owner_id, clip=cached,
                                                              generation=generation))
     return clip
+
+
+def _clip_for_a_reminder(*, voice: Voice, text: str, language: str, params: dict[str, Any]) -> bool:
+    if params != PHRASE_PARAMS or not voice.is_active:
+        return False
+    return ReminderPhrase.objects.filter(owner_id=voice.owner_id, is_active=True, text=text,
+                                         language=language).exists()
 
 
 def _clip_store_lost_race(*, voice: Voice, cache_key: str, fields: dict[str, Any]) -> Clip:

@@ -15,22 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import CareSettings, Clip, Job, ReminderPhrase, Voice
-from voice_tts.services.clips import clip_cache_key
+from voice_tts.services.clips import PHRASE_PARAMS, clip_cache_key
 from voice_tts.services.doses import doses_schedule_after_commit, household_zone_name
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.worker.status import engine_version_current
 
 PHRASE_MAX_TIMES = 24
-# The nightly batch makes reminders with the engine's defaults; an API job with the
-# same text and no params shares the clip.
-PHRASE_PARAMS: dict[str, Any] = {}
 
 
 def phrase_times_normalise(*, times: Iterable[dt.time | str]) -> list[str]:
@@ -145,26 +142,14 @@ class PhraseBundle:
     etag: str  # quoted, ready for the ETag header
 
 
-def _clip_checksum(clip: Clip) -> str:
-    """The stored sha256, computed once (and saved) for clips made before it existed."""
-    if clip.sha256:
-        return clip.sha256
-    digest = hashlib.sha256()
-    with default_storage.open(clip.audio.name, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    clip.sha256 = digest.hexdigest()
-    Clip.objects.filter(pk=clip.pk, sha256="").update(sha256=clip.sha256)
-    return clip.sha256
-
-
 def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
     """Everything the Pi needs for today: each active phrase with its clip, if made.
 
     `status` per phrase: "ready" (clip for the current voice and model), "stale" (a clip
     of the current voice from older weights: better than a robot voice while the new
     one is being made), "pending" (no clip yet; the Pi speaks its local fallback).
-    Three queries whatever the number of phrases. The ETag hashes the whole body.
+    A fixed number of queries whatever the number of phrases, and only reads: clips are pinned
+    and checksummed when stored (services/clips.py clip_store). The ETag hashes the whole body.
     """
     engine = settings.TTS_ENGINE
     voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
@@ -188,12 +173,6 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
             if clip.params == PHRASE_PARAMS:
                 older[(clip.text, clip.language)] = clip  # newest wins
 
-    # The Pi relies on these: keep them out of the quota's reach (the nightly run also
-    # reconciles pins, unpinning clips no phrase uses any more).
-    ready_ids = [clip.id for clip in exact.values() if not clip.pinned]
-    if ready_ids:
-        Clip.objects.filter(id__in=ready_ids).update(pinned=True)
-
     base = base_url.rstrip("/")
     entries = []
     for phrase in phrases:
@@ -214,18 +193,17 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
             "sha256": None,
             "duration_seconds": None,
         }
-        if clip is not None:
-            try:
-                checksum = _clip_checksum(clip)
-            except FileNotFoundError:
-                entry["status"] = "pending"  # row without file: the sweeper's business, not the Pi's
-            else:
-                entry.update(
-                    cache_key=clip.cache_key,
-                    audio_url=base + reverse("voice_tts:clip-audio", kwargs={"cache_key": clip.cache_key}),
-                    sha256=checksum,
-                    duration_seconds=round(clip.duration_seconds, 3),
-                )
+        if clip is not None and not clip.sha256:
+            # Only a clip whose file was already gone when migration 0010 checksummed the old rows:
+            # the sweeper's business, not the Pi's.
+            entry["status"] = "pending"
+        elif clip is not None:
+            entry.update(
+                cache_key=clip.cache_key,
+                audio_url=base + reverse("voice_tts:clip-audio", kwargs={"cache_key": clip.cache_key}),
+                sha256=clip.sha256,
+                duration_seconds=round(clip.duration_seconds, 3),
+            )
         entries.append(entry)
 
     body = {
@@ -244,15 +222,17 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
 def phrases_failed(*, owner_id: int) -> dict[tuple[str, str], str]:
     """The owner's reminders whose latest job with the active voice failed: (text, language) ->
     the job's error message. A later job (queued, running or done) for the same text clears it.
-    For the caregiver's pages, which say "failed" instead of "being made" forever."""
-    texts = set(ReminderPhrase.objects.filter(owner_id=owner_id).values_list("text", flat=True))
-    if not texts:
-        return {}
-    latest: dict[tuple[str, str], tuple[str, str]] = {}
-    jobs = Job.objects.filter(owner_id=owner_id, voice__is_active=True, text__in=texts).order_by("created_at")
-    for text, language, params, status, message in jobs.values_list(
-        "text", "language", "params", "status", "error_message"
-    ):
-        if params == PHRASE_PARAMS:
-            latest[(text, language)] = (status, message)  # newest wins
-    return {key: message for key, (status, message) in latest.items() if status == Job.Status.FAILED}
+    For the caregiver's pages, which say "failed" instead of "being made" forever.
+
+    One query, whatever the number of past jobs: per phrase, the newest of its jobs only (a
+    correlated subquery on the (owner, -created_at) index, the same SQL on SQLite and PostgreSQL)."""
+    latest = Job.objects.filter(
+        owner_id=owner_id, voice__is_active=True, params=PHRASE_PARAMS,
+        text=OuterRef("text"), language=OuterRef("language"),
+    ).order_by("-created_at", "-id")
+    rows = ReminderPhrase.objects.filter(owner_id=owner_id).annotate(
+        job_status=Subquery(latest.values("status")[:1]),
+        job_message=Subquery(latest.values("error_message")[:1]),
+    ).values_list("text", "language", "job_status", "job_message")
+    return {(text, language): message or "" for text, language, status, message in rows
+            if status == Job.Status.FAILED}

@@ -24,9 +24,8 @@ from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Job, ReminderPhrase, Voice
 from voice_tts.redis_client import redis_client, redis_key
-from voice_tts.services.clips import clip_cache_key
+from voice_tts.services.clips import PHRASE_PARAMS, clip_cache_key
 from voice_tts.services.jobs import ClipHit, job_create
-from voice_tts.services.phrases import PHRASE_PARAMS
 from voice_tts.worker.status import engine_version_current
 
 logger = logging.getLogger(__name__)

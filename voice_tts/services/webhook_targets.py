@@ -3,15 +3,28 @@
 The host is resolved and every address it resolves to must be public, unless it lies
 in WEBHOOK_ALLOWED_NETWORKS. Checked when a job is created (a clear 400) and again
 right before each delivery (DNS may have changed since).
+
+The HTTP client resolves the host once more when it connects, and a DNS server that answers
+differently the second time (DNS rebinding) would pass the check above and still reach
+loopback, a private range or the metadata address. So `webhook_session()` checks the address
+the socket is actually connected to (getpeername), by the same rule, before the request is
+written: a refused peer is closed and raises ServiceError `webhook_address_forbidden`. Only
+requests' and urllib3's documented extension points are used (HTTPAdapter.init_poolmanager,
+PoolManager.pool_classes_by_scheme, the pools' ConnectionCls); HTTP itself stays urllib3's.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from voice_tts.errors import ServiceError
 from voice_tts.models import DisabledWebhookUrl
@@ -20,9 +33,15 @@ _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
     return address.is_global and not address.is_multicast
+
+
+def webhook_address_allowed(address: str) -> bool:
+    """May a webhook go to this IP address: public, or inside WEBHOOK_ALLOWED_NETWORKS."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return _is_public(ip) or any(ip in network for network in settings.WEBHOOK_ALLOWED_NETWORKS)
 
 
 def webhook_url_check(*, url: str, owner_id: int | None = None) -> None:
@@ -41,10 +60,8 @@ def webhook_url_check(*, url: str, owner_id: int | None = None) -> None:
     except (socket.gaierror, ValueError, UnicodeError):
         raise ServiceError("webhook_url_unresolvable", f"The host {host!r} does not resolve.") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if _is_public(address):
-            continue
-        if any(address in network for network in settings.WEBHOOK_ALLOWED_NETWORKS):
+        address = info[4][0].split("%", 1)[0]
+        if webhook_address_allowed(address):
             continue
         raise ServiceError(
             "webhook_url_forbidden",
@@ -54,3 +71,63 @@ def webhook_url_check(*, url: str, owner_id: int | None = None) -> None:
         raise ServiceError(
             "webhook_url_disabled", "This webhook URL answered 410 Gone earlier and is disabled for your account."
         )
+
+
+# --- The connection actually made ---------------------------------------------------------------
+
+
+def _peer_checked(connection: HTTPConnection) -> None:
+    """Close and raise unless the socket's peer is an address webhooks may go to."""
+    assert connection.sock is not None
+    address = str(connection.sock.getpeername()[0])
+    if webhook_address_allowed(address):
+        return
+    connection.close()
+    raise ServiceError(
+        "webhook_address_forbidden",
+        f"{connection.host} connected to {address}, a loopback, private, link-local or reserved address "
+        "(its DNS answer changed after the check); nothing was sent.",
+    )
+
+
+class _CheckedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _peer_checked(self)
+
+
+class _CheckedHTTPSConnection(HTTPSConnection):
+    # The check follows the TLS handshake (urllib3 has no public hook between TCP and TLS): a rebound
+    # host sees a ClientHello with our SNI at most, never the request; the certificate is still verified.
+    def connect(self) -> None:
+        super().connect()
+        _peer_checked(self)
+
+
+class _CheckedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _PeerCheckingAdapter(HTTPAdapter):
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPConnectionPool, "https": _CheckedHTTPSConnectionPool,
+        }
+
+
+def webhook_session() -> requests.Session:
+    """A requests session whose every connection is checked by its peer address (see above).
+
+    No proxies or .netrc from the environment (trust_env off): through a proxy the peer would be
+    the proxy, and a webhook must never carry the host's credentials."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _PeerCheckingAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

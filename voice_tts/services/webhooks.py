@@ -26,7 +26,7 @@ from voice_tts.errors import ServiceError
 from voice_tts.models import DisabledWebhookUrl, Job, WebhookDelivery, WebhookSecret, WebhookStatus
 from voice_tts.presenters import job_json
 from voice_tts.result_cache import job_state_of
-from voice_tts.services.webhook_targets import webhook_url_check
+from voice_tts.services.webhook_targets import webhook_session, webhook_url_check
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
 
 def webhook_post_signed(*, owner_id: int, url: str, message_id: str, body: bytes) -> requests.Response:
     """POST `body` to `url`, signed with the owner's secret(s); job webhooks and care alerts alike.
-    Raises requests' ConnectionError or Timeout as they come."""
+    Raises requests' ConnectionError or Timeout as they come, and ServiceError `webhook_address_forbidden`
+    when the connection reached an address webhook_url_check refuses (DNS rebinding): nothing was sent."""
     timestamp = int(time.time())
     # Several signatures, space-separated, while a rotated-out secret is still valid.
     signature = " ".join(
@@ -103,8 +104,9 @@ def webhook_post_signed(*, owner_id: int, url: str, message_id: str, body: bytes
         "user-agent": "CarePill-Voice-Webhooks/1",
     }
     # No redirects: a redirect could point the signed payload anywhere.
-    return requests.post(url, data=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-                         allow_redirects=False)
+    with webhook_session() as session:
+        return session.post(url, data=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                            allow_redirects=False)
 
 
 def webhook_status_set(*, job_id: Any, status: str) -> None:
@@ -120,21 +122,21 @@ def webhook_deliver(*, job_id: Any, attempt: int) -> WebhookOutcome:
     if not job.webhook_url or job.status not in Job.FINISHED or job.webhook_status != WebhookStatus.PENDING:
         return WebhookOutcome(delivered=False, retryable=False)
     record = WebhookDelivery(job=job, message_id=webhook_message_id(job), url=job.webhook_url, attempt=attempt)
-    try:
-        webhook_url_check(url=job.webhook_url, owner_id=job.owner_id)
-    except ServiceError as exc:
-        record.error = f"{exc.code}: {exc.message}"
-        record.save()
-        webhook_status_set(job_id=job.id, status=WebhookStatus.DISABLED if exc.code == "webhook_url_disabled"
-                           else WebhookStatus.FAILED)
-        return WebhookOutcome(delivered=False, retryable=False)
     body = json.dumps(
         {"type": f"job.{job.status}", "data": job_json(job_state_of(job), base_url=settings.PUBLIC_BASE_URL)},
         separators=(",", ":"),
     ).encode()
     try:
+        webhook_url_check(url=job.webhook_url, owner_id=job.owner_id)
         response = webhook_post_signed(owner_id=job.owner_id, url=job.webhook_url, message_id=record.message_id,
                                        body=body)
+    except ServiceError as exc:
+        # Refused before anything was sent (the URL, or the address the connection reached): not retried.
+        record.error = f"{exc.code}: {exc.message}"
+        record.save()
+        webhook_status_set(job_id=job.id, status=WebhookStatus.DISABLED if exc.code == "webhook_url_disabled"
+                           else WebhookStatus.FAILED)
+        return WebhookOutcome(delivered=False, retryable=False)
     except (requests.ConnectionError, requests.Timeout) as exc:
         record.error = f"{type(exc).__name__}: {exc}"[:2000]
         record.save()
