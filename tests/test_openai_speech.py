@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -258,6 +259,23 @@ def test_a_sentence_that_fails_mid_stream_cuts_an_audio_stream_off(stack, enroll
             job_fail(job=held, code="engine_failed", message="The engine gave up (failed by the test).")
             with pytest.raises(openai.APIConnectionError):
                 answer.result(timeout=60)
+    finally:
+        lock.release()
+
+    # The SDK's streaming example: the audio so far, then httpx's RemoteProtocolError from iter_bytes().
+    streamed = f"Cut off streamed {uuid.uuid4().hex[:6]}."
+    lock = _gate(stack, owner_id=enrolled.id, voice_id=enrolled.voice_id, sentence=streamed, language="en")
+    try:
+        with enrolled.sdk.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=f"Played first. {streamed}", response_format="wav",
+        ) as response:
+            chunks = response.iter_bytes()
+            assert next(chunks).startswith(b"RIFF")
+            held = _running(Job.objects.get(owner_id=enrolled.id, text=streamed))
+            job_fail(job=held, code="engine_failed", message="The engine gave up (failed by the test).")
+            with pytest.raises(httpx.RemoteProtocolError):
+                for _ in chunks:
+                    pass
     finally:
         lock.release()
 
