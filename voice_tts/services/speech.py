@@ -197,7 +197,11 @@ def speech_clip_stored(*, clip: Clip, audio_format: str) -> bytes | None:
     (or, for wav, is not 16-bit mono), and for pcm, which is never stored."""
     if audio_format == "pcm":
         return None
-    if audio_encoded_rate(audio_format=audio_format, sample_rate=clip.sample_rate) != SPEECH_SAMPLE_RATE:
+    try:
+        stored_rate = audio_encoded_rate(audio_format=audio_format, sample_rate=clip.sample_rate)
+    except ValueError:  # a rate the codec refuses (an odd imported clip): decoded and resampled instead
+        return None
+    if stored_rate != SPEECH_SAMPLE_RATE:
         return None
     if audio_format == "wav":  # the clip's own WAV, unless it is not what a 24 kHz 16-bit mono answer is
         data = _read(clip.audio.name, "audio file")
