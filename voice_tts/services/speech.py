@@ -24,8 +24,9 @@ next request for the sentence encodes nothing:
   continuous stream encoded here (AudioStreamEncoder), as before.
 - pcm: never stored; it is the clip's samples, resampled.
 A stored encoding is used only at SPEECH_SAMPLE_RATE (24 kHz): clip_formats encodes at the
-engine's rate (audio_codec: wav/flac unchanged, opus >= it, mp3 <= 24 kHz), so an engine at
-22.05 kHz or below gets no stored mp3 here, and only a 24 kHz engine gets stored opus/flac/wav.
+engine's rate (audio_codec: wav/flac unchanged, opus >= it, mp3 <= 24 kHz), so mp3 is stored
+here for engines above 22.05 kHz, opus for engines above 16 kHz up to 24 kHz, flac and wav only
+for a 24 kHz engine (neural_cpu: all four; GPT-SoVITS, 32 kHz: mp3; espeak, 22.05 kHz: opus).
 The rule is per request for mp3: the first sentence decides between stored files and a
 continuous stream (frames of a continuous LAME stream may borrow bits from the frame before
 them, so a whole file must never be spliced into one).
@@ -232,7 +233,8 @@ def speech_audio(*, speech: Speech, audio_format: str, wait_seconds: float | Non
     possibly a last one. An item may be b"" (an encoder holding bytes back: FLAC until the end, Ogg up to a
     page). Everything it yields, joined, is one file (see the module docstring for which parts are stored
     encodings). The first item is the first sentence's: a failure before any audio raises from the first
-    `next()`. Raises ServiceError as speech_samples does."""
+    `next()`. Raises ServiceError when a sentence's job failed (500, the job's error code), was not ready in time
+    (504 `speech_timeout`) or its clip or file is gone (500 `audio_missing`)."""
     wait = settings.SPEECH_SENTENCE_WAIT_SECONDS if wait_seconds is None else wait_seconds
     clips = _sentence_clips(speech=speech, wait_seconds=wait)
     if audio_format == "mp3" or (len(speech.sentences) == 1 and audio_format != "pcm"):
