@@ -1,6 +1,9 @@
 """The official `openai` SDK against a live stack: gunicorn with gthread workers (the serving
 choice, medicine_project/gunicorn_conf.py), a real Celery worker with the tone engine, a private
-Redis, the test database. One stack for the module; users, voices and jobs per test."""
+Redis, the test database. One stack for the module; users, voices and jobs per test.
+
+The tone engine makes 16 kHz clips here, so no stored encoding is at the 24 kHz every answer is in:
+every answer is encoded here (tests/test_openai_speech_stored.py has the 24 kHz engine)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -20,8 +24,9 @@ import redis
 import requests
 import soundfile
 
+from tests.audio_samples import assert_one_file
 from tests.stack import ServiceStack, StackClient
-from voice_tts.models import Job
+from voice_tts.models import ClipEncoding, Job
 from voice_tts.services.clips import clip_cache_key
 from voice_tts.services.jobs import job_fail
 from voice_tts.services.speech import SPEECH_SAMPLE_RATE
@@ -78,18 +83,34 @@ TEXT = "First sentence here. 두 번째 문장입니다! Third one?"
 
 
 @pytest.mark.parametrize("response_format", ["mp3", "opus", "flac", "wav", "pcm"])
-def test_each_response_format_decodes_to_every_sentence(enrolled, response_format):
+def test_each_response_format_streams_one_file_by_default(enrolled, response_format):
+    """As on OpenAI, no `stream_format` means streamed raw audio; a client reading the whole body gets one file."""
     expected = 3 * TONE_SECONDS
-    # Without stream_format: one file encoded over the joined audio.
+    # The SDK's plain call reads the whole body.
     whole = enrolled.sdk.audio.speech.create(model="tts-1-hd", voice=enrolled.voice_id, input=TEXT,
                                              response_format=response_format)
-    assert whole.response.headers["content-length"] == str(len(whole.content))
+    assert "content-length" not in whole.response.headers
+    assert whole.response.headers["transfer-encoding"] == "chunked"
+    assert_one_file(whole.content, response_format)
     assert abs(decoded_seconds(whole.content, response_format) - expected) < 0.08
-    # Streamed (every sentence a cache hit now): one continuous stream of the same length.
-    streamed = enrolled.sdk.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
-                                                response_format=response_format, stream_format="audio")
-    assert "content-length" not in streamed.response.headers
-    assert abs(decoded_seconds(streamed.content, response_format) - expected) < 0.08
+    # The SDK's streaming example (every sentence a cache hit now): no stream_format either.
+    with enrolled.sdk.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=TEXT, response_format=response_format,
+    ) as response:
+        assert "content-length" not in response.headers
+        streamed = b"".join(response.iter_bytes())
+    assert_one_file(streamed, response_format)
+    assert abs(decoded_seconds(streamed, response_format) - expected) < 0.08
+    # `stream_format: audio` said out loud is the same answer.
+    said = enrolled.sdk.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
+                                            response_format=response_format, stream_format="audio")
+    assert "content-length" not in said.response.headers
+    assert_one_file(said.content, response_format)
+    assert abs(decoded_seconds(said.content, response_format) - expected) < 0.08
+    if response_format in ("mp3", "pcm"):  # no random part in these encodings: the same bytes every time
+        assert whole.content == streamed == said.content
+    # 16 kHz clips: their stored encodings would not be at 24 kHz, so none was made for /v1.
+    assert not ClipEncoding.objects.filter(clip__owner_id=enrolled.id).exists()
 
 
 def _gate(stack: ServiceStack, *, owner_id: int, voice_id: str, sentence: str, language: str) -> Any:
@@ -105,13 +126,14 @@ def _gate(stack: ServiceStack, *, owner_id: int, voice_id: str, sentence: str, l
 
 @pytest.mark.parametrize("response_format", ["pcm", "mp3"])
 def test_streaming_sends_the_first_sentence_before_the_last_is_made(stack, enrolled, response_format):
+    """The SDK's streaming example, which sends no `stream_format`: the default streams."""
     last = f"The last sentence {uuid.uuid4().hex[:6]} waits."
     text = f"One comes first. Two comes next. {last}"
     lock = _gate(stack, owner_id=enrolled.id, voice_id=enrolled.voice_id, sentence=last, language="en")
     try:
         with enrolled.sdk.audio.speech.with_streaming_response.create(
             model="gpt-4o-mini-tts", voice="coral", input=text, response_format=response_format,
-            stream_format="audio", instructions="Speak warmly.",
+            instructions="Speak warmly.",
         ) as response:
             assert response.headers["content-type"].startswith("audio/")
             chunks = response.iter_bytes()
@@ -204,24 +226,56 @@ def test_a_sentence_that_fails_mid_stream_ends_sse_with_an_error_event(stack, en
 
 
 def test_a_sentence_that_fails_mid_stream_cuts_an_audio_stream_off(stack, enrolled, settings):
+    """The default answer (no `stream_format`) once its first sentence has gone out."""
+    settings.CELERY_BROKER_URL = stack.redis.url
+    settings.REDIS_KEY_PREFIX = stack.env["CAREPILL_REDIS_PREFIX"]
     last = f"Cut off {uuid.uuid4().hex[:6]}."
     lock = _gate(stack, owner_id=enrolled.id, voice_id=enrolled.voice_id, sentence=last, language="en")
     try:
         response = requests.post(stack.base_url + "/v1/audio/speech", stream=True, timeout=60,
                                  headers={"Authorization": f"Bearer {enrolled.token}"},
                                  json={"model": "tts-1", "voice": "alloy", "input": f"Played first. {last}",
-                                       "response_format": "pcm", "stream_format": "audio"})
+                                       "response_format": "pcm"})
         assert response.status_code == 200 and response.headers["transfer-encoding"] == "chunked"
         chunks = response.iter_content(chunk_size=None)
         assert next(chunks)
-        settings.CELERY_BROKER_URL = stack.redis.url
-        settings.REDIS_KEY_PREFIX = stack.env["CAREPILL_REDIS_PREFIX"]
         held = _running(Job.objects.get(owner_id=enrolled.id, text=last))
         job_fail(job=held, code="engine_failed", message="The engine gave up (failed by the test).")
         # No last chunk: the client sees a broken body, not a short file that looks whole.
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             for _ in chunks:
                 pass
+    finally:
+        lock.release()
+
+    # The SDK's plain call reads the whole body: the cut-off body is an APIConnectionError, not a short file.
+    later = f"Cut off later {uuid.uuid4().hex[:6]}."
+    lock = _gate(stack, owner_id=enrolled.id, voice_id=enrolled.voice_id, sentence=later, language="en")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(enrolled.sdk.audio.speech.create, model="tts-1", voice="alloy",
+                                 input=f"Played first. {later}", response_format="mp3")
+            held = _running(_job_created(owner_id=enrolled.id, text=later))
+            job_fail(job=held, code="engine_failed", message="The engine gave up (failed by the test).")
+            with pytest.raises(openai.APIConnectionError):
+                answer.result(timeout=60)
+    finally:
+        lock.release()
+
+    # The SDK's streaming example: the audio so far, then httpx's RemoteProtocolError from iter_bytes().
+    streamed = f"Cut off streamed {uuid.uuid4().hex[:6]}."
+    lock = _gate(stack, owner_id=enrolled.id, voice_id=enrolled.voice_id, sentence=streamed, language="en")
+    try:
+        with enrolled.sdk.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=f"Played first. {streamed}", response_format="wav",
+        ) as response:
+            chunks = response.iter_bytes()
+            assert next(chunks).startswith(b"RIFF")
+            held = _running(Job.objects.get(owner_id=enrolled.id, text=streamed))
+            job_fail(job=held, code="engine_failed", message="The engine gave up (failed by the test).")
+            with pytest.raises(httpx.RemoteProtocolError):
+                for _ in chunks:
+                    pass
     finally:
         lock.release()
 

@@ -128,6 +128,13 @@ def _target_rate(audio_format: str, source_rate: int) -> int:
     return next((rate for rate in allowed if rate >= source_rate), allowed[-1])
 
 
+def audio_encoded_rate(*, audio_format: str, sample_rate: int) -> int:
+    """The rate `audio_encode` and `AudioStreamEncoder` write `audio_format` at, given samples at `sample_rate`:
+    a caller can tell, without encoding, whether a stored encoding of a clip is at the rate it needs."""
+    _format(audio_format)
+    return _target_rate(audio_format, _check_rate(sample_rate))
+
+
 def _wav_stream_header(sample_rate: int) -> bytes:
     """A 16-bit mono PCM WAV header whose RIFF and data sizes are 0xFFFFFFFF: read until the end of the stream."""
     unknown = 0xFFFFFFFF

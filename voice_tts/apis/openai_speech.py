@@ -8,7 +8,9 @@ the rest of the API keeps `{code, message}`. A device's token (the Pi) is refuse
 every route that does not opt in): a Pi plays its phrase bundle and needs no free-text speech.
 
 The text is spoken sentence by sentence (services/speech.py): every sentence is a cached clip,
-and the answer streams each sentence's encoded audio as soon as its job has finished.
+and the answer streams each sentence's encoded audio as soon as its job has finished. As on OpenAI,
+streaming raw audio is the default (`stream_format` left out means `audio`); the body is one file in
+the asked format all the same, for clients that read it whole (services/speech.py `speech_audio`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -36,19 +37,18 @@ from voice_tts.apis.authentication import CachedTokenAuthentication
 from voice_tts.apis.errors import openai_error_json
 from voice_tts.apis.schema import RETRY_AFTER_HEADER
 from voice_tts.apis.throttles import SpeechThrottle
-from voice_tts.audio_codec import AUDIO_FORMATS, AudioStreamEncoder, audio_encode
+from voice_tts.audio_codec import AUDIO_FORMATS
 from voice_tts.errors import ServiceError
 from voice_tts.models import Voice
 from voice_tts.services.speech import (
     OPENAI_VOICES,
     SPEECH_INPUT_MAX_CHARS,
-    SPEECH_SAMPLE_RATE,
     SPEECH_SPEED_MAX,
     SPEECH_SPEED_MIN,
     Speech,
+    speech_audio,
     speech_create,
     speech_models,
-    speech_samples,
 )
 
 logger = logging.getLogger(__name__)
@@ -204,9 +204,9 @@ class SpeechInputSerializer(serializers.Serializer):
     speed = serializers.FloatField(default=1.0, min_value=SPEECH_SPEED_MIN, max_value=SPEECH_SPEED_MAX,
                                    help_text=f"{SPEECH_SPEED_MIN}-{SPEECH_SPEED_MAX} (the engines' range).")
     stream_format = serializers.ChoiceField(
-        choices=STREAM_FORMATS, required=False,
-        help_text="Left out: one file encoded over the joined audio, sent once every sentence is ready (with "
-        "Content-Length). `audio`: the encoded audio, chunked, each sentence as soon as it is ready; `sse`: "
+        choices=STREAM_FORMATS, default="audio",
+        help_text="`audio` (the default, as on OpenAI): the encoded audio, chunked (no Content-Length), each "
+        "sentence as soon as it is ready; the whole body is one file in `response_format`. `sse`: "
         "`speech.audio.delta` events (base64 `audio`), then `speech.audio.done`.")
 
     class Meta:
@@ -235,30 +235,24 @@ def _usage(speech: Speech) -> dict[str, int]:
     return {"input_tokens": speech.characters, "output_tokens": 0, "total_tokens": speech.characters}
 
 
-def _audio_chunks(first: np.ndarray, rest: Iterator[np.ndarray], audio_format: str) -> Iterator[bytes]:
-    encoder = AudioStreamEncoder(audio_format=audio_format, sample_rate=SPEECH_SAMPLE_RATE)
-    chunk = encoder.write(first)
-    if chunk:
-        yield chunk
-    for samples in rest:  # a failure here ends the response without its last chunk: the client sees it cut off
-        chunk = encoder.write(samples)
+def _audio_body(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    for chunk in rest:  # a failure here ends the response without its last chunk: the client sees it cut off
         if chunk:
             yield chunk
-    tail = encoder.close()
-    if tail:
-        yield tail
 
 
 def _sse_event(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
-def _sse_events(speech: Speech, first: np.ndarray, rest: Iterator[np.ndarray], audio_format: str) -> Iterator[bytes]:
+def _sse_events(speech: Speech, first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     def delta(chunk: bytes) -> bytes:
         return _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode("ascii")})
 
     try:
-        for chunk in _audio_chunks(first, rest, audio_format):
+        for chunk in _audio_body(first, rest):
             yield delta(chunk)
     except ServiceError as exc:
         # The status line is long gone: the stream ends with an error event instead of `done`.
@@ -277,7 +271,7 @@ class SpeechCreateApi(OpenAIApi):
         responses={**_speech_content_types(), **openai_error_responses(400, 401, 404, 415, 429, 500, 504)},
         parameters=[RETRY_AFTER_HEADER],
         description="OpenAI's `POST /v1/audio/speech`. The input is spoken sentence by sentence; each sentence is a "
-        "cached clip and is streamed as soon as it is ready.",
+        "cached clip and is streamed as soon as it is ready (by default, as on OpenAI; the body is one file).",
     )
     def post(self, request: Request) -> HttpResponse:
         data = SpeechInputSerializer(data=request.data)
@@ -286,19 +280,14 @@ class SpeechCreateApi(OpenAIApi):
         speech = speech_create(owner_id=request.user.id, text=fields["input"], voice=fields["voice"],
                                speed=fields["speed"])
         audio_format = fields["response_format"]
-        samples = speech_samples(speech=speech)
-        if "stream_format" not in fields:
-            joined = np.concatenate(list(samples))
-            body = audio_encode(samples=joined, sample_rate=SPEECH_SAMPLE_RATE, audio_format=audio_format)
-            return HttpResponse(body, content_type=AUDIO_FORMATS[audio_format].content_type)
-        # The first sentence is waited for here, so that a failure before any audio is a plain error answer.
-        first = next(samples)
+        chunks = speech_audio(speech=speech, audio_format=audio_format)
+        # The first sentence is made ready here, so that a failure before any audio is a plain error answer.
+        first = next(chunks)
         if fields["stream_format"] == "sse":
-            response = StreamingHttpResponse(_sse_events(speech, first, samples, audio_format),
-                                             content_type="text/event-stream")
+            response = StreamingHttpResponse(_sse_events(speech, first, chunks), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
         else:
-            response = StreamingHttpResponse(_audio_chunks(first, samples, audio_format),
+            response = StreamingHttpResponse(_audio_body(first, chunks),
                                              content_type=AUDIO_FORMATS[audio_format].content_type)
         response["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on at once
         return response

@@ -9,13 +9,36 @@ is read back in order, each as soon as its job has finished, for the caller to s
 Waiting reads the job's state the way polling does (`job_state_get`: the Redis copy the
 worker writes at each state change, else one query), with a short sleep between reads and never
 inside a transaction; it gives up after SPEECH_SENTENCE_WAIT_SECONDS per sentence.
+
+`speech_audio` encodes the answer. Every body it makes is one file in the asked format at
+SPEECH_SAMPLE_RATE, whether a client reads it whole or plays it as it comes. Where a clip's
+stored encoding (services/clip_formats.py, the one our own clip routes serve) is exactly what the
+answer needs, it is sent as it is, and made and stored through that service when missing, so the
+next request for the sentence encodes nothing:
+- mp3: every sentence, as its own stored MP3 file. MPEG frames concatenate into one valid stream
+  (no Xing/Info frame: constant bit rate). Each file carries its encoder delay and padding, so a
+  sentence boundary gains about 60 ms of silence (at 24 kHz), against a continuous stream.
+- opus, flac, wav: a single-sentence text only, whose whole answer is that one file. Per-sentence
+  files of these do not concatenate into one file (a second RIFF header, a second FLAC
+  STREAMINFO, a second Ogg logical stream that most decoders never read), so a longer text is one
+  continuous stream encoded here (AudioStreamEncoder), as before.
+- pcm: never stored; it is the clip's samples, resampled.
+A stored encoding is used only at SPEECH_SAMPLE_RATE (24 kHz): clip_formats encodes at the
+engine's rate (audio_codec: wav/flac unchanged, opus >= it, mp3 <= 24 kHz), so mp3 is stored
+here for engines above 22.05 kHz, opus for engines above 16 kHz up to 24 kHz, flac and wav only
+for a 24 kHz engine (neural_cpu: all four; GPT-SoVITS, 32 kHz: mp3; espeak, 22.05 kHz: opus).
+The rule is per request for mp3: the first sentence decides between stored files and a
+continuous stream (frames of a continuous LAME stream may borrow bits from the frame before
+them, so a whole file must never be spliced into one).
 """
 
 from __future__ import annotations
 
+import io
+import itertools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +48,11 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from voice_tts.audio_codec import AudioStreamEncoder, audio_encode, audio_encoded_rate
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Job, Voice
 from voice_tts.result_cache import ClipHit
+from voice_tts.services.clip_formats import clip_audio_encoded
 from voice_tts.services.job_text import job_text_normalise
 from voice_tts.services.jobs import job_create, job_state_get
 from workers.speech_text.sentences import sentence_language, sentences_split
@@ -132,28 +157,97 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
         delay = min(delay * 1.5, _POLL_MAX_SECONDS)
 
 
-def _clip_samples(*, owner_id: int, clip_id: int) -> np.ndarray:
+def _audio_missing(what: str) -> ServiceError:
+    return ServiceError("audio_missing", f"A sentence's {what} is gone from storage.", status=500)
+
+
+def _sentence_clips(*, speech: Speech, wait_seconds: float) -> Iterator[Clip]:
+    """Each sentence's clip, in order, as soon as it is ready."""
+    for sentence in speech.sentences:
+        clip_id = _sentence_clip_id(speech=speech, sentence=sentence, wait_seconds=wait_seconds)
+        clip = Clip.objects.filter(id=clip_id, owner_id=speech.owner_id).first()
+        if clip is None:
+            raise ServiceError("audio_missing", "A sentence's clip was deleted before it could be read.", status=500)
+        yield clip
+
+
+def _clip_samples(clip: Clip) -> np.ndarray:
     """The clip's audio as float32 mono at SPEECH_SAMPLE_RATE."""
-    name = Clip.objects.filter(id=clip_id, owner_id=owner_id).values_list("audio", flat=True).first()
-    if name is None:
-        raise ServiceError("audio_missing", "A sentence's clip was deleted before it could be read.", status=500)
     try:
-        with default_storage.open(name, "rb") as file:
+        with default_storage.open(clip.audio.name, "rb") as file:
             samples, rate = soundfile.read(file, dtype="float32", always_2d=True)
     except FileNotFoundError:
-        raise ServiceError("audio_missing", "A sentence's audio file is gone from storage.", status=500) from None
+        raise _audio_missing("audio file") from None
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if rate != SPEECH_SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SPEECH_SAMPLE_RATE)
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def speech_samples(*, speech: Speech, wait_seconds: float | None = None) -> Iterator[np.ndarray]:
-    """Each sentence's audio, in order, as soon as it is ready (float32 mono, SPEECH_SAMPLE_RATE).
+def _read(name: str, what: str) -> bytes:
+    try:
+        with default_storage.open(name, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        raise _audio_missing(what) from None
 
-    Raises ServiceError when a sentence's job failed (500, the job's error code), was not ready in
-    time (504 `speech_timeout`) or its clip is gone (500 `audio_missing`)."""
+
+def speech_clip_stored(*, clip: Clip, audio_format: str) -> bytes | None:
+    """The clip's stored file in `audio_format` if it is what /v1 answers (that format at SPEECH_SAMPLE_RATE),
+    made and stored now (clip_formats) if it is not there yet; None if the stored one would be at another rate
+    (or, for wav, is not 16-bit mono), and for pcm, which is never stored."""
+    if audio_format == "pcm":
+        return None
+    try:
+        stored_rate = audio_encoded_rate(audio_format=audio_format, sample_rate=clip.sample_rate)
+    except ValueError:  # a rate the codec refuses (an odd imported clip): decoded and resampled instead
+        return None
+    if stored_rate != SPEECH_SAMPLE_RATE:
+        return None
+    if audio_format == "wav":  # the clip's own WAV, unless it is not what a 24 kHz 16-bit mono answer is
+        data = _read(clip.audio.name, "audio file")
+        try:
+            info = soundfile.info(io.BytesIO(data))
+        except soundfile.LibsndfileError:
+            return None
+        ok = (info.format, info.subtype, info.channels, info.samplerate) == ("WAV", "PCM_16", 1, SPEECH_SAMPLE_RATE)
+        return data if ok else None
+    try:
+        stored = clip_audio_encoded(clip=clip, audio_format=audio_format)
+    except ServiceError as exc:
+        if exc.code in ("audio_missing", "not_found"):  # the WAV or the clip went meanwhile
+            raise _audio_missing("audio file") from None
+        raise
+    return _read(stored.name, "stored encoding")
+
+
+def _encoded_stream(clips: Iterable[Clip], audio_format: str) -> Iterator[bytes]:
+    encoder = AudioStreamEncoder(audio_format=audio_format, sample_rate=SPEECH_SAMPLE_RATE)
+    for clip in clips:
+        yield encoder.write(_clip_samples(clip))
+    yield encoder.close()
+
+
+def speech_audio(*, speech: Speech, audio_format: str, wait_seconds: float | None = None) -> Iterator[bytes]:
+    """The answer in `audio_format`: one item per sentence, in order, as soon as that sentence is ready, then
+    possibly a last one. An item may be b"" (an encoder holding bytes back: FLAC until the end, Ogg up to a
+    page). Everything it yields, joined, is one file (see the module docstring for which parts are stored
+    encodings). The first item is the first sentence's: a failure before any audio raises from the first
+    `next()`. Raises ServiceError when a sentence's job failed (500, the job's error code), was not ready in time
+    (504 `speech_timeout`) or its clip or file is gone (500 `audio_missing`)."""
     wait = settings.SPEECH_SENTENCE_WAIT_SECONDS if wait_seconds is None else wait_seconds
-    for sentence in speech.sentences:
-        clip_id = _sentence_clip_id(speech=speech, sentence=sentence, wait_seconds=wait)
-        yield _clip_samples(owner_id=speech.owner_id, clip_id=clip_id)
+    clips = _sentence_clips(speech=speech, wait_seconds=wait)
+    if audio_format == "mp3" or (len(speech.sentences) == 1 and audio_format != "pcm"):
+        first = next(clips)
+        stored = speech_clip_stored(clip=first, audio_format=audio_format)
+        if stored is not None:
+            yield stored
+            for clip in clips:  # mp3 only: each sentence its own whole file
+                data = speech_clip_stored(clip=clip, audio_format=audio_format)
+                if data is None:  # a clip at another rate than the first: a whole file of its own all the same
+                    data = audio_encode(samples=_clip_samples(clip), sample_rate=SPEECH_SAMPLE_RATE,
+                                        audio_format=audio_format)
+                yield data
+            return
+        clips = itertools.chain([first], clips)
+    yield from _encoded_stream(clips, audio_format)

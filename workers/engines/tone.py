@@ -3,10 +3,12 @@
 It exists to measure the service's own overhead (bench/queue_overhead.py) and to
 exercise the pipeline without any speech library. Select it with TTS_ENGINE=tone.
 
-Two knobs make it stand in for a real model in fault and load tests:
+Knobs make it stand in for a real model in fault and load tests:
 - TONE_DELAY_SECONDS: sleep this long per synthesis (a slow GPU);
 - TONE_CRASH_MARKER: if the text contains this string, the process kills itself with
-  SIGKILL, the way a segfaulting or OOM-killed engine dies (a poison input).
+  SIGKILL, the way a segfaulting or OOM-killed engine dies (a poison input);
+- TONE_SAMPLE_RATE: the clips' sample rate (default 16000), e.g. 24000 or 32000 to stand in for
+  an engine whose rate the stored encodings depend on (services/speech.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 _SAMPLE_RATE = 16000
+_SAMPLE_RATES = range(8000, 48001)
 
 
 class ToneEngine:
@@ -31,10 +34,15 @@ class ToneEngine:
         self.device = "cpu"
         self._delay = 0.0
         self._crash_marker = ""
+        self._sample_rate = _SAMPLE_RATE
 
     def load(self) -> None:
         self._delay = float(os.environ.get("TONE_DELAY_SECONDS", "0") or 0)
         self._crash_marker = os.environ.get("TONE_CRASH_MARKER", "")
+        rate = int(os.environ.get("TONE_SAMPLE_RATE", "") or _SAMPLE_RATE)
+        if rate not in _SAMPLE_RATES:
+            raise ValueError(f"TONE_SAMPLE_RATE must be 8000..48000 Hz, not {rate}")
+        self._sample_rate = rate
 
     def synthesize(
         self,
@@ -52,5 +60,5 @@ class ToneEngine:
         digest = hashlib.sha256(f"{language}:{text}".encode()).digest()
         frequency = 200.0 + digest[0] * 2.0
         seconds = 0.25
-        t = np.arange(int(_SAMPLE_RATE * seconds)) / _SAMPLE_RATE
-        return (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32), _SAMPLE_RATE
+        t = np.arange(int(self._sample_rate * seconds)) / self._sample_rate
+        return (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32), self._sample_rate
