@@ -4,7 +4,8 @@ One run, one machine, the same tiny random-weight GPT-SoVITS v2 model (built on 
 the same reference clip (the one our upload stored, handed to api_v2 as a server path):
   (a) ours, streamed: POST /v1/audio/speech with `stream_format: audio`; the web splits the text
       into sentences, queues one job per sentence, and writes each sentence's audio as it is ready;
-  (b) ours, joined: the same request without streaming (the whole answer at once);
+  (b) ours, without `stream_format`: since OpenAI's default became ours (docs/openai.md) this is
+      streamed too; it was "the whole answer at once" in the figures recorded before 2026-12-07;
   (c) api_v2 `POST /tts` with `streaming_mode: true` (it cuts the text itself, `cut5`) and
       `media_type: wav`, the engine's own streaming.
 For each: time from sending the request to the first audio byte and to the last byte, over
