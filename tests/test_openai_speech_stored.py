@@ -98,9 +98,12 @@ def test_mp3_sentences_are_their_stored_encodings_made_once(stack, enrolled):
     files = [_stored(made[clip.id][1]) for clip in clips]
     assert first == b"".join(files)
     assert_one_file(first, "mp3")
-    # One MP3 stream: it decodes to each sentence's file, one after the other, to the sample (the decoder's
-    # overlap from one file's last frame into the next one's first leaves differences of about 1e-4).
-    np.testing.assert_allclose(_decoded(first), np.concatenate([_decoded(file) for file in files]), atol=1e-3)
+    # One MP3 stream: it decodes to each sentence's file, one after the other, sample for sample in length. The
+    # decoder's overlap from one file's last frame into the next one's first leaves differences at the joins
+    # (seen up to about 1e-3, depending on the audio), so the values are compared with a margin above that.
+    joined = np.concatenate([_decoded(file) for file in files])
+    assert len(_decoded(first)) == len(joined)
+    np.testing.assert_allclose(_decoded(first), joined, atol=1e-2)
 
     # The second identical request (the streaming example this time) encodes nothing: the same rows, the same files,
     # untouched, the same bytes.
