@@ -10,7 +10,7 @@ SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secret
 GPU_VENV ?= .venv-gpu
 GPU_BIN := $(GPU_VENV)/bin
 
-.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean flower pregenerate assets
+.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu test-compose lint venv venv-gpu clean flower pregenerate assets
 
 venv: $(VENV)/.installed
 
@@ -84,6 +84,15 @@ test-postgres: venv
 ## The GPT-SoVITS engines with a tiny random-weight model, on CPU (CI's own step).
 test-gpu: venv-gpu
 	DATABASE_URL= $(GPU_BIN)/python -m pytest tests/gpu_stack -m gpu_stack
+
+## The compose deployment for real (docs/deployment.md; CI's own step, as root): a Docker engine and the
+## compose plugin (installed if missing), the base images (stand-ins where no registry answers,
+## deploy/standins/), then build, up, HTTPS checks through Caddy, down/up, down -v, the GPU image.
+## Independent of `make test` and of the venv (the host's python3, standard library only).
+test-compose:
+	bash deploy/docker_engine.sh
+	bash deploy/standins/build.sh
+	$(PYTHON) deploy/test_compose_stack.py
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL.
 test: lint test-sqlite test-postgres
