@@ -1,12 +1,12 @@
 # One image for web, workers, beat and flower; the GPU worker is built with
 # REQUIREMENTS=requirements-gpu.txt (torch and GPT-SoVITS on top of requirements.txt) and
-# BUILD_TOOLS="build-essential cmake" (compose.yaml passes both).
+# BUILD_TOOLS="build-essential cmake" for its builder stage (compose.yaml passes both).
 # Every image can keep media on S3 (STORAGE_BACKEND=s3 in .env): requirements-s3.txt is always in.
 # Builds with the classic builder as well as BuildKit (no BuildKit-only syntax). docs/deployment.md.
 
-# --- Stage 1: wheels for the requirements that PyPI has only as source (the GPU image's pyopenjtalk
-# and jieba_fast). The compilers live in this stage only; the runtime stage copies the wheels.
-FROM python:3.11-slim AS wheels
+# --- Stage 1 (builder): every requirement installed into a virtualenv at /opt/venv. Compilers
+# only when BUILD_TOOLS is set: the GPU image's pyopenjtalk and jieba_fast are source packages.
+FROM python:3.11-slim AS builder
 ARG REQUIREMENTS=requirements.txt
 ARG BUILD_TOOLS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -14,20 +14,20 @@ RUN if [ -n "${BUILD_TOOLS}" ]; then \
       apt-get update && apt-get install -y --no-install-recommends ${BUILD_TOOLS} && rm -rf /var/lib/apt/lists/*; \
     fi
 WORKDIR /build
-COPY requirements*.txt deploy/source_wheels.py ./
-RUN python source_wheels.py /wheels -r "${REQUIREMENTS}" -r requirements-s3.txt
+COPY requirements*.txt ./
+# --use-pep517: old setup.py-only packages build in an isolated environment (setuptools, wheel),
+# whatever the base image has installed.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --use-pep517 -r "${REQUIREMENTS}" -r requirements-s3.txt
 
-# --- Stage 2: the runtime. Wheels only (--only-binary): no compiler, no build tools.
+# --- Stage 2 (runtime): the virtualenv, copied; no compiler, no build tools.
 FROM python:3.11-slim
-ARG REQUIREMENTS=requirements.txt
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 # gettext: msgfmt compiles the pages' messages below (voice_tts/locale).
 RUN apt-get update && apt-get install -y --no-install-recommends gettext && rm -rf /var/lib/apt/lists/*
-COPY --from=wheels /wheels /wheels
-COPY requirements*.txt ./
-RUN pip install --only-binary :all: --find-links /wheels -r "${REQUIREMENTS}" -r requirements-s3.txt \
-    && rm -rf /wheels
+COPY --from=builder /opt/venv /opt/venv
 COPY . .
 # The pages' messages and static files are part of the image (whitenoise serves /app/static,
 # world-readable: settings.py gives static files their own permissions, not the uploads' 0640).

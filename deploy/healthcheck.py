@@ -26,8 +26,8 @@ APP_ROOT = Path(__file__).resolve().parent.parent
 def web_check(*, host_header: str, url: str = "http://127.0.0.1:8000/api/tts/health/") -> str:
     """GET the health route with the Host the proxy sends (one of DJANGO_ALLOWED_HOSTS). A 200 means
     the web serves and reaches Redis (503 otherwise); the engine's own state is the workers' check."""
-    request = urllib.request.Request(url, headers={"Host": host_header})
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - a fixed local http URL
+    request = urllib.request.Request(url, headers={"Host": host_header})  # noqa: S310 - a fixed local http URL
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
         return f"web answers {response.status}"
 
 
@@ -38,7 +38,7 @@ def engine_problem(workers: list[dict[str, Any]], *, hostname: str, engine: str)
     not published yet is still starting, one with ready=False is loading or failed (error_code)."""
     mine = [w for w in workers if w.get("hostname") == hostname]
     if not mine:
-        return f"no engine heartbeat from {hostname} yet (the worker processes are starting)"
+        return f"no engine heartbeat from {hostname} yet (the worker processes are starting or loading the model)"
     for state in mine:
         if state.get("engine") != engine:
             return f"pid {state.get('pid')} runs engine {state.get('engine')!r}, TTS_ENGINE is {engine!r}"

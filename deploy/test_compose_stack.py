@@ -54,6 +54,15 @@ GPU_IMPORT_CHECK = (
 )
 
 
+DOCKER = shutil.which("docker") or "/usr/bin/docker"
+GIT = shutil.which("git") or "/usr/bin/git"
+
+
+def docker(*args: str) -> str:
+    """`docker ARGS`' stdout (text); raises on failure."""
+    return subprocess.run([DOCKER, *args], check=True, capture_output=True, text=True).stdout
+
+
 def log(message: str) -> None:
     print(f"[test-compose] {message}", flush=True)
 
@@ -76,7 +85,7 @@ class Compose:
 
     def run(self, *args: str, check: bool = True, capture: bool = False, stdin: bytes | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        argv = ["docker", "compose", "-p", self.project, *args]
+        argv = [DOCKER, "compose", "-p", self.project, *args]
         result = subprocess.run(argv, cwd=self.directory, input=stdin, capture_output=capture,
                                 env={**os.environ, **(env or {})})
         if check and result.returncode != 0:
@@ -105,7 +114,7 @@ class Compose:
 
 def copy_tree(dest: Path) -> None:
     """The files a fresh clone has (tracked, plus new files git does not ignore): never .env or venvs."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+    files = subprocess.run([GIT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            check=True, capture_output=True).stdout.split(b"\0")
     for name in filter(None, files):
         source = ROOT / name.decode()
@@ -146,7 +155,8 @@ def wait_healthy(compose: Compose, started: float) -> float:
                 states[name] = "missing"
             elif name == "migrate":
                 states[name] = "done" if c["State"] == "exited" and c.get("ExitCode") == 0 else c["State"]
-                check(not (c["State"] == "exited" and c.get("ExitCode") != 0), f"migrate failed: exit {c.get('ExitCode')}")
+                failed = c["State"] == "exited" and c.get("ExitCode") != 0
+                check(not failed, f"migrate failed: exit {c.get('ExitCode')}")
             else:
                 states[name] = c.get("Health") or c["State"]
                 check(c["State"] not in ("exited", "dead"), f"{name} {c['State']} (exit {c.get('ExitCode')})")
@@ -286,12 +296,10 @@ def login_throttle(compose: Compose, https: Https) -> None:
     """Failed logins through the proxy count against the client's address as Caddy saw it (here the
     Docker network's gateway: the host), never Caddy's own address or a forged X-Forwarded-For."""
     network = f"{PROJECT}_default"
-    gateway = subprocess.run(["docker", "network", "inspect", network, "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    gateway = docker("network", "inspect", network, "-f", "{{(index .IPAM.Config 0).Gateway}}").strip()
     proxy_id = compose.out("ps", "-q", "proxy").strip()
-    proxy_ip = subprocess.run(["docker", "inspect", proxy_id, "-f",
-                               f"{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"],
-                              check=True, capture_output=True, text=True).stdout.strip()
+    proxy_ip = docker("inspect", proxy_id, "-f",
+                      f"{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}").strip()
     forged = "203.0.113.77"
     name = f"intruder-{secrets.token_hex(4)}"
     statuses = []
@@ -327,15 +335,13 @@ def after_restart(compose: Compose, https: Https, user: dict[str, str], state: d
 def leftovers(project: str) -> list[str]:
     found = []
     for kind in ("ps -a", "volume ls", "network ls"):
-        out = subprocess.run(["docker", *kind.split(), "-q", "--filter", f"label=com.docker.compose.project={project}"],
-                             check=True, capture_output=True, text=True).stdout.split()
+        out = docker(*kind.split(), "-q", "--filter", f"label=com.docker.compose.project={project}").split()
         found += [f"{kind.split()[0]} {item}" for item in out]
     return found
 
 
 def image_size(tag: str) -> str:
-    size = subprocess.run(["docker", "image", "inspect", tag, "-f", "{{.Size}}"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    size = docker("image", "inspect", tag, "-f", "{{.Size}}").strip()
     return f"{int(size) / 1e9:.2f} GB"
 
 
@@ -344,11 +350,10 @@ def gpu_image(compose: Compose, timings: dict[str, float]) -> str:
     compose.run("--profile", "gpu", "build", "worker-gpu")
     timings["GPU image build"] = time.monotonic() - started
     tag = re.search(r"image:\s*(\S+)", compose.out("--profile", "gpu", "config", "worker-gpu")).group(1)
-    out = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", tag, "-c", GPU_IMPORT_CHECK],
+    out = subprocess.run([DOCKER, "run", "--rm", "--entrypoint", "python", tag, "-c", GPU_IMPORT_CHECK],
                          capture_output=True, text=True)
     check(out.returncode == 0, f"GPT_SoVITS does not import in {tag}: {out.stderr[-2000:]}")
-    tools = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", tag, "-c",
-                            "command -v gcc cc cmake make || true"], capture_output=True, text=True).stdout.split()
+    tools = docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v gcc cc cmake make || true").split()
     check(not tools, f"build tools in the GPU runtime image: {tools}")
     log(f"GPU image {tag}: {out.stdout.strip()}; no compiler in it")
     return tag
