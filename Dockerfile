@@ -16,9 +16,10 @@ RUN if [ -n "${BUILD_TOOLS}" ]; then \
 WORKDIR /build
 COPY requirements*.txt ./
 # --use-pep517: old setup.py-only packages build in an isolated environment (setuptools, wheel),
-# whatever the base image has installed.
+# whatever the base image has installed. Compiles use every core (make, cmake).
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --use-pep517 -r "${REQUIREMENTS}" -r requirements-s3.txt
+    && MAKEFLAGS="-j$(nproc)" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+       /opt/venv/bin/pip install --use-pep517 -r "${REQUIREMENTS}" -r requirements-s3.txt
 
 # --- Stage 2 (runtime): the virtualenv, copied; no compiler, no build tools.
 FROM python:3.11-slim

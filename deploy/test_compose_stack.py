@@ -13,7 +13,8 @@ Run after deploy/docker_engine.sh (a daemon and `docker compose`) and deploy/sta
    and not one the client claims in X-Forwarded-For).
 4. `down`, `up -d`: the user, the voice and the job's audio are still there (the volumes).
 5. `down -v`: no container, volume or network of the project is left.
-6. The GPU image (compose's worker-gpu build, no GPU needed) is built and GPT_SoVITS imports in it.
+6. The GPU image (compose's worker-gpu build, no GPU needed) is built, in the background from
+   step 2 on (CAREPILL_COMPOSE_SKIP_GPU=1: not at all), and GPT_SoVITS imports in it.
 It prints its timings at the end; any failure prints the services' state and logs, and still
 takes the stack down.
 """
@@ -259,6 +260,15 @@ def first_run(compose: Compose, https: Https, user: dict[str, str], timings: dic
     health = https.json("GET", "/api/tts/health/", 200)
     check(health["status"] == "ok", f"/api/tts/health/ says {health}")
     log(f"health: {health['status']}, engine {health['engine']} on {health['device']}")
+    status, _, page = https.request("GET", "/voice/login/")
+    asset = re.search(rb'/static/[^"\'?#]+', page)
+    check(status == 200 and asset is not None, f"/voice/login/: {status}, no static asset named")
+    static_status = https.request("GET", asset.group().decode())[0]
+    check(static_status == 200, f"{asset.group().decode()}: {static_status}")
+    noise = [line for line in compose.out("logs", "--no-log-prefix", "web").splitlines()
+             if "Permission denied" in line or "PermissionError" in line or "Control server error" in line]
+    check(not noise, f"the web logs permission errors: {noise[:3]}")
+    log(f"pages: /voice/login/ and {asset.group().decode()} served (static files readable); no permission errors")
     token = https.json("POST", "/api/auth/login/", 200, data=user)["token"]
     log("login: token issued")
 
@@ -345,18 +355,39 @@ def image_size(tag: str) -> str:
     return f"{int(size) / 1e9:.2f} GB"
 
 
-def gpu_image(compose: Compose, timings: dict[str, float]) -> str:
-    started = time.monotonic()
-    compose.run("--profile", "gpu", "build", "worker-gpu")
-    timings["GPU image build"] = time.monotonic() - started
-    tag = re.search(r"image:\s*(\S+)", compose.out("--profile", "gpu", "config", "worker-gpu")).group(1)
-    out = subprocess.run([DOCKER, "run", "--rm", "--entrypoint", "python", tag, "-c", GPU_IMPORT_CHECK],
-                         capture_output=True, text=True)
-    check(out.returncode == 0, f"GPT_SoVITS does not import in {tag}: {out.stderr[-2000:]}")
-    tools = docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v gcc cc cmake make || true").split()
-    check(not tools, f"build tools in the GPU runtime image: {tools}")
-    log(f"GPU image {tag}: {out.stdout.strip()}; no compiler in it")
-    return tag
+class GpuImageBuild:
+    """compose's worker-gpu build, in the background: it downloads CUDA torch and compiles for
+    minutes while the CPU stack mostly waits on health checks, so the two share the run's time."""
+
+    def __init__(self, compose: Compose) -> None:
+        self.compose = compose
+        self.log_path = compose.directory / "gpu-image-build.log"
+        self.started = time.monotonic()
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen([DOCKER, "compose", "-p", compose.project, "--profile", "gpu", "build",
+                                             "worker-gpu"], cwd=compose.directory, stdout=out, stderr=subprocess.STDOUT)
+        log(f"GPU image build started alongside the stack (log: {self.log_path})")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
+
+    def finish(self, timings: dict[str, float]) -> str:
+        """Wait for the build, then import GPT_SoVITS inside the image; returns its tag."""
+        code = self.process.wait()
+        timings["GPU image build (alongside the stack)"] = time.monotonic() - self.started
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        check(code == 0, f"the GPU image build exited {code}:\n{tail}")
+        config = json.loads(self.compose.out("--profile", "gpu", "config", "--format", "json"))
+        tag = config["services"]["worker-gpu"]["image"]
+        out = subprocess.run([DOCKER, "run", "--rm", "--entrypoint", "python", tag, "-c", GPU_IMPORT_CHECK],
+                             capture_output=True, text=True)
+        check(out.returncode == 0, f"GPT_SoVITS does not import in {tag}: {out.stderr[-2000:]}")
+        tools = docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v gcc cc cmake make || true").split()
+        check(not tools, f"build tools in the GPU runtime image: {tools}")
+        log(f"GPU image {tag}: {out.stdout.strip()}; no compiler in it")
+        return tag
 
 
 def main() -> int:
@@ -365,6 +396,7 @@ def main() -> int:
     compose = Compose(work, PROJECT)
     check(not leftovers(PROJECT), f"project {PROJECT} already has containers or volumes: {leftovers(PROJECT)}")
     ok = False
+    gpu: GpuImageBuild | None = None
     try:
         copy_tree(work)
         env = env_from_example(work)
@@ -376,6 +408,8 @@ def main() -> int:
         started = time.monotonic()
         compose.run("build")
         timings["CPU image build"] = time.monotonic() - started
+        if os.environ.get("CAREPILL_COMPOSE_SKIP_GPU") != "1":
+            gpu = GpuImageBuild(compose)
         started = time.monotonic()
         compose.run("up", "-d", "--build")
         timings["cold up to all healthy"] = wait_healthy(compose, started)
@@ -398,10 +432,14 @@ def main() -> int:
         ok = True
     except Failure as exc:
         log(f"FAILED: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any error fails the run, after the stack is taken down
+        log(f"FAILED: {type(exc).__name__}: {exc}")
     finally:
         if not ok:
             compose.run("ps", "-a", check=False)
             compose.run("logs", "--no-color", "--tail", "60", check=False)
+            if gpu is not None:
+                gpu.stop()
         compose.run("down", "-v", "--remove-orphans", check=False)
     left = leftovers(PROJECT)
     if left:
@@ -409,9 +447,9 @@ def main() -> int:
         ok = False
     else:
         log("down -v: no container, volume or network left")
-    if ok and os.environ.get("CAREPILL_COMPOSE_SKIP_GPU") != "1":
+    if ok and gpu is not None:
         try:
-            tag = gpu_image(compose, timings)
+            tag = gpu.finish(timings)
             log(f"image sizes: carepill-voice:latest {image_size('carepill-voice:latest')}, {tag} {image_size(tag)}")
         except Failure as exc:
             log(f"FAILED: {exc}")
