@@ -1,4 +1,7 @@
-"""`make test-compose`: the compose deployment, for real, as a new user runs it (docs/deployment.md).
+"""`make test-compose` (steps 1-5) and `make test-compose-gpu-image` (step 6): the compose deployment,
+for real, as a new user runs it (docs/deployment.md).
+
+    python3 deploy/test_compose_stack.py [stack|gpu-image]
 
 Run after deploy/docker_engine.sh (a daemon and `docker compose`) and deploy/standins/build.sh
 (the base images). Standard library only: it runs with the host's python3, before any venv.
@@ -13,8 +16,8 @@ Run after deploy/docker_engine.sh (a daemon and `docker compose`) and deploy/sta
    and not one the client claims in X-Forwarded-For).
 4. `down`, `up -d`: the user, the voice and the job's audio are still there (the volumes).
 5. `down -v`: no container, volume or network of the project is left.
-6. The GPU image (compose's worker-gpu build, no GPU needed) is built, in the background from
-   step 2 on (CAREPILL_COMPOSE_SKIP_GPU=1: not at all), and GPT_SoVITS imports in it.
+6. `gpu-image` (make test-compose-gpu-image, CI's next step): the GPU image (compose's worker-gpu
+   build, no GPU needed) is built, GPT_SoVITS imports in it, and it holds no compiler.
 It prints its timings at the end; any failure prints the services' state and logs, and still
 takes the stack down.
 """
@@ -355,61 +358,42 @@ def image_size(tag: str) -> str:
     return f"{int(size) / 1e9:.2f} GB"
 
 
-class GpuImageBuild:
-    """compose's worker-gpu build, in the background: it downloads CUDA torch and compiles for
-    minutes while the CPU stack mostly waits on health checks, so the two share the run's time."""
-
-    def __init__(self, compose: Compose) -> None:
-        self.compose = compose
-        self.log_path = compose.directory / "gpu-image-build.log"
-        self.started = time.monotonic()
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen([DOCKER, "compose", "-p", compose.project, "--profile", "gpu", "build",
-                                             "worker-gpu"], cwd=compose.directory, stdout=out, stderr=subprocess.STDOUT)
-        log(f"GPU image build started alongside the stack (log: {self.log_path})")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait()
-
-    def finish(self, timings: dict[str, float]) -> str:
-        """Wait for the build, then import GPT_SoVITS inside the image; returns its tag."""
-        code = self.process.wait()
-        timings["GPU image build (alongside the stack)"] = time.monotonic() - self.started
-        tail = self.log_path.read_text(errors="replace")[-3000:]
-        check(code == 0, f"the GPU image build exited {code}:\n{tail}")
-        config = json.loads(self.compose.out("--profile", "gpu", "config", "--format", "json"))
-        tag = config["services"]["worker-gpu"]["image"]
-        out = subprocess.run([DOCKER, "run", "--rm", "--entrypoint", "python", tag, "-c", GPU_IMPORT_CHECK],
-                             capture_output=True, text=True)
-        check(out.returncode == 0, f"GPT_SoVITS does not import in {tag}: {out.stderr[-2000:]}")
-        tools = docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v gcc cc cmake make || true").split()
-        check(not tools, f"build tools in the GPU runtime image: {tools}")
-        log(f"GPU image {tag}: {out.stdout.strip()}; no compiler in it")
-        return tag
+def gpu_image(compose: Compose, timings: dict[str, float]) -> str:
+    """compose's worker-gpu build (no GPU needed), then GPT_SoVITS imported inside the image and no
+    compiler in it; returns the image's tag."""
+    started = time.monotonic()
+    compose.run("--profile", "gpu", "build", "worker-gpu")
+    timings["GPU image build"] = time.monotonic() - started
+    config = json.loads(compose.out("--profile", "gpu", "config", "--format", "json"))
+    tag = config["services"]["worker-gpu"]["image"]
+    out = subprocess.run([DOCKER, "run", "--rm", "--entrypoint", "python", tag, "-c", GPU_IMPORT_CHECK],
+                         capture_output=True, text=True)
+    check(out.returncode == 0, f"GPT_SoVITS does not import in {tag}: {out.stderr[-2000:]}")
+    tools = docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v gcc cc cmake make || true").split()
+    check(not tools, f"build tools in the GPU runtime image: {tools}")
+    log(f"GPU image {tag}: {out.stdout.strip()}; no compiler in it; {image_size(tag)}")
+    return tag
 
 
-def main() -> int:
-    timings: dict[str, float] = {}
-    work = Path(tempfile.mkdtemp(prefix="carepill-compose-"))
+def prepared(work: Path) -> tuple[Compose, dict[str, str]]:
+    copy_tree(work)
+    env = env_from_example(work)
+    log(f"tree copied to {work}; .env = .env.example + secrets (COMPOSE_PROFILES={env.get('COMPOSE_PROFILES')}, "
+        f"TTS_ENGINE={env.get('TTS_ENGINE')})")
+    return Compose(work, PROJECT), env
+
+
+def stack(work: Path, timings: dict[str, float]) -> bool:
+    """Steps 1-5: the CPU profile's stack, up, checked, restarted, and taken down."""
     compose = Compose(work, PROJECT)
     check(not leftovers(PROJECT), f"project {PROJECT} already has containers or volumes: {leftovers(PROJECT)}")
     ok = False
-    gpu: GpuImageBuild | None = None
     try:
-        copy_tree(work)
-        env = env_from_example(work)
-        profile = env.get("COMPOSE_PROFILES")
-        log(f"tree copied to {work}; .env = .env.example + secrets (COMPOSE_PROFILES={profile}, "
-            f"TTS_ENGINE={env.get('TTS_ENGINE')})")
-        check(profile == "cpu", ".env.example must pick the cpu profile (runs on any host)")
-
+        compose, env = prepared(work)
+        check(env.get("COMPOSE_PROFILES") == "cpu", ".env.example must pick the cpu profile (runs on any host)")
         started = time.monotonic()
         compose.run("build")
         timings["CPU image build"] = time.monotonic() - started
-        if os.environ.get("CAREPILL_COMPOSE_SKIP_GPU") != "1":
-            gpu = GpuImageBuild(compose)
         started = time.monotonic()
         compose.run("up", "-d", "--build")
         timings["cold up to all healthy"] = wait_healthy(compose, started)
@@ -429,6 +413,7 @@ def main() -> int:
         compose.run("up", "-d")
         timings["warm up after down"] = wait_healthy(compose, started)
         after_restart(compose, https, user, state)
+        log(f"image size: carepill-voice:latest {image_size('carepill-voice:latest')}")
         ok = True
     except Failure as exc:
         log(f"FAILED: {exc}")
@@ -438,23 +423,35 @@ def main() -> int:
         if not ok:
             compose.run("ps", "-a", check=False)
             compose.run("logs", "--no-color", "--tail", "60", check=False)
-            if gpu is not None:
-                gpu.stop()
         compose.run("down", "-v", "--remove-orphans", check=False)
     left = leftovers(PROJECT)
     if left:
         log(f"FAILED: left after down -v: {left}")
+        return False
+    log("down -v: no container, volume or network left")
+    return ok
+
+
+def main(argv: list[str]) -> int:
+    """`stack` (default): steps 1-5; `gpu-image`: step 6 (make test-compose-gpu-image)."""
+    mode = argv[0] if argv else "stack"
+    if mode not in ("stack", "gpu-image"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    timings: dict[str, float] = {}
+    work = Path(tempfile.mkdtemp(prefix="carepill-compose-"))
+    try:
+        if mode == "stack":
+            ok = stack(work, timings)
+        else:
+            compose, _ = prepared(work)
+            gpu_image(compose, timings)
+            ok = True
+    except Failure as exc:
+        log(f"FAILED: {exc}")
         ok = False
-    else:
-        log("down -v: no container, volume or network left")
-    if ok and gpu is not None:
-        try:
-            tag = gpu.finish(timings)
-            log(f"image sizes: carepill-voice:latest {image_size('carepill-voice:latest')}, {tag} {image_size(tag)}")
-        except Failure as exc:
-            log(f"FAILED: {exc}")
-            ok = False
-    shutil.rmtree(work, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     for name, seconds in timings.items():
         log(f"time: {name}: {seconds:.0f} s")
     log("PASSED" if ok else "FAILED")
@@ -462,4 +459,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

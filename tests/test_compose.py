@@ -1,9 +1,10 @@
 """compose.yaml, .env.example and the Dockerfile checked against the project itself.
 
-Docker cannot run here, so this is what can be checked without it: every command a
-service runs exists in the project, queues and the beat scheduler match settings, the
-ports, volumes and healthchecks are there, and every env name is one the settings
-(or compose, or Flower) actually read. A typo in any of them fails here, not at 3 am.
+What can be checked without Docker (`make test-compose` runs the stack for real, CI's own step;
+docs/deployment.md): every command a service runs exists in the project, queues and the beat
+scheduler match settings, the ports, volumes and healthchecks are there, every env name is one the
+settings (or compose, or Flower) actually read, and .env.example runs unedited but for its secrets.
+A typo in any of them fails here, in seconds, not at 3 am.
 """
 
 from __future__ import annotations
