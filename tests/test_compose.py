@@ -232,6 +232,13 @@ def test_static_files_are_readable_whatever_the_upload_permissions():
     options = settings.STORAGES["staticfiles"].get("OPTIONS", {})
     assert settings.FILE_UPLOAD_PERMISSIONS == 0o640
     assert options["file_permissions_mode"] & 0o004 and options["directory_permissions_mode"] & 0o005 == 0o005
+    # What this run's collectstatic wrote (tests/browser_assets.py): the manifest and the hashed copies
+    # are the files the storage writes itself (with FILE_UPLOAD_PERMISSIONS they were 0640).
+    root = Path(settings.STATIC_ROOT)
+    written = [root / "staticfiles.json", *root.glob("web/app.*.css")]
+    assert len(written) >= 2
+    for path in written:
+        assert path.stat().st_mode & 0o004, (path, oct(path.stat().st_mode))
 
 
 def test_the_images_build_tools_stay_in_the_builder_stage():
