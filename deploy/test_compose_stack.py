@@ -426,7 +426,8 @@ def stack(work: Path, timings: dict[str, float]) -> bool:
         compose.run("down", "-v", "--remove-orphans", check=False)
         # compose builds the one image once per app service (each labelled with its service): keep
         # the tagged one, drop the untagged copies.
-        docker("image", "prune", "-f", "--filter", f"label=com.docker.compose.project={PROJECT}")
+        subprocess.run([DOCKER, "image", "prune", "-f", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+                       capture_output=True)
     left = leftovers(PROJECT)
     if left:
         log(f"FAILED: left after down -v: {left}")
