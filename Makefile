@@ -10,7 +10,7 @@ SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secret
 GPU_VENV ?= .venv-gpu
 GPU_BIN := $(GPU_VENV)/bin
 
-.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu lint venv venv-gpu clean flower pregenerate assets
+.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu test-compose test-compose-gpu-image lint venv venv-gpu clean flower pregenerate assets
 
 venv: $(VENV)/.installed
 
@@ -84,6 +84,22 @@ test-postgres: venv
 ## The GPT-SoVITS engines with a tiny random-weight model, on CPU (CI's own step).
 test-gpu: venv-gpu
 	DATABASE_URL= $(GPU_BIN)/python -m pytest tests/gpu_stack -m gpu_stack
+
+## The compose deployment for real (docs/deployment.md; CI's own step, as root): a Docker engine and the
+## compose plugin (installed if missing), the base images (stand-ins where no registry answers,
+## deploy/standins/), then build, up (cpu profile), HTTPS checks through Caddy, down/up, down -v.
+## Independent of `make test` and of the venv (the host's python3, standard library only).
+test-compose:
+	bash deploy/docker_engine.sh
+	bash deploy/standins/build.sh
+	$(PYTHON) deploy/test_compose_stack.py stack
+
+## The GPU worker's image (CUDA torch from PyPI, pyopenjtalk compiled in the builder stage): built as
+## compose builds it, GPT_SoVITS imported inside it, no compiler left in it. No GPU needed. CI's next step.
+test-compose-gpu-image:
+	bash deploy/docker_engine.sh
+	bash deploy/standins/build.sh
+	$(PYTHON) deploy/test_compose_stack.py gpu-image
 
 ## Lint, then the whole suite on SQLite and on PostgreSQL.
 test: lint test-sqlite test-postgres

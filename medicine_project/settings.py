@@ -232,8 +232,12 @@ STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "static")
 MEDIA_ROOT = env_path("MEDIA_ROOT", BASE_DIR / "media")
 STORAGES = {
     "default": {"BACKEND": "voice_tts.storage.AtomicFileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Static files are public (served to anyone): world-readable whoever runs collectstatic (the
+    # image builds them as root for the app user), not FILE_UPLOAD_PERMISSIONS' private 0640.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage",
+                    "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755}},
 }
+# Uploads (voices, clips: personal data) are private to the service's user and group.
 FILE_UPLOAD_PERMISSIONS = 0o640
 
 # The pages speak Korean unless the browser asks for English (Accept-Language); the API speaks

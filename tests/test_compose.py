@@ -1,9 +1,10 @@
 """compose.yaml, .env.example and the Dockerfile checked against the project itself.
 
-Docker cannot run here, so this is what can be checked without it: every command a
-service runs exists in the project, queues and the beat scheduler match settings, the
-ports, volumes and healthchecks are there, and every env name is one the settings
-(or compose, or Flower) actually read. A typo in any of them fails here, not at 3 am.
+What can be checked without Docker (`make test-compose` runs the stack for real, CI's own step;
+docs/deployment.md): every command a service runs exists in the project, queues and the beat
+scheduler match settings, the ports, volumes and healthchecks are there, every env name is one the
+settings (or compose, or Flower) actually read, and .env.example runs unedited but for its secrets.
+A typo in any of them fails here, in seconds, not at 3 am.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def test_workers_consume_the_settings_queues_interactive_before_batch():
             assert option(argv, "-P") == "prefork"  # the engine loads in worker_process_init
             assert "-E" in argv  # task events for Flower
         node = option(argv, "-n").split("@")[0]
-        assert f"-d {node}@$$HOSTNAME" in SERVICES[name]["healthcheck"]["test"][1]  # pings itself
+        assert f"{node}@$$HOSTNAME" in SERVICES[name]["healthcheck"]["test"][1]  # checks itself
     assert consumed == set(settings.CELERY_QUEUES_ALL)
     assert option(command("worker-gpu"), "-c") == "1"  # one process holds the GPU model
     assert option(command("beat"), "--scheduler") == settings.CELERY_BEAT_SCHEDULER
@@ -183,3 +184,68 @@ def test_every_app_service_takes_the_s3_settings_from_env():
         for variable in names:
             assert str(env[variable]).startswith("${" + variable + ":-"), (name, variable)
     assert "-r requirements-s3.txt" in (ROOT / "Dockerfile").read_text()  # every image can use S3
+
+
+def example_env() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_the_example_env_runs_unedited_on_the_cpu_profile():
+    # `make test-compose` fills only the secrets: the profile it picks must run anywhere (no GPU, no
+    # weights to fetch), with the engine its workers run (the web uses TTS_ENGINE in cache keys and /health).
+    env = example_env()
+    assert env["COMPOSE_PROFILES"] == "cpu" and SERVICES["worker-cpu"]["profiles"] == ["cpu"]
+    assert env["TTS_ENGINE"] == "neural_cpu"
+
+
+def test_the_web_healthcheck_asks_with_a_host_the_example_allows():
+    from deploy import healthcheck
+
+    env = example_env()
+    assert SERVICES["web"]["healthcheck"]["test"] == ["CMD", "python", "deploy/healthcheck.py", "web"]
+    # It sends Host: CAREPILL_HOSTNAME, the name the proxy forwards; Django must allow it.
+    assert env["CAREPILL_HOSTNAME"] in env["DJANGO_ALLOWED_HOSTS"].split(",")
+    assert "127.0.0.1" in env["DJANGO_ALLOWED_HOSTS"].split(",")  # the web's port on this host
+    assert "CAREPILL_HOSTNAME" in (ROOT / "deploy" / "healthcheck.py").read_text()
+    assert callable(healthcheck.web_check)
+
+
+def test_a_synthesis_worker_is_healthy_only_with_its_engine_loaded():
+    from deploy.healthcheck import engine_problem
+
+    ready = {"hostname": "c1", "pid": 7, "engine": "neural_cpu", "ready": True}
+    loading = {"hostname": "c1", "pid": 8, "engine": "neural_cpu", "ready": False, "error_code": ""}
+    failed = {"hostname": "c1", "pid": 9, "engine": "neural_cpu", "ready": False, "error_code": "weights_missing"}
+    other_host = {"hostname": "c2", "pid": 7, "engine": "neural_cpu", "ready": True}
+    assert engine_problem([ready], hostname="c1", engine="neural_cpu") is None
+    assert "starting" in engine_problem([other_host], hostname="c1", engine="neural_cpu")
+    assert "loading" in engine_problem([ready, loading], hostname="c1", engine="neural_cpu")
+    assert "weights_missing" in engine_problem([ready, failed], hostname="c1", engine="neural_cpu")
+    assert "TTS_ENGINE" in engine_problem([ready], hostname="c1", engine="espeak")
+    for name in ("worker-cpu", "worker-gpu"):
+        assert SERVICES[name]["healthcheck"]["test"][1].startswith("python deploy/healthcheck.py worker ")
+
+
+def test_static_files_are_readable_whatever_the_upload_permissions():
+    # The image runs collectstatic as root for the app user: uploads stay private (0640), static files not.
+    options = settings.STORAGES["staticfiles"].get("OPTIONS", {})
+    assert settings.FILE_UPLOAD_PERMISSIONS == 0o640
+    assert options["file_permissions_mode"] & 0o004 and options["directory_permissions_mode"] & 0o005 == 0o005
+    # What this run's collectstatic wrote (tests/browser_assets.py): the manifest and the hashed copies
+    # are the files the storage writes itself (with FILE_UPLOAD_PERMISSIONS they were 0640).
+    root = Path(settings.STATIC_ROOT)
+    written = [root / "staticfiles.json", *root.glob("web/app.*.css")]
+    assert len(written) >= 2
+    for path in written:
+        assert path.stat().st_mode & 0o004, (path, oct(path.stat().st_mode))
+
+
+def test_the_images_build_tools_stay_in_the_builder_stage():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    builder, runtime = dockerfile.split("\nFROM python:3.11-slim\n")
+    assert "AS builder" in builder and "${BUILD_TOOLS}" in builder
+    assert "BUILD_TOOLS" not in runtime and "COPY --from=builder /opt/venv /opt/venv" in runtime
+    assert "--create-home" in runtime  # the app user owns its home (gunicorn's control socket, celery)
+    assert SERVICES["worker-gpu"]["build"]["args"]["BUILD_TOOLS"] == "build-essential cmake"
+    assert "BUILD_TOOLS" not in COMPOSE["x-app"]["build"].get("args", {})
