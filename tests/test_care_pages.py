@@ -9,10 +9,11 @@ import re
 import zoneinfo
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from voice_tts.models import AccessToken, CareSettings, Dose, ReminderPhrase
+from voice_tts.models import AccessToken, CareAlert, CareSettings, Dose, ReminderPhrase
 from voice_tts.services.doses import dose_confirm
 from voice_tts.services.phrases import phrase_create
 from voice_tts.services.plays import phrase_play_record
@@ -133,3 +134,17 @@ def test_send_a_test_alert_really_sends_mail_through_the_worker(worker, smtp_ser
     alice.email = ""
     alice.save()
     assert "먼저 알림 받을 이메일을 정해 주세요" in text_of(no_address.post("/voice/alerts/test/", follow=True))
+
+
+def test_the_alert_page_says_what_became_of_each_recent_alert(db, alice, bob):
+    now = timezone.now()
+    for owner, recipient, status in ((alice, "daughter@example.org", "sent"), (alice, "son@example.org", "failed"),
+                                     (bob, "bob-family@example.org", "sent")):
+        CareAlert.objects.create(owner=owner, kind="dose.missed", channel="email", subject_key=f"dose:{recipient}",
+                                 not_before=now, recipient=recipient, status=status)
+    page = text_of(signed_in(alice).get("/voice/alerts/"))
+    assert "알림 재생 안 됨 → daughter@example.org: 보냄" in page
+    assert "알림 재생 안 됨 → son@example.org: 보내지 못했습니다: 주소와 메일 설정을 확인해 주세요" in page
+    assert "bob-family@example.org" not in page
+    carol = User.objects.create_user(username="carol")
+    assert "아직 보낸 알림이 없습니다." in text_of(signed_in(carol).get("/voice/alerts/"))

@@ -104,6 +104,12 @@ def care_alert_test(*, owner_id: int) -> list[CareAlert]:
     return list(CareAlert.objects.filter(id__in=ids))
 
 
+def care_alerts_recent(*, owner_id: int, limit: int = 10) -> list[CareAlert]:
+    """The household's latest alerts, newest first (the alert page shows what became of each)."""
+    alerts = CareAlert.objects.filter(owner_id=owner_id).order_by("-created_at", "-id")
+    return list(alerts[:limit])
+
+
 def _dispatch_after_commit(alert_ids: Iterable[int], *, now: dt.datetime) -> None:
     ids = list(alert_ids)
     if not ids:

@@ -20,10 +20,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from voice_tts.errors import ServiceError
 from voice_tts.services.care import care_settings_get, care_settings_update, device_last_contact
-from voice_tts.services.care_alerts import care_alert_test
+from voice_tts.services.care_alerts import care_alert_test, care_alerts_recent
 from voice_tts.services.doses import doses_of_day, doses_week, household_zone
 from voice_tts.web.forms import AlertSettingsForm
-from voice_tts.web.wording import DOSE_MARKS, dose_state_name, dose_words, refusal_words
+from voice_tts.web.wording import (
+    DOSE_MARKS,
+    alert_kind_words,
+    alert_status_words,
+    dose_state_name,
+    dose_words,
+    refusal_words,
+)
 
 # Offered in the zone field's list (any IANA name is accepted).
 COMMON_ZONES = ["Asia/Seoul", "Asia/Tokyo", "America/Los_Angeles", "America/New_York", "Europe/London",
@@ -77,7 +84,12 @@ def week(request: HttpRequest) -> HttpResponse:
 
 def _alerts_page(request: HttpRequest, form: AlertSettingsForm, *, status: int = 200) -> HttpResponse:
     care = care_settings_get(owner_id=request.user.id)
+    zone = household_zone(care)
+    recent = [{"when": alert.created_at.astimezone(zone).strftime("%m/%d %H:%M"), "kind": alert_kind_words(alert.kind),
+               "recipient": alert.recipient, "status": alert_status_words(alert.status), "alert": alert}
+              for alert in care_alerts_recent(owner_id=request.user.id)]
     return render(request, "web/alerts.html", {
+        "recent": recent,
         "form": form, "nav": "alerts", "zones": COMMON_ZONES, "household_zone": str(household_zone(care)),
         "device_zone": care.device_timezone, "account_email": request.user.email,
         "window": settings.DOSE_ALERT_MINUTES, "silent": settings.DEVICE_SILENT_MINUTES,

@@ -132,6 +132,27 @@ def dose_words(dose: Dose, zone: dt.tzinfo) -> str:
     return _("Upcoming")
 
 
+def alert_kind_words(kind: str) -> str:
+    return {
+        "dose.unconfirmed": _("Reminder not confirmed"),
+        "dose.missed": _("Reminder not played"),
+        "device.silent": _("The Pi is silent"),
+        "device.back": _("The Pi is back"),
+        "test": _("Test alert"),
+    }.get(kind, kind)
+
+
+def alert_status_words(status: str) -> str:
+    """What became of an alert, in words (services/care_alerts.py says why `unknown` is never resent)."""
+    return {
+        "pending": _("Waiting to be sent (quiet hours, or trying again soon)"),
+        "sending": _("Being sent"),
+        "sent": _("Sent"),
+        "failed": _("Could not be sent: please check the address and the mail settings"),
+        "unknown": _("Not known whether it was sent (the server stopped while sending)"),
+    }.get(status, status)
+
+
 # One mark per state for the week view, so that it reads without colour.
 DOSE_MARKS = {
     Dose.State.CONFIRMED: "✓",
