@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import uuid
 import zoneinfo
@@ -177,8 +178,6 @@ class socket_closed:  # noqa: N801 - used as a context manager
     """A port on 127.0.0.1 that nothing listens on (bound, never listening: refused)."""
 
     def __enter__(self) -> int:
-        import socket
-
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         return self.sock.getsockname()[1]
