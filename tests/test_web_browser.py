@@ -319,7 +319,8 @@ def test_the_pages_meet_the_size_and_contrast_rules_at_200_percent_zoom(
             page.goto(pages.url + path)
             assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 20
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
-            small = page.evaluate("""() => [...document.querySelectorAll('button, a.button, input, select, textarea, nav a')]
+            small = page.evaluate("""() => [...document.querySelectorAll(
+                    'button, a.button, input, select, textarea, nav a')]
                 .filter((el) => el.offsetParent !== null && el.type !== 'hidden')
                 .map((el) => [el.outerHTML.slice(0, 80), el.getBoundingClientRect()])
                 .filter(([, r]) => r.height < 44 || (r.width < 44 && !(r.width === 0)))
