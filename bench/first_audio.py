@@ -21,6 +21,8 @@ largest N that stayed under).
 
     .venv-gpu/bin/python bench/first_audio.py               # both parts
     .venv/bin/python bench/first_audio.py --skip-api-v2 --engine tone   # without the GPU venv: (a), (b), streams
+    .venv/bin/python bench/first_audio.py --skip-api-v2 --engine tone --skip-streams --app-root /tmp/base
+                                            # part 1 only, serving another checkout (a before/after)
 
 Bytes per second of speech for each format: bench/audio_format_sizes.py.
 """
@@ -106,7 +108,7 @@ def first_audio(args: argparse.Namespace) -> None:
                        capture_output=True)
     env = {"GPTSOVITS_MODEL_PATH": str(model), "GPTSOVITS_DEVICE": "cpu", "THROTTLE_SPEECH_RATE": "100000/s"}
     print(f"\n1. time to first audio, {args.rounds} rounds of a 5-sentence Korean text, engine {args.engine}")
-    with BenchStack(database="sqlite", engine=args.engine, env=env) as stack:
+    with BenchStack(database="sqlite", engine=args.engine, env=env, app_root=args.app_root) as stack:
         # Two users, each with the same sample: the same text is a cache miss for both, so the
         # streamed and the joined answer (and api_v2) speak exactly the same sentences.
         users = {"ours, streamed": stack.client("streamed"), "ours, joined": stack.client("joined")}
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="gpt_sovits", help="our engine for part 1 (default gpt_sovits, tiny)")
     parser.add_argument("--skip-api-v2", action="store_true", help="part 1 without api_v2 (no GPU venv needed)")
     parser.add_argument("--skip-first-audio", action="store_true", help="only part 2 (concurrent streams)")
+    parser.add_argument("--skip-streams", action="store_true", help="only part 1 (time to first audio)")
+    parser.add_argument("--app-root", type=Path, help="serve another checkout (a baseline) with the same client")
     parser.add_argument("--sentence-seconds", type=float, default=0.5,
                         help="part 2: seconds each sentence takes in the worker (default 0.5)")
     parser.add_argument("--level-seconds", type=float, default=10.0,
@@ -209,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# first_audio  {machine_line()}")
     if not args.skip_first_audio:
         first_audio(args)
+    if args.skip_streams:
+        return 0
     # Streams that stay open: each sentence takes TONE_DELAY_SECONDS in one of 8 sleeping worker
     # processes (a GPU's pace, without taking the web's CPU), so the web holds every stream for seconds.
-    with BenchStack(database="sqlite", engine="tone", worker_concurrency=8,
+    with BenchStack(database="sqlite", engine="tone", worker_concurrency=8, app_root=args.app_root,
                     env={"THROTTLE_SPEECH_RATE": "100000/s", "TONE_DELAY_SECONDS": str(args.sentence_seconds)}
                     ) as stack:
         concurrent_streams(stack, stack.client().token, [int(n) for n in args.streams.split(",")],
