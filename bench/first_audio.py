@@ -93,8 +93,8 @@ def speech_body(text: str, *, response_format: str = "wav", stream: bool) -> dic
 
 def line(label: str, firsts: list[float], lasts: list[float]) -> str:
     f, last = percentiles(firsts, (50,)), percentiles(lasts, (50,))
-    return (f"  {label:<22} first byte p50 {f['p50']:6.2f} s (min {min(firsts):5.2f}, max {max(firsts):5.2f})   "
-            f"last byte p50 {last['p50']:6.2f} s (min {min(lasts):5.2f}, max {max(lasts):5.2f})")
+    return (f"  {label:<22} first byte p50 {f['p50']:6.3f} s (min {min(firsts):5.3f}, max {max(firsts):5.3f})   "
+            f"last byte p50 {last['p50']:6.3f} s (min {min(lasts):5.3f}, max {max(lasts):5.3f})")
 
 
 def first_audio(args: argparse.Namespace) -> None:

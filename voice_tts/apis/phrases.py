@@ -23,6 +23,7 @@ from voice_tts.apis.jobs import JobTextField
 from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
 from voice_tts.models import ReminderPhrase
 from voice_tts.services.clip_formats import CLIP_AUDIO_DEFAULT, CLIP_AUDIO_FORMATS, phrase_bundle_formatted
+from voice_tts.services.device_formats import device_audio_format_record
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.phrases import PHRASE_MAX_TIMES, phrase_create, phrase_delete, phrase_update
 
@@ -229,6 +230,9 @@ class PhraseBundleApi(APIView):
         audio_format = CLIP_AUDIO_DEFAULT
         if "format" in request.query_params:
             audio_format = audio_format_requested(request)
+        device_id = getattr(request.auth, "device_id", None)
+        if device_id is not None:  # the worker stores this device's owner's new clips in it (services/device_formats)
+            device_audio_format_record(device_id=device_id, audio_format=audio_format)
         bundle = phrase_bundle_formatted(
             owner_id=request.user.id, base_url=request.build_absolute_uri("/"), audio_format=audio_format
         )

@@ -31,6 +31,7 @@ from voice_tts.services.clips import (
     clip_use_record,
     clips_evict_over_quota,
 )
+from voice_tts.services.device_formats import clip_encodings_for_devices
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.services.voices import voice_reference_path
 from voice_tts.services.webhook_targets import webhook_url_check
@@ -204,6 +205,8 @@ def _job_finish(*, job: Job, generation: int | None = None, **fields: Any) -> No
         updated = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(**changes)
         if updated:
             transaction.on_commit(lambda: _job_finished_state(job=job, changes=changes, generation=generation))
+            # After the state: a stream woken by this push reads the finished state.
+            transaction.on_commit(lambda: result_cache.job_finished_signal(job_id=job.id))
         if updated and job.webhook_url:
             transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
 
@@ -392,6 +395,8 @@ def job_run(
             sample_rate=sample_rate,
             generation=generation,
         )
+        # Before the job is finished: whoever sees it succeed (the Pi's next bundle) finds these stored.
+        clip_encodings_for_devices(clip=clip)
         _job_finish(job=job, generation=generation, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=False,
                     cache_key=key)
     finally:

@@ -7,8 +7,10 @@ transaction (all or nothing; their messages leave once it commits). Then the sen
 is read back in order, each as soon as its job has finished, for the caller to stream.
 
 Waiting reads the job's state the way polling does (`job_state_get`: the Redis copy the
-worker writes at each state change, else one query), with a short sleep between reads and never
-inside a transaction; it gives up after SPEECH_SENTENCE_WAIT_SECONDS per sentence.
+worker writes at each state change, else one query), never inside a transaction, and between two
+reads blocks until the worker's push says the job finished (result_cache.job_finished_wait), or
+SPEECH_WAKE_FALLBACK_SECONDS pass without one (a lost push then costs that, never a hang); it gives
+up after SPEECH_SENTENCE_WAIT_SECONDS per sentence.
 
 `speech_audio` encodes the answer. Every body it makes is one file in the asked format at
 SPEECH_SAMPLE_RATE, whether a client reads it whole or plays it as it comes. Where a clip's
@@ -51,7 +53,7 @@ from django.db import transaction
 from voice_tts.audio_codec import AudioStreamEncoder, audio_encode, audio_encoded_rate
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Job, Voice
-from voice_tts.result_cache import ClipHit
+from voice_tts.result_cache import ClipHit, job_finished_wait
 from voice_tts.services.clip_formats import clip_audio_encoded
 from voice_tts.services.job_text import job_text_normalise
 from voice_tts.services.jobs import job_create, job_state_get
@@ -68,8 +70,6 @@ SPEECH_SAMPLE_RATE = 24000
 # The job parameters' range (apis/jobs.py JobParamsSerializer), which every engine honours.
 SPEECH_SPEED_MIN = 0.5
 SPEECH_SPEED_MAX = 2.0
-_POLL_FIRST_SECONDS = 0.02
-_POLL_MAX_SECONDS = 0.25
 
 
 def speech_models() -> list[str]:
@@ -140,7 +140,6 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
     if sentence.clip_id is not None:
         return sentence.clip_id
     deadline = time.monotonic() + wait_seconds
-    delay = _POLL_FIRST_SECONDS
     while True:
         state = job_state_get(owner_id=speech.owner_id, job_id=sentence.job_id)
         if state is None:
@@ -150,11 +149,12 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
         if state.finished:
             raise ServiceError(state.error_code or "synthesis_failed",
                                f"Synthesis failed for {sentence.text[:60]!r}: {state.error_message}", status=500)
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise ServiceError("speech_timeout", f"The sentence {sentence.text[:60]!r} was not ready after "
                                f"{wait_seconds:g} s (job {sentence.job_id} is {state.status}).", status=504)
-        time.sleep(delay)
-        delay = min(delay * 1.5, _POLL_MAX_SECONDS)
+        # Woken by the worker's push as the job finishes; without one (lost), the state is read again anyway.
+        job_finished_wait(job_id=sentence.job_id, seconds=min(left, settings.SPEECH_WAKE_FALLBACK_SECONDS))
 
 
 def _audio_missing(what: str) -> ServiceError:
