@@ -20,11 +20,14 @@ next request for the sentence encodes nothing:
 - mp3: every sentence, as its own stored MP3 file. MPEG frames concatenate into one valid stream
   (no Xing/Info frame: constant bit rate). Each file carries its encoder delay and padding, so a
   sentence boundary gains about 60 ms of silence (at 24 kHz), against a continuous stream.
-- opus, flac, wav: a single-sentence text only, whose whole answer is that one file. Per-sentence
-  files of these do not concatenate into one file (a second RIFF header, a second FLAC
-  STREAMINFO, a second Ogg logical stream that most decoders never read), so a longer text is one
-  continuous stream encoded here (AudioStreamEncoder), as before.
-- pcm: never stored; it is the clip's samples, resampled.
+- opus, flac, wav: a single-sentence text is that one file. Per-sentence files of these do not
+  concatenate into one file (a second RIFF header, a second FLAC STREAMINFO whose frames number
+  their samples from 0 again, a second Ogg logical stream that most decoders never read), so for a
+  longer text opus and flac are one continuous stream encoded here (AudioStreamEncoder), as before,
+  and wav is one header followed by each WAV's samples (below).
+- wav (a longer text) and pcm: a streaming WAV header (wav only), then each sentence's samples. Where the
+  clip's own WAV is 16-bit mono at SPEECH_SAMPLE_RATE, those are its data chunk's bytes, sent as stored;
+  others are resampled and converted here.
 A stored encoding is used only at SPEECH_SAMPLE_RATE (24 kHz): clip_formats encodes at the
 engine's rate (audio_codec: wav/flac unchanged, opus >= it, mp3 <= 24 kHz), so mp3 is stored
 here for engines above 22.05 kHz, opus for engines above 16 kHz up to 24 kHz, flac and wav only
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import struct
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -221,6 +225,39 @@ def speech_clip_stored(*, clip: Clip, audio_format: str) -> bytes | None:
     return _read(stored.name, "stored encoding")
 
 
+def _wav_pcm16_data(data: bytes) -> bytes | None:
+    """The samples of a RIFF/WAVE file that is 16-bit PCM mono at SPEECH_SAMPLE_RATE: its `data` chunk's bytes,
+    which are exactly what a wav or pcm answer carries for it. None for any other WAV (or a malformed one)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    offset, pcm16_mono = 12, False
+    while offset + 8 <= len(data):
+        chunk_id, size = data[offset:offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        body = offset + 8
+        if chunk_id == b"fmt " and size >= 16:
+            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
+            pcm16_mono = (tag, channels, rate, bits) == (1, 1, SPEECH_SAMPLE_RATE, 16)
+        elif chunk_id == b"data":
+            return data[body:body + size] if pcm16_mono and body + size <= len(data) else None
+        offset = body + size + (size & 1)  # chunks are word-aligned
+    return None
+
+
+def _pcm_stream(clips: Iterable[Clip], audio_format: str) -> Iterator[bytes]:
+    """wav (a streaming header, then samples) or pcm: a clip whose stored WAV is already 16-bit mono at
+    SPEECH_SAMPLE_RATE goes out as that file's own sample bytes, decoded and encoded by nobody; another is
+    resampled and converted here."""
+    encoder = AudioStreamEncoder(audio_format=audio_format, sample_rate=SPEECH_SAMPLE_RATE)
+    for clip in clips:
+        stored = _wav_pcm16_data(_read(clip.audio.name, "audio file")) if clip.sample_rate == SPEECH_SAMPLE_RATE \
+            else None
+        if stored is None:
+            yield encoder.write(_clip_samples(clip))
+        else:  # writing no samples hands out the WAV header once, before the first sentence's bytes
+            yield encoder.write(np.zeros(0, dtype=np.float32)) + stored
+    yield encoder.close()
+
+
 def _encoded_stream(clips: Iterable[Clip], audio_format: str) -> Iterator[bytes]:
     encoder = AudioStreamEncoder(audio_format=audio_format, sample_rate=SPEECH_SAMPLE_RATE)
     for clip in clips:
@@ -250,4 +287,7 @@ def speech_audio(*, speech: Speech, audio_format: str, wait_seconds: float | Non
                 yield data
             return
         clips = itertools.chain([first], clips)
+    if audio_format in ("wav", "pcm"):
+        yield from _pcm_stream(clips, audio_format)
+        return
     yield from _encoded_stream(clips, audio_format)
