@@ -97,6 +97,25 @@ def line(label: str, firsts: list[float], lasts: list[float]) -> str:
             f"last byte p50 {last['p50']:6.3f} s (min {min(lasts):5.3f}, max {max(lasts):5.3f})")
 
 
+def first_job_phases(db: Path, username: str, since: float, first_byte_at: float) -> tuple[float, ...] | None:
+    """Where the first sentence's time went, from its job row (the first this user created after `since`, epoch
+    seconds; this box's clock for both): request -> job row, row -> worker start (queue), worker start -> finish,
+    finish -> first byte (the web noticing and sending). None if the row is not found."""
+    import datetime as dt
+    import sqlite3
+
+    stamp = dt.datetime.fromtimestamp(since, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT j.created_at, j.started_at, j.finished_at FROM voice_tts_job j"
+            " JOIN auth_user u ON u.id = j.owner_id WHERE u.username = ? AND j.created_at >= ?"
+            " ORDER BY j.created_at LIMIT 1", (username, stamp)).fetchone()
+    if row is None or None in row:
+        return None
+    created, started, finished = (dt.datetime.fromisoformat(v).replace(tzinfo=dt.UTC).timestamp() for v in row)
+    return created - since, started - created, finished - started, first_byte_at - finished
+
+
 def first_audio(args: argparse.Namespace) -> None:
     import subprocess
     import tempfile
@@ -125,6 +144,7 @@ def first_audio(args: argparse.Namespace) -> None:
                 timed_post(session, api.url + "/tts", api_v2_body(korean_text(1100), reference), {})
             results: dict[str, tuple[list[float], list[float]]] = {
                 "ours, streamed": ([], []), "ours, joined": ([], []), "api_v2 streaming_mode": ([], [])}
+            phases: list[tuple[float, ...]] = []
             for round_no in range(args.rounds):
                 text = korean_text(round_no)
                 runs = [(label, url, speech_body(text, stream=label.endswith("streamed")),
@@ -134,15 +154,28 @@ def first_audio(args: argparse.Namespace) -> None:
                     runs.append(("api_v2 streaming_mode", api.url + "/tts", body, {}))
                 for label, target, body, hdrs in runs:
                     try:
+                        since = time.time()
                         first, last, _ = timed_post(session, target, body, hdrs)
                     except requests.RequestException as exc:
                         logs = stack.log("worker")[-3000:] if label.startswith("ours") else ""
                         raise RuntimeError(f"{label}: {exc}\n{logs}") from exc
                     results[label][0].append(first)
                     results[label][1].append(last)
+                    if label == "ours, streamed":
+                        found = first_job_phases(stack.tmp / "db.sqlite3", "streamed", since, since + first)
+                        if found is not None:
+                            phases.append(found)
             for label, (firsts, lasts) in results.items():
                 if firsts:
                     print(line(label, firsts, lasts))
+            if phases:
+                names = ("request -> job row", "job row -> worker start", "worker start -> finished",
+                         "finished -> first byte")
+                print(f"  ours, streamed: the first sentence's path, p50 over {len(phases)} rounds (job rows' times):")
+                for index, name in enumerate(names):
+                    values = [p[index] for p in phases]
+                    print(f"    {name:<26} p50 {percentiles(values, (50,))['p50'] * 1000:7.1f} ms "
+                          f"(min {min(values) * 1000:6.1f}, max {max(values) * 1000:6.1f})")
         finally:
             if api:
                 api.stop()
