@@ -206,7 +206,8 @@ BUNDLE_FORMAT_PARAMETER = OpenApiParameter(
     location=OpenApiParameter.QUERY,
     required=False,
     description="The entries' audio format: their `audio_url`, `sha256` and `size_bytes` are of that file "
-    "(made on this request if needed). Default wav: the bundle as it always was. The bundle itself is JSON.",
+    "(stored by the worker as it makes each clip once a device of yours asked for the format; made on this "
+    "request if still missing). Default wav: the bundle as it always was. The bundle itself is JSON.",
 )
 
 
