@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
+import requests
 from django.db import connection
 
 from tests.audio_samples import assert_one_file, wav_bytes
+from tests.stack import ServiceStack, StackClient
 from voice_tts import result_cache
 from voice_tts.models import Job
 from voice_tts.redis_client import redis_client, redis_key
@@ -131,3 +134,31 @@ def test_a_push_before_the_wait_is_seen_and_wakes_every_waiter(transactional_db)
     assert result_cache.job_finished_wait(job_id=job_id, seconds=60) is True
     assert result_cache.job_finished_wait(job_id=job_id, seconds=60) is True
     assert 0 < redis_client().ttl(redis_key("job", "done", job_id)) <= result_cache.JOB_STATE_SECONDS
+
+
+@pytest.mark.worker
+def test_across_processes_the_workers_push_wakes_the_webs_stream(django_db_setup, django_db_blocker, transactional_db,
+                                                                  make_user):
+    """The live stack: gunicorn streams, a Celery worker process synthesises (0.3 s a sentence, so every sentence
+    is still being made when the stream first reads its state) and pushes. The web's fallback is 60 s and the
+    client gives up after 40 s: a stream that waited for anything but the push could not have answered."""
+    with django_db_blocker.unblock():
+        stack = ServiceStack(engine="tone", env={"SPEECH_WAKE_FALLBACK_SECONDS": "60", "TONE_DELAY_SECONDS": "0.3",
+                                                 "THROTTLE_SPEECH_RATE": "100000/min"})
+        try:
+            stack.start()
+            user = make_user(f"w{uuid.uuid4().hex[:8]}")
+            assert StackClient(stack, user.token).upload_voice().status_code == 201
+            tag = uuid.uuid4().hex[:6]
+            response = requests.post(stack.base_url + "/v1/audio/speech", timeout=40,
+                                     headers={"Authorization": f"Bearer {user.token}"},
+                                     json={"model": "tts-1", "voice": "alloy", "input": f"One {tag}. Two {tag}.",
+                                           "response_format": "wav"})
+            assert response.status_code == 200, response.text[:300]
+            assert_one_file(response.content, "wav")
+            jobs = list(Job.objects.filter(owner_id=user.id).order_by("created_at"))
+            assert [job.status for job in jobs] == ["succeeded", "succeeded"]
+            # Made by the worker after the request queued them (no cache hit answered either sentence).
+            assert all(not job.cache_hit and job.started_at >= job.created_at for job in jobs)
+        finally:
+            stack.shutdown()
