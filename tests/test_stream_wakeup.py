@@ -162,3 +162,10 @@ def test_across_processes_the_workers_push_wakes_the_webs_stream(django_db_setup
             assert all(not job.cache_hit and job.started_at >= job.created_at for job in jobs)
         finally:
             stack.shutdown()
+
+
+def test_without_redis_a_wait_returns_for_the_caller_to_read_the_state_again(settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there: every Redis call is refused
+    job_id = "00000000-0000-0000-0000-000000000002"
+    result_cache.job_finished_signal(job_id=job_id)  # logged, never raised: the job's finish stands
+    assert result_cache.job_finished_wait(job_id=job_id, seconds=60) is False  # no block of 60 s on a dead Redis

@@ -26,6 +26,7 @@ from tests.audio_samples import wav_bytes
 from voice_tts.models import AccessToken, Clip, ClipEncoding, Job
 from voice_tts.redis_client import redis_client
 from voice_tts.services import clip_formats
+from voice_tts.services.device_formats import device_audio_format_record, owner_device_formats
 from voice_tts.services.jobs import job_run
 from voice_tts.services.phrases import phrase_create
 from voice_tts.services.tokens import device_create
@@ -159,3 +160,12 @@ def test_an_encoding_that_fails_leaves_the_job_succeeded_and_the_bundle_makes_it
     info = soundfile.info(default_storage.path(encoding.audio.name))
     assert (info.format, info.samplerate) == ("FLAC", clip.sample_rate)
     assert settings.MEDIA_ROOT  # files under the test run's media root (emptied after each test)
+
+
+def test_without_redis_the_device_row_is_still_the_record(alice, settings):
+    device, _ = device_create(owner_id=alice.id, name="Pi")
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there: every Redis call is refused
+    assert device_audio_format_record(device_id=device.id, audio_format="opus") is True
+    assert AccessToken.objects.get(id=device.id).audio_format == "opus"
+    assert device_audio_format_record(device_id=device.id, audio_format="opus") is False  # unchanged: no write
+    assert owner_device_formats(owner_id=alice.id) == ["opus"]
