@@ -23,11 +23,14 @@ from django.db import connection
 from tests.audio_samples import assert_one_file, wav_bytes
 from tests.stack import ServiceStack, StackClient
 from voice_tts import result_cache
-from voice_tts.models import Job
+from voice_tts.models import ClipEncoding, Job
 from voice_tts.redis_client import redis_client, redis_key
+from voice_tts.services import clip_formats
 from voice_tts.services import speech as speech_service
+from voice_tts.services.device_formats import device_audio_format_record
 from voice_tts.services.jobs import job_run
 from voice_tts.services.speech import Speech, SpeechSentence, speech_audio
+from voice_tts.services.tokens import device_create
 from voice_tts.services.voices import voice_create
 from voice_tts.worker import runtime
 
@@ -169,3 +172,38 @@ def test_without_redis_a_wait_returns_for_the_caller_to_read_the_state_again(set
     job_id = "00000000-0000-0000-0000-000000000002"
     result_cache.job_finished_signal(job_id=job_id)  # logged, never raised: the job's finish stands
     assert result_cache.job_finished_wait(job_id=job_id, seconds=60) is False  # no block of 60 s on a dead Redis
+
+
+def test_a_pis_encodings_are_made_after_the_waiting_stream_has_its_audio(queued, settings, monkeypatch, alice):
+    """The worker stores the owner's Pi formats after the job's finish: here the encoder itself waits until the
+    stream has its audio, which could never happen if the encodings came before the finish (the push)."""
+    job, speech = queued
+    settings.SPEECH_WAKE_FALLBACK_SECONDS = 60
+    device, _ = device_create(owner_id=alice.id, name="Pi")
+    device_audio_format_record(device_id=device.id, audio_format="opus")
+    streamed = threading.Event()
+    order: list[str] = []
+    real_encode = clip_formats.audio_encode
+
+    def encode_after_the_stream(**kwargs: Any) -> bytes:
+        assert streamed.wait(30), "the encoding was made before the stream had its audio"
+        order.append("encoded")
+        return real_encode(**kwargs)
+
+    monkeypatch.setattr(clip_formats, "audio_encode", encode_after_the_stream)  # a gate, the real encoder behind it
+
+    class Watched(Stream):
+        def run(self) -> None:
+            super().run()
+            order.append("streamed")
+            streamed.set()
+
+    stream = Watched(speech)
+    stream.start()
+    _blocked_on(job)
+    job_run(job_id=job.id, task_id="task-1")  # returns once the worker's encodings are made
+    stream.join(30)
+    if stream.error:
+        raise stream.error
+    assert order == ["streamed", "encoded"]
+    assert ClipEncoding.objects.filter(clip__owner_id=alice.id, audio_format="opus").count() == 1

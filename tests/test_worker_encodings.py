@@ -3,8 +3,9 @@ bundle fetch encodes nothing.
 
 The job runs in this process through the worker's own service (`job_run`) with the real `tone` engine, the real
 Redis lock and real files; the bundle is fetched through the real DRF view with the Pi's device token. What is
-proved is the order of events, never a timing: the device's sync recorded its format, the job's success came with
-the encoding stored, and the bundle fetched afterwards named that stored file and left every file as it was.
+proved is the order of events, never a timing: the device's sync recorded its format, the worker's run of the job
+ended with the job succeeded and the encoding stored, and the bundle fetched afterwards named that stored file and
+left every file as it was.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_a_pis_format_is_stored_by_the_worker_and_the_bundle_then_encodes_nothin
     assert AccessToken.objects.get(id=device_id).audio_format == "opus"  # the sync recorded it
 
     clip = _synthesise(alice)
-    # The job has succeeded: its opus encoding is already stored, made from this WAV, and nothing else is.
+    # The worker's run has ended, the job succeeded: its opus encoding is stored, made from this WAV, and no other.
     stored = _encodings(clip)
     assert list(stored) == ["opus"]
     encoding = ClipEncoding.objects.get(clip=clip, audio_format="opus")

@@ -1,10 +1,12 @@
 """The clip formats an owner's devices ask for, and storing a new clip in them as the worker makes it.
 
 A Pi asks its bundle in one format (`GET /api/tts/phrases/bundle/?format=opus`); the bundle's view records it on
-the device's token row (`AccessToken.audio_format`, the truth). When the worker has synthesised a clip, it stores
-the clip in each format the owner's devices asked for (services/clip_formats.py: encoded once, temp name then
-rename, one ClipEncoding row), before the job is finished: a bundle fetched after the job's success finds every
-entry's encoding and encodes nothing.
+the device's token row (`AccessToken.audio_format`, the truth). When the worker has synthesised a clip and finished
+its job, it stores the clip in each format the owner's devices asked for (services/clip_formats.py: encoded once,
+temp name then rename, one ClipEncoding row) before it takes another job: a bundle fetched after that finds every
+entry's encoding and encodes nothing. After the finish, not before: a /v1 stream waiting for the clip would
+otherwise wait for the encodings too (Opus: about 35 ms per second of speech on a 2-core box). A bundle fetched
+in that window makes what is missing itself; the two encodings of one clip meet in clip_formats' unique row.
 
 Recording costs the bundle no SQL in the steady state: a Redis marker per device holds the format last recorded,
 and the row is read (and written, only if the format changed) when the marker is missing or differs. The marker

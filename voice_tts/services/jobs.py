@@ -395,8 +395,6 @@ def job_run(
             sample_rate=sample_rate,
             generation=generation,
         )
-        # Before the job is finished: whoever sees it succeed (the Pi's next bundle) finds these stored.
-        clip_encodings_for_devices(clip=clip)
         _job_finish(job=job, generation=generation, status=Job.Status.SUCCEEDED, clip=clip, cache_hit=False,
                     cache_key=key)
     finally:
@@ -404,6 +402,9 @@ def job_run(
             lock.release()
         except redis.RedisError:
             logger.warning("clip lock for job %s expired or Redis is gone", job.id)
+    # After the finish, so that a /v1 stream waiting for this clip is not held up by them (Opus takes about 35 ms
+    # per second of speech), and before this worker takes its next job: the owner's Pis' next bundle finds them.
+    clip_encodings_for_devices(clip=clip)
     clips_evict_over_quota(owner_id=job.owner_id, keep_clip_id=clip.id)
 
 
