@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = BASE_DIR / "models" / "gpt-sovits-v2"
+# The engine's settings, through carepill_config like every other (a bad number or path names its
+# variable; load() reports it as `engine_bad_config`). Reads os.environ as it is at each call.
+_env = Env()
 
 # The official release's names (huggingface lj1995/GPT-SoVITS), relative to GPTSOVITS_MODEL_PATH.
 # models/README.md documents the same layout.
@@ -87,18 +90,10 @@ def _preserved_cwd_and_env(*names: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _config_str(name: str) -> str:
-    """A text setting through carepill_config ("" when unset); an error is the engine's `engine_bad_config`."""
-    try:
-        return Env().str(name, "")
-    except ConfigError as exc:
-        raise EngineNotReady("engine_bad_config", str(exc)) from None
-
-
 def _data_dir() -> Path:
     """A private, per-process writable dir for the package's config writes and caches."""
     if "data_dir" not in _import_state:
-        base = _config_str("GPT_SOVITS_DATA_DIR") or None
+        base = _env.str("GPT_SOVITS_DATA_DIR", "") or None
         if base:
             Path(base).mkdir(parents=True, exist_ok=True)
         # Per process: several workers on one host must not race on tts_infer.yaml.
@@ -116,7 +111,7 @@ def prepare_import_path() -> Path:
         data_dir = _data_dir()
         if _import_state.get("path_ready"):
             return data_dir
-        home = _config_str("GPTSOVITS_HOME")
+        home = _env.str("GPTSOVITS_HOME", "")
         with _preserved_cwd_and_env("GPT_SOVITS_DATA_DIR", "GPT_SOVITS_CODE_DIR", "GPT_SOVITS_TTS_CONFIG"):
             os.environ["GPT_SOVITS_DATA_DIR"] = str(data_dir)
             if home:
@@ -186,8 +181,8 @@ def missing_files(model_dir: Path) -> tuple[str, list[str]]:
 def _weight_paths(model_dir: Path, version: str) -> tuple[Path, Path]:
     """GPT and SoVITS weights: a fine-tuned pair from the env, else the release files."""
     default_gpt, default_sovits = (V2PRO_GPT, V2PRO_SOVITS) if version == "v2Pro" else (V2_GPT, V2_SOVITS)
-    gpt = _config_str("GPTSOVITS_GPT_WEIGHTS") or str(model_dir / default_gpt)
-    sovits = _config_str("GPTSOVITS_SOVITS_WEIGHTS") or str(model_dir / default_sovits)
+    gpt = _env.str("GPTSOVITS_GPT_WEIGHTS", "") or str(model_dir / default_gpt)
+    sovits = _env.str("GPTSOVITS_SOVITS_WEIGHTS", "") or str(model_dir / default_sovits)
     return Path(gpt), Path(sovits)
 
 
@@ -256,7 +251,7 @@ class GptSovitsEngine:
 
     def load(self) -> None:
         try:
-            model_dir = Env().path("GPTSOVITS_MODEL_PATH", DEFAULT_MODEL_PATH, base=BASE_DIR)  # never the cwd
+            model_dir = _env.path("GPTSOVITS_MODEL_PATH", DEFAULT_MODEL_PATH, base=BASE_DIR)  # never the cwd
         except ConfigError as exc:
             raise EngineNotReady("engine_bad_config", str(exc)) from None
         version, missing = missing_files(model_dir)
@@ -363,7 +358,7 @@ class GptSovitsEngine:
         from worker processes (-c), one per core. On CUDA the default stands (the GPU does the work).
         """
         try:
-            threads = Env().int("GPTSOVITS_TORCH_THREADS", None, minimum=1)
+            threads = _env.int("GPTSOVITS_TORCH_THREADS", None, minimum=1)
         except ConfigError as exc:
             raise EngineNotReady("engine_bad_config", str(exc)) from None
         if threads is None:
@@ -374,7 +369,7 @@ class GptSovitsEngine:
 
     @staticmethod
     def _pick_device(torch: Any) -> str:
-        requested = _config_str("GPTSOVITS_DEVICE").strip().lower()
+        requested = _env.str("GPTSOVITS_DEVICE", "").strip().lower()
         if requested not in {"", "cuda", "cpu"} and not requested.startswith("cuda:"):
             raise EngineNotReady("engine_bad_config", f"GPTSOVITS_DEVICE must be cuda or cpu, got {requested!r}")
         if not requested:
