@@ -4,7 +4,8 @@ What can be checked without Docker (`make test-compose` runs the stack for real,
 docs/deployment.md): every command a service runs exists in the project, queues and the beat
 scheduler match settings, the ports, volumes and healthchecks are there, every env name is one
 carepill_config declares (or the postgres and Flower images read), and .env.example runs unedited
-but for its secrets (tests/test_config.py checks .env.example against the declarations). A typo in any of them fails here, in seconds, not at 3 am.
+but for its secrets (tests/test_config.py checks .env.example against the declarations). A typo
+in any of them fails here, in seconds, not at 3 am.
 """
 
 from __future__ import annotations
