@@ -33,7 +33,7 @@ SECRET_KEY = env.secret("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
+            "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set when DJANGO_DEBUG is off "
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
     SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 - only reachable with DEBUG on
