@@ -154,5 +154,5 @@ class JobAudioApi(APIView):
         audio_format = audio_format_requested(request)
         job = _owned_job(request, job_id)
         if job.status != Job.Status.SUCCEEDED or job.clip is None:
-            raise ServiceError("audio_not_ready", f"The job is {job.status}; no audio yet.", status=409)
+            raise ServiceError("audio_not_ready", f"The job is {job.status}; no audio yet.")
         return clip_audio_response(request, clip=job.clip, audio_format=audio_format, filename_stem=str(job.id))

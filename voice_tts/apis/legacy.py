@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.errors import _first_message
+from voice_tts.apis.errors import _first_message, error_status
 from voice_tts.apis.jobs import JobInputSerializer
 from voice_tts.apis.schema import LOCATION_HEADER, RETRY_AFTER_HEADER, error_responses
 from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle
@@ -53,7 +53,7 @@ class LegacyUploadVoiceApi(APIView):
         try:
             voice = voice_upload_from_request(request)
         except ServiceError as exc:
-            return Response({"success": False, "code": exc.code, "message": exc.message}, status=exc.status)
+            return Response({"success": False, "code": exc.code, "message": exc.message}, status=error_status(exc.code))
         except exceptions.ValidationError as exc:
             # The seed's contract holds for bad form fields (transcript, language) too.
             return Response({"success": False, "code": "invalid_input", "message": _first_message(exc.detail)},

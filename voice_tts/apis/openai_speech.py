@@ -34,7 +34,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
 from voice_tts.apis.authentication import CachedTokenAuthentication
-from voice_tts.apis.errors import openai_error_json
+from voice_tts.apis.errors import error_status, openai_error_json
 from voice_tts.apis.schema import RETRY_AFTER_HEADER
 from voice_tts.apis.throttles import SpeechThrottle
 from voice_tts.audio_codec import AUDIO_FORMATS
@@ -103,7 +103,8 @@ def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
     """Every error of the /v1/ views in OpenAI's envelope, with DRF's statuses and headers."""
     if isinstance(exc, ServiceError):
         param = _SERVICE_ERROR_PARAMS.get(exc.code) or ("input" if exc.code.startswith("text_") else None)
-        return Response(openai_error_json(exc.message, exc.status, code=exc.code, param=param), status=exc.status)
+        http_status = error_status(exc.code)
+        return Response(openai_error_json(exc.message, http_status, code=exc.code, param=param), status=http_status)
     if isinstance(exc, exceptions.ValidationError):
         param, message, code = _first_error(exc.detail)
         return Response(openai_error_json(message, 400, code=code, param=param), status=400)
@@ -257,7 +258,7 @@ def _sse_events(speech: Speech, first: bytes, rest: Iterator[bytes]) -> Iterator
     except ServiceError as exc:
         # The status line is long gone: the stream ends with an error event instead of `done`.
         logger.warning("speech stream for owner %s ended early: %s %s", speech.owner_id, exc.code, exc.message)
-        yield _sse_event({"type": "error", **openai_error_json(exc.message, exc.status, code=exc.code)})
+        yield _sse_event({"type": "error", **openai_error_json(exc.message, error_status(exc.code), code=exc.code)})
         return
     yield _sse_event({"type": "speech.audio.done", "usage": _usage(speech)})
 
@@ -323,8 +324,7 @@ class ModelDetailApi(OpenAIApi):
                    responses={200: OpenAIModelSerializer, **openai_error_responses(401, 404)})
     def get(self, request: Request, model: str) -> Response:
         if model not in speech_models():
-            raise ServiceError("model_not_found", f"The model {model!r} does not exist; see GET /v1/models.",
-                               status=404)
+            raise ServiceError("model_not_found", f"The model {model!r} does not exist; see GET /v1/models.")
         return Response(_model_json(model))
 
 

@@ -56,14 +56,14 @@ def voice_upload_from_request(request: Request) -> Voice:
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > settings.VOICE_MAX_UPLOAD_BYTES + _MULTIPART_OVERHEAD:
         raise ServiceError(
-            "file_too_large", f"The upload is {declared} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}.", status=413
+            "file_too_large", f"The upload is {declared} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}."
         )
     upload = request.FILES.get("voice_file")
     if upload is None:
         raise ServiceError("missing_file", "Attach the voice sample as the multipart field 'voice_file'.")
     if upload.size > settings.VOICE_MAX_UPLOAD_BYTES:
         raise ServiceError(
-            "file_too_large", f"The file is {upload.size} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}.", status=413
+            "file_too_large", f"The file is {upload.size} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}."
         )
     fields = VoiceInputSerializer(data=request.data)
     fields.is_valid(raise_exception=True)

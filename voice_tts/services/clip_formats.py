@@ -55,7 +55,7 @@ class ClipAudio:
 
 
 def _missing() -> ServiceError:
-    return ServiceError("audio_missing", "The audio file is missing from storage.", status=410)
+    return ServiceError("audio_missing", "The audio file is missing from storage.")
 
 
 def clip_format_check(*, audio_format: str) -> str:
@@ -111,7 +111,7 @@ def _encoding_make(*, clip: Clip, audio_format: str) -> ClipAudio:
     try:
         samples, sample_rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=False)
     except soundfile.LibsndfileError:
-        raise ServiceError("audio_unreadable", "The stored audio could not be read.", status=500) from None
+        raise ServiceError("audio_unreadable", "The stored audio could not be read.") from None
     if samples.ndim == 2:  # clips are stored mono; an imported stereo WAV is mixed down
         samples = samples.mean(axis=1)
     data = audio_encode(samples=samples, sample_rate=sample_rate, audio_format=audio_format)
@@ -134,7 +134,7 @@ def _encoding_make(*, clip: Clip, audio_format: str) -> ClipAudio:
         if winner is None or winner.audio.name != name:
             default_storage.delete(name)
         if winner is None:
-            raise ServiceError("not_found", "No such clip.", status=404) from None
+            raise ServiceError("not_found", "No such clip.") from None
         return _from_encoding(winner)
     return _from_encoding(encoding)
 

@@ -216,7 +216,7 @@ def dose_confirm(*, owner_id: int, phrase_id: int, local_date: dt.date, local_ti
                            "confirmed_at must lie within the last 90 days (and not more than a day ahead).")
     phrase = ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).first()
     if phrase is None:
-        raise ServiceError("not_found", "Not found.", status=404)
+        raise ServiceError("not_found", "Not found.")
     dose = dose_for_occurrence(phrase=phrase, local_date=local_date, local_time=local_time)
     changed = Dose.objects.filter(id=dose.id).exclude(state=Dose.State.CONFIRMED).update(
         state=Dose.State.CONFIRMED, confirmed_at=confirmed_at, confirmation_key=key)

@@ -67,7 +67,7 @@ def _phrase_saved(phrase: ReminderPhrase) -> ReminderPhrase:
         with transaction.atomic():
             phrase.save()
     except IntegrityError:
-        raise ServiceError("phrase_exists", "You already have a phrase with this text and language.", status=409)
+        raise ServiceError("phrase_exists", "You already have a phrase with this text and language.")
     return phrase
 
 

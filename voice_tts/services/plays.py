@@ -47,7 +47,7 @@ def phrase_play_record(
     phrase = ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).first()
     if phrase is None:
         # Another user's phrase is not revealed: the same answer as a missing one.
-        raise ServiceError("not_found", "Not found.", status=404)
+        raise ServiceError("not_found", "Not found.")
     if (scheduled_date is None) != (scheduled_time is None):
         raise ServiceError("occurrence_incomplete", "scheduled_date and scheduled_time go together.")
     play = PhrasePlay.objects.filter(owner_id=owner_id, key=key).first()
@@ -70,5 +70,5 @@ def phrase_play_record(
             if play is None:  # not a race on the key (a device revoked meanwhile, a phrase deleted)
                 raise
     if play.phrase_id != phrase_id:
-        raise ServiceError("play_key_conflict", "This key was already reported for another phrase.", status=409)
+        raise ServiceError("play_key_conflict", "This key was already reported for another phrase.")
     return play, created

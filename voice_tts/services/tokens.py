@@ -95,7 +95,7 @@ def device_revoke(*, owner_id: int, device_id: int) -> None:
     """Revoke one of the owner's devices, at once (its cache entry goes with the row)."""
     deleted = AccessToken.objects.filter(id=device_id, owner_id=owner_id).exclude(device_name="").delete()[0]
     if not deleted:
-        raise ServiceError("not_found", "Not found.", status=404)
+        raise ServiceError("not_found", "Not found.")
     security_event("device_revoked", user_id=owner_id, device_id=device_id)
 
 

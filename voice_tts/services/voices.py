@@ -32,7 +32,6 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
         raise ServiceError(
             "file_too_large",
             f"The file is {len(data)} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES} are accepted.",
-            status=413,
         )
     if language not in SUPPORTED_LANGUAGES:
         raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
