@@ -1,4 +1,4 @@
-"""One table maps a refusal's code to its HTTP status (`voice_tts/apis/errors.py`).
+"""One table maps a refusal's code to its HTTP status (`voice_tts/http/errors.py`).
 
 Services raise `ServiceError(code, message)` with no status; every literal code raised in the source
 must be in the table, and a code the table lacks answers 500 (a bug, not the client's mistake).
@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from voice_tts.apis.errors import ERROR_STATUSES, error_status
 from voice_tts.errors import ServiceError
+from voice_tts.http.errors import ERROR_STATUSES, error_status
 
 _RAISED = re.compile(r"ServiceError\(\s*\"([a-z_]+)\"")
 

@@ -1,7 +1,7 @@
 """The one exception type services raise for a request they refuse.
 
 A refusal is a code and a message, no HTTP: the HTTP layer maps the code to a status through one
-table (`voice_tts/apis/errors.py`'s `ERROR_STATUSES`), and tasks store `code`/`message` on the
+table (`voice_tts/http/errors.py`'s `ERROR_STATUSES`), and tasks store `code`/`message` on the
 job row. `details` carries data the caller may show (never a status).
 """
 

@@ -12,14 +12,6 @@ from rest_framework.response import Response
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from rest_framework.views import APIView
 
-from voice_tts.apis.audio import (
-    FORMAT_ERRORS,
-    FORMAT_PARAMETER,
-    AudioContentNegotiation,
-    audio_format_requested,
-    audio_responses,
-    clip_audio_response,
-)
 from voice_tts.apis.schema import (
     ETAG_HEADER,
     IF_NONE_MATCH_HEADER,
@@ -29,8 +21,16 @@ from voice_tts.apis.schema import (
     JobOutputSerializer,
     error_responses,
 )
-from voice_tts.apis.throttles import JobsThrottle
 from voice_tts.errors import ServiceError
+from voice_tts.http.audio import (
+    FORMAT_ERRORS,
+    FORMAT_PARAMETER,
+    AudioContentNegotiation,
+    audio_format_requested,
+    audio_responses,
+    clip_audio_response,
+)
+from voice_tts.http.throttles import JobsThrottle
 from voice_tts.models import Job
 from voice_tts.presenters import clip_hit_json, job_json
 from voice_tts.result_cache import ClipHit, job_state_of

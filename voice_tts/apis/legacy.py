@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.errors import _first_message, error_status
 from voice_tts.apis.jobs import JobInputSerializer
 from voice_tts.apis.schema import LOCATION_HEADER, RETRY_AFTER_HEADER, error_responses
-from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle
 from voice_tts.apis.voices import VoiceUploadSerializer, voice_upload_from_request
 from voice_tts.errors import ServiceError
+from voice_tts.http.errors import _first_message, error_status
+from voice_tts.http.throttles import JobsThrottle, UploadsThrottle
 from voice_tts.models import Job
 from voice_tts.presenters import clip_audio_path, job_audio_path
 from voice_tts.result_cache import ClipHit

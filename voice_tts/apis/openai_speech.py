@@ -33,12 +33,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
-from voice_tts.apis.authentication import CachedTokenAuthentication
-from voice_tts.apis.errors import error_status, openai_error_json
 from voice_tts.apis.schema import RETRY_AFTER_HEADER
-from voice_tts.apis.throttles import SpeechThrottle
 from voice_tts.audio_codec import AUDIO_FORMATS
 from voice_tts.errors import ServiceError
+from voice_tts.http.authentication import CachedTokenAuthentication
+from voice_tts.http.errors import error_status, openai_error_json
+from voice_tts.http.throttles import SpeechThrottle
 from voice_tts.models import Voice
 from voice_tts.services.speech import (
     OPENAI_VOICES,

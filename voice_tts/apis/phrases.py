@@ -18,9 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.audio import FORMAT_ERRORS, audio_format_requested
 from voice_tts.apis.jobs import JobTextField
 from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
+from voice_tts.http.audio import FORMAT_ERRORS, audio_format_requested
 from voice_tts.models import ReminderPhrase
 from voice_tts.services.clip_formats import CLIP_AUDIO_DEFAULT, CLIP_AUDIO_FORMATS, phrase_bundle_formatted
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES

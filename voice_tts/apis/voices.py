@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.schema import RETRY_AFTER_HEADER, error_responses
-from voice_tts.apis.throttles import UploadsThrottle
 from voice_tts.errors import ServiceError
+from voice_tts.http.throttles import UploadsThrottle
 from voice_tts.models import Voice
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.voices import voice_create, voice_delete

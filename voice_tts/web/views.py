@@ -21,10 +21,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from voice_tts.apis.audio import audio_file_response
-from voice_tts.apis.errors import error_status
-from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle, UserRateThrottle, client_address
 from voice_tts.errors import ServiceError
+from voice_tts.http.audio import audio_file_response
+from voice_tts.http.errors import error_status
+from voice_tts.http.throttles import JobsThrottle, UploadsThrottle, UserRateThrottle, client_address
 from voice_tts.models import Job, ReminderPhrase, Voice
 from voice_tts.result_cache import ClipHit
 from voice_tts.services.clips import clip_for_owner
