@@ -19,7 +19,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -39,7 +39,6 @@ from voice_tts.errors import ServiceError
 from voice_tts.http.authentication import CachedTokenAuthentication
 from voice_tts.http.errors import error_status, openai_error_json
 from voice_tts.http.throttles import SpeechThrottle
-from voice_tts.models import Voice
 from voice_tts.services.speech import (
     OPENAI_VOICES,
     SPEECH_INPUT_MAX_CHARS,
@@ -50,6 +49,10 @@ from voice_tts.services.speech import (
     speech_create,
     speech_models,
 )
+from voice_tts.services.voices import voices_of
+
+if TYPE_CHECKING:  # annotations only: the API gets its models from the services (pyproject.toml)
+    from voice_tts.models import Voice
 
 logger = logging.getLogger(__name__)
 
@@ -356,6 +359,6 @@ class SpeechVoiceListApi(OpenAIApi):
         }), **openai_error_responses(401)},
     )
     def get(self, request: Request) -> Response:
-        voices = [_voice_json(voice) for voice in Voice.objects.filter(owner=request.user)]
+        voices = [_voice_json(voice) for voice in voices_of(owner_id=request.user.id)]
         return Response({"voices": SpeechVoiceOutputSerializer(voices, many=True).data,
                          "builtin_voices": list(OPENAI_VOICES)})

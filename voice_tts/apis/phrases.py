@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.shortcuts import get_object_or_404
 from django.utils.http import parse_etags
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -21,10 +20,19 @@ from rest_framework.views import APIView
 from voice_tts.apis.jobs import JobTextField
 from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
 from voice_tts.http.audio import FORMAT_ERRORS, audio_format_requested
-from voice_tts.models import ReminderPhrase
 from voice_tts.services.clip_formats import CLIP_AUDIO_DEFAULT, CLIP_AUDIO_FORMATS, phrase_bundle_formatted
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.phrases import PHRASE_MAX_TIMES, phrase_create, phrase_delete, phrase_update
+from voice_tts.services.phrases import (
+    PHRASE_MAX_TIMES,
+    phrase_create,
+    phrase_delete,
+    phrase_get,
+    phrase_update,
+    phrases_of,
+)
+
+if TYPE_CHECKING:  # annotations only: the API gets its models from the services (pyproject.toml)
+    from voice_tts.models import ReminderPhrase
 
 DAYS_HELP = "ISO weekdays, 1 = Monday … 7 = Sunday; empty: every day."
 
@@ -43,7 +51,9 @@ class PhraseOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Phrase"
 
-    def get_daily(self, phrase: ReminderPhrase) -> bool:
+    # `phrase` is a ReminderPhrase; not annotated as one, since drf-spectacular evaluates the hints at
+    # runtime and the API imports no model (pyproject.toml).
+    def get_daily(self, phrase: Any) -> bool:
         return not phrase.times
 
 
@@ -134,7 +144,7 @@ _PHRASE_WRITE_ERROR_TEXTS = {
 
 def owned_phrase(request: Request, phrase_id: int) -> ReminderPhrase:
     # 404 (never 403) for other users' phrases: existence is not revealed.
-    return get_object_or_404(ReminderPhrase, id=phrase_id, owner=request.user)
+    return phrase_get(owner_id=request.user.id, phrase_id=phrase_id)
 
 
 class PhraseCollectionApi(APIView):
@@ -146,7 +156,7 @@ class PhraseCollectionApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        phrases = ReminderPhrase.objects.filter(owner=request.user).order_by("id")
+        phrases = phrases_of(owner_id=request.user.id)
         return Response({"results": PhraseOutputSerializer(phrases, many=True).data})
 
     @extend_schema(

@@ -34,6 +34,8 @@ DAYS_AHEAD = 1
 # The same bounds as play reports: a Pi without a battery clock may believe it is 1970.
 REPORT_MAX_AGE = dt.timedelta(days=90)
 REPORT_MAX_AHEAD = dt.timedelta(days=1)
+# What a dose's `state` may be, for the API's schema.
+DOSE_STATES: list[tuple[str, str]] = Dose.State.choices
 PLAYED_OUTCOMES = ("played", "fallback")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.urls import reverse
 
 from voice_tts.dispatch import reminders_pregenerate_send
@@ -75,6 +75,19 @@ def _clips_requested(*, owner_id: int) -> None:
     # After commit, so the worker sees the row; in the background, so the caller
     # (CarePill's backend, the admin) never waits for synthesis.
     transaction.on_commit(lambda: reminders_pregenerate_send(owner_id=owner_id))
+
+
+def phrases_of(*, owner_id: int) -> QuerySet[ReminderPhrase]:
+    """The owner's phrases, oldest first."""
+    return ReminderPhrase.objects.filter(owner_id=owner_id).order_by("id")
+
+
+def phrase_get(*, owner_id: int, phrase_id: int) -> ReminderPhrase:
+    """The owner's phrase; `not_found` for another user's too (existence is not revealed)."""
+    phrase = ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).first()
+    if phrase is None:
+        raise ServiceError("not_found", "Not found.")
+    return phrase
 
 
 def phrase_create(

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import QuerySet
 
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
@@ -24,6 +25,19 @@ from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.reference_audio import reference_clip_normalise
 
 _TRANSCRIPT_MAX_CHARS = 500
+
+
+def voices_of(*, owner_id: int) -> QuerySet[Voice]:
+    """The owner's voices (never another user's)."""
+    return Voice.objects.filter(owner_id=owner_id)
+
+
+def voice_get(*, owner_id: int, voice_id: Any) -> Voice:
+    """The owner's voice; `not_found` for another user's too (existence is not revealed)."""
+    voice = Voice.objects.filter(id=voice_id, owner_id=owner_id).first()
+    if voice is None:
+        raise ServiceError("not_found", "Not found.")
+    return voice
 
 
 def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: str = "ko") -> Voice:
