@@ -13,37 +13,20 @@ token (the token itself never appears in Redis key names) and are dropped:
   sends no signal: the admin action and `manage.py deactivate_users` use it), and
 - after TOKEN_CACHE_SECONDS in any case, a bound for changes made outside the ORM.
 If Redis is unavailable, authentication falls back to the database, never to refusing.
+The lookup is `services/tokens.py`'s `token_authenticate`; the entries' invalidation on delete and
+save is in `voice_tts/receivers.py`.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
 
-from voice_tts.models import AccessToken
-from voice_tts.redis_client import REDIS_ERRORS as _CACHE_ERRORS
-from voice_tts.redis_client import redis_client
-from voice_tts.services.tokens import device_seen, token_user
-from voice_tts.token_cache import (
-    token_cache_entry,
-    token_cache_forget,
-    token_cache_forget_users,
-    token_cache_key,
-    token_cache_read,
-    token_digest,
-)
-
-logger = logging.getLogger(__name__)
+from voice_tts.errors import ServiceError
+from voice_tts.services.tokens import token_authenticate
 
 
 class CachedTokenAuthentication(TokenAuthentication):
@@ -51,46 +34,12 @@ class CachedTokenAuthentication(TokenAuthentication):
     digest -> user lookup cached in Redis (one GET on a hit). `request.auth` is a `TokenAuth`."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
-        cache_key = token_cache_key(token_digest(key))
         try:
-            entry = redis_client().get(cache_key)
-        except _CACHE_ERRORS:
-            logger.warning("token cache unavailable; reading the database", exc_info=True)
-            entry = None
-            cache_up = False
-        else:
-            cache_up = True
-        if entry is not None:
-            user, expires_at, device_id = token_cache_read(entry)
-            if expires_at is not None and expires_at <= time.time():
-                raise exceptions.AuthenticationFailed("Token expired.")
-            if not user.is_active:  # not cached as such today; kept in case a row is cached stale
-                raise exceptions.AuthenticationFailed("User inactive or deleted.")
-            return user, self._used(key=key, device_id=device_id)
-        found = token_user(key=key)
-        if found is None:
-            raise exceptions.AuthenticationFailed("Invalid or expired token.")
-        user, token = found
-        if not user.is_active:
-            raise exceptions.AuthenticationFailed("User inactive or deleted.")
-        expires_at = token.expires_at.timestamp() if token.expires_at is not None else None
-        device_id = token.id if token.is_device else None
-        ttl = settings.TOKEN_CACHE_SECONDS
-        if expires_at is not None:
-            ttl = min(ttl, int(expires_at - time.time()))
-        if cache_up and ttl > 0:
-            try:
-                entry = token_cache_entry(user, expires_at=expires_at, device_id=device_id)
-                redis_client().set(cache_key, entry, ex=ttl)
-            except _CACHE_ERRORS:
-                logger.warning("token cache unavailable; not caching", exc_info=True)
-        return user, self._used(key=key, device_id=device_id)
-
-    @staticmethod
-    def _used(*, key: str, device_id: int | None) -> TokenAuth:
-        if device_id is not None:
-            device_seen(token_id=device_id)
-        return TokenAuth(key=key, device_id=device_id)
+            found = token_authenticate(key=key)
+        except ServiceError as exc:
+            # DRF's 401 with its WWW-Authenticate header and code `authentication_failed`.
+            raise exceptions.AuthenticationFailed(exc.message) from None
+        return found.user, TokenAuth(key=key, device_id=found.device_id)
 
 
 @dataclass(frozen=True)
@@ -100,20 +49,3 @@ class TokenAuth:
 
     key: str
     device_id: int | None
-
-
-@receiver(post_delete, sender=Token, dispatch_uid="authtoken_cache_forget_token")
-def _token_deleted(sender: Any, instance: Token, **kwargs: Any) -> None:
-    token_cache_forget(token_digest(instance.key))
-
-
-@receiver(post_delete, sender=AccessToken, dispatch_uid="access_token_cache_forget")
-def _access_token_deleted(sender: Any, instance: AccessToken, **kwargs: Any) -> None:
-    token_cache_forget(instance.digest)
-
-
-@receiver(post_save, sender=get_user_model(), dispatch_uid="authtoken_cache_forget_user_saved")
-@receiver(post_delete, sender=get_user_model(), dispatch_uid="authtoken_cache_forget_user_deleted")
-def _user_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
-    # A deactivated user or a changed password must stop working at once, not after the TTL.
-    token_cache_forget_users(user_ids=[instance.pk])

@@ -29,6 +29,8 @@ ERROR_STATUSES: dict[str, int] = {
         "transcript_too_long", "unsupported_language", "webhook_address_forbidden", "webhook_refused",
         "webhook_url_disabled", "webhook_url_forbidden", "webhook_url_invalid", "webhook_url_unresolvable",
     ), 400),
+    # Authentication refusals: the HTTP layer answers them as DRF's 401 `authentication_failed`.
+    **dict.fromkeys(("token_expired", "token_invalid", "user_inactive"), 401),
     "not_found": 404,
     "model_not_found": 404,
     "voice_not_found": 404,
