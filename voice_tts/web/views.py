@@ -81,21 +81,20 @@ class LogoutView(auth_views.LogoutView):
 
 def _phrase_states(request: HttpRequest) -> dict[int, dict[str, Any]]:
     """Per active phrase: its clip state in words and, when there is a clip, a URL to play it."""
-    bundle = phrase_bundle(owner_id=request.user.id, base_url=request.build_absolute_uri("/"))
+    bundle = phrase_bundle(owner_id=request.user.id)
     failed = phrases_failed(owner_id=request.user.id)
-    has_voice = bundle.body["voice_id"] is not None
     states: dict[int, dict[str, Any]] = {}
-    for entry in bundle.body["phrases"]:
-        state = entry["status"]  # ready | stale | pending
-        if not has_voice:
+    for entry in bundle.entries:
+        state = entry.status  # ready | stale | pending
+        if bundle.voice_id is None:
             state = "no_voice"
-        elif state == "pending" and (entry["text"], entry["language"]) in failed:
+        elif state == "pending" and (entry.text, entry.language) in failed:
             state = "failed"
         audio_url = None
-        if entry["cache_key"]:
-            audio_url = reverse("web:clip-audio", kwargs={"cache_key": entry["cache_key"]})
-        states[entry["id"]] = {"id": entry["id"], "state": state, "words": clip_state_words(state),
-                               "audio_url": audio_url}
+        if entry.cache_key:
+            audio_url = reverse("web:clip-audio", kwargs={"cache_key": entry.cache_key})
+        states[entry.id] = {"id": entry.id, "state": state, "words": clip_state_words(state),
+                            "audio_url": audio_url}
     return states
 
 
