@@ -6,9 +6,10 @@ Shared by the API (`voice_tts/http/presenters.py` adds the audio URL) and the we
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from voice_tts.result_cache import ClipHit, JobState
+if TYPE_CHECKING:  # annotations only: the data comes from the services
+    from voice_tts.result_cache import ClipHit, JobState
 
 
 def job_json(state: JobState, *, audio_url: str | None) -> dict[str, Any]:

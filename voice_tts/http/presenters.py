@@ -3,11 +3,13 @@ audio URL under the request's base URL."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voice_tts import presenters
 from voice_tts.audio_links import clip_audio_url, job_audio_url
-from voice_tts.result_cache import ClipHit, JobState
+
+if TYPE_CHECKING:  # annotations only: the data comes from the services
+    from voice_tts.result_cache import ClipHit, JobState
 
 
 def job_json(state: JobState, *, base_url: str) -> dict[str, Any]:
