@@ -177,7 +177,7 @@ if HTTPS:
 REST_FRAMEWORK = {
     # DRF's TokenAuthentication with the token -> user lookup cached in Redis (invalidated on
     # token/user change): one query less on every request (bench/RESULTS.md).
-    "DEFAULT_AUTHENTICATION_CLASSES": ["voice_tts.apis.authentication.CachedTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["voice_tts.http.authentication.CachedTokenAuthentication"],
     # A device's token (the Pi) is refused every view that does not allow devices (403).
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
@@ -189,7 +189,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
-    "EXCEPTION_HANDLER": "voice_tts.apis.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "voice_tts.http.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     # `?format=` belongs to the seed's /generate/ contract (format=base64), not to DRF.
