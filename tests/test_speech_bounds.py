@@ -23,12 +23,15 @@ import requests
 import soundfile
 from django.conf import settings as django_settings
 
+from tests.audio_samples import wav_bytes
 from tests.stack import ServiceStack, StackClient
 from tests.test_openai_speech import TONE_SECONDS, _gate
+from tests.test_web_pages import signed_in
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
 from voice_tts.services.jobs import job_create
 from voice_tts.services.speech import SPEECH_SAMPLE_RATE, speech_segments
+from voice_tts.services.voices import voice_create
 from workers.speech_text.sentences import sentences_split
 
 JOBS_RATE = 40  # per hour (a window no test outlasts), per user: more than one flood (32), less than two
@@ -88,8 +91,6 @@ def test_a_text_that_cannot_fit_is_none():
 
 
 def test_pending_cap_counts_interactive_jobs_only_and_estimates_retry_after(alice, bob, settings):
-    from tests.audio_samples import wav_bytes
-    from voice_tts.services.voices import voice_create
 
     settings.USER_MAX_PENDING_JOBS = 2
     voice = voice_create(owner_id=alice.id, data=wav_bytes(4.0))
@@ -301,3 +302,17 @@ def test_requests_at_once_never_pass_the_cap(idle_users):
             range(12)))
     assert sorted(statuses) == [202] * 5 + [429] * 7
     assert Job.objects.filter(owner_id=alice.id).count() == PENDING_CAP
+
+
+def test_the_pages_preview_is_capped_too(alice, bob, settings):
+    """The caregiver's pages are no way around the cap (Django's test client, session login, no worker)."""
+
+    settings.USER_MAX_PENDING_JOBS = 1
+    voice = voice_create(owner_id=alice.id, data=wav_bytes(4.0))
+    voice_create(owner_id=bob.id, data=wav_bytes(4.0))
+    Job.objects.create(owner=alice, voice=voice, text="still waiting", language="ko")
+    refused = signed_in(alice).post("/voice/preview/")
+    assert refused.status_code == 429 and refused.json()["code"] == "too_many_pending_jobs"
+    assert int(refused["Retry-After"]) >= 1 and refused.json()["message"]
+    assert Job.objects.filter(owner=alice).count() == 1
+    assert signed_in(bob).post("/voice/preview/").status_code == 202
