@@ -76,7 +76,8 @@ class UploadsThrottle(UserRateThrottle):
 
 
 class SpeechThrottle(UserRateThrottle):
-    """POST /v1/audio/speech: one request is up to 4096 characters (many sentences' jobs)."""
+    """POST /v1/audio/speech, per request; the syntheses a request queues (up to SPEECH_MAX_SEGMENTS)
+    are counted by JobsThrottle as well (the view's `syntheses_admit`)."""
 
     scope = "speech"
 
