@@ -10,6 +10,7 @@ and one with no worker at all (a stopped GPU: every job stays queued). No GPU, n
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -245,6 +246,18 @@ def test_the_whole_answer_has_one_deadline(stack, enrolled):
             enrolled.sdk.audio.speech.create(model="tts-1", voice="alloy", input=f"Made first. {last}",
                                              response_format="flac")
         assert timed_out.value.status_code == 504 and timed_out.value.body["code"] == "speech_timeout"
+
+        # A stream that has started ends at the same deadline: an sse stream with an error event in place of
+        # `speech.audio.done` (the first sentence, a cache hit now, went out first).
+        streamed = requests.post(stack.base_url + "/v1/audio/speech", stream=True, timeout=120,
+                                 headers={"Authorization": f"Bearer {enrolled.token}"},
+                                 json={"model": "tts-1", "voice": "alloy", "input": f"Made first. {last}",
+                                       "response_format": "pcm", "stream_format": "sse"})
+        assert streamed.status_code == 200
+        events = [json.loads(line.removeprefix(b"data: ")) for line in streamed.iter_lines() if line]
+        assert [event["type"] for event in events] == ["speech.audio.delta", "error"]
+        assert events[1]["error"]["code"] == "speech_timeout"
+        assert Job.objects.get(id=held.id).status in (Job.Status.QUEUED, Job.Status.RUNNING)
     finally:
         lock.release()
     # Released, the held sentence is made: the same request is answered whole.
