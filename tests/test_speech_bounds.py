@@ -103,7 +103,7 @@ def test_pending_cap_counts_interactive_jobs_only_and_estimates_retry_after(alic
     job_create(owner_id=alice.id, text="second", language="en", use_cache=False)
     with pytest.raises(ServiceError) as refused:
         job_create(owner_id=alice.id, text="third", language="en", use_cache=False)
-    assert (refused.value.code, refused.value.status, refused.value.retry_after) == ("too_many_pending_jobs", 429, 3)
+    assert (refused.value.code, refused.value.details) == ("too_many_pending_jobs", {"retry_after": 3})
     assert not Job.objects.filter(owner=alice, text="third").exists()  # nothing half-written
     # Nightly pre-generation (the batch queue) is neither refused nor counted.
     job_create(owner_id=alice.id, text="reminder", language="en", queue=django_settings.SYNTHESIS_BATCH_QUEUE)

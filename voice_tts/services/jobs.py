@@ -73,9 +73,9 @@ def _pending_retry_after(*, owner_id: int, over: int) -> int:
 
 
 def jobs_pending_admit(*, owner_id: int) -> None:
-    """Refuse (429 `too_many_pending_jobs`, with Retry-After) the transaction that has just inserted the owner's
-    new jobs if the owner now has more than USER_MAX_PENDING_JOBS unfinished interactive ones; the caller's
-    rollback then takes all of them back. Call it inside that transaction, after the inserts.
+    """Refuse (`too_many_pending_jobs`, with `retry_after` in seconds) the transaction that has just inserted
+    the owner's new jobs if the owner now has more than USER_MAX_PENDING_JOBS unfinished interactive ones; the
+    caller's rollback then takes all of them back. Call it inside that transaction, after the inserts.
 
     Counting after inserting, under a lock on the owner's user row, makes two requests at once safe: on
     PostgreSQL the second one's count waits for the first one's commit and then sees its rows (READ COMMITTED
