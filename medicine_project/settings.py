@@ -614,3 +614,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"LanguageEnum": "voice_tts.services.job_text.SUPPORTED_LANGUAGES"},
 }
+
+# neural_cpu style adaptation per voice (issue 26, services/voice_adaptation.py): steps of the
+# search in all, steps per slice (one task on the batch queue; interactive and reminder jobs wait
+# at most one slice), and a slice's time limits. ~2-4 s per step on 2 cores.
+VOICE_ADAPT_ENABLED = env_bool("VOICE_ADAPT_ENABLED", True)
+VOICE_ADAPT_STEPS = env_int("VOICE_ADAPT_STEPS", 120, minimum=1)
+VOICE_ADAPT_STEPS_PER_SLICE = env_int("VOICE_ADAPT_STEPS_PER_SLICE", 6, minimum=1)
+VOICE_ADAPT_SLICE_SOFT_SECONDS = env_int("VOICE_ADAPT_SLICE_SOFT_SECONDS", 120, minimum=5)
+VOICE_ADAPT_SLICE_HARD_SECONDS = VOICE_ADAPT_SLICE_SOFT_SECONDS + 30

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from workers.engines.base import EngineError, EngineNotReady
+from workers.engines.base import STYLE_TABLE_PARAM, EngineError, EngineNotReady
 from workers.speech_text import SUPPORTED_LANGUAGES, speech_phonemes, text_normalise_for_speech
 from workers.speech_text.phoneme_rules import PHONEME_RULES_VERSION
 from workers.voice_match import ENVELOPE_CORRECTION_STRENGTH
@@ -177,9 +177,7 @@ def model_file_assemble(cache_dir: Path) -> tuple[Path, str]:
     return target, expected
 
 
-# params key naming a voice's own style table file (.npz: "style" 510 x 256, "analysis" JSON).
-# Set by the service from the voice row, never by a caller (the API's params are validated).
-STYLE_TABLE_PARAM = "style_table"
+# A style table file (.npz): "style" 510 x 256, "analysis" the WORLD analysis (JSON) of its output.
 STYLE_ROWS, STYLE_DIM = 510, 256
 
 

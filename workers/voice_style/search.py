@@ -54,7 +54,7 @@ class StyleSearchError(RuntimeError):
 def clarity_measure(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
     """Duration, voiced share of the loud frames (WORLD DIO) and the count of syllable nuclei
     (peaks of the 50 ms-smoothed loudness at least 6 dB above their surroundings)."""
-    from workers.voice_match import _f0, _as_world_input
+    from workers.voice_match import _as_world_input, _f0
 
     x = _as_world_input(audio)
     if x.size < sample_rate // 4:
