@@ -623,3 +623,5 @@ VOICE_ADAPT_STEPS = env_int("VOICE_ADAPT_STEPS", 120, minimum=1)
 VOICE_ADAPT_STEPS_PER_SLICE = env_int("VOICE_ADAPT_STEPS_PER_SLICE", 6, minimum=1)
 VOICE_ADAPT_SLICE_SOFT_SECONDS = env_int("VOICE_ADAPT_SLICE_SOFT_SECONDS", 120, minimum=5)
 VOICE_ADAPT_SLICE_HARD_SECONDS = VOICE_ADAPT_SLICE_SOFT_SECONDS + 30
+# A search with no slice sent or stored for this long lost its message (a broker restart): the sweep resends it.
+VOICE_ADAPT_RESEND_SECONDS = env_int("VOICE_ADAPT_RESEND_SECONDS", 900, minimum=60)

@@ -9,6 +9,7 @@ would send captured on commit: that is how the order of states is observed witho
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import uuid
@@ -279,6 +280,30 @@ def test_two_users_never_share_a_table(
     a, b = voices
     assert a.adaptation_style.startswith(f"voices/{alice.id}/") and b.adaptation_style.startswith(f"voices/{bob.id}/")
     assert a.adaptation_style_sha != b.adaptation_style_sha
+
+
+def test_a_search_whose_message_was_lost_is_resent_once_by_the_sweep(
+    adapt: None, settings: Any, sent: Broker, alice: Any, reference_wav: bytes,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django.utils import timezone
+
+    from voice_tts.services.voice_adaptation import voice_adaptations_resend
+
+    voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert voice_adaptation_slice(voice_id=voice.id) == "continued"
+    sent.clear()  # the broker lost the next slice's message
+    assert voice_adaptations_resend() == 0  # stored just now: not silent yet
+    long_ago = timezone.now() - dt.timedelta(seconds=settings.VOICE_ADAPT_RESEND_SECONDS + 1)
+    Voice.objects.filter(id=voice.id).update(adaptation_touched_at=long_ago)
+    assert voice_adaptations_resend() == 1
+    assert voice_adaptations_resend() == 0  # touched: the next sweep does not send it again
+    assert sent.messages() == [(VOICE_ADAPT_SLICE_TASK, [str(voice.id)])]
+    assert _run_to_end(voice.id, django_capture_on_commit_callbacks) == ["done"]
+    # A finished (or failed) search is never resent.
+    Voice.objects.filter(id=voice.id).update(adaptation_touched_at=long_ago)
+    assert voice_adaptations_resend() == 0
 
 
 def test_voices_of_other_engines_are_not_applicable(

@@ -57,6 +57,8 @@ class Voice(models.Model):
     adaptation_claim = models.CharField(max_length=36, blank=True, default="")
     adaptation_claimed_until = models.DateTimeField(null=True, blank=True)
     adaptation_slices = models.PositiveIntegerField(default=0)
+    # When a slice was last sent or stored: a search silent for long lost its message (the sweep resends).
+    adaptation_touched_at = models.DateTimeField(null=True, blank=True)
     adaptation_summary = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -20,7 +20,11 @@ from voice_tts.services.clips import clip_uses_flush
 from voice_tts.services.jobs import job_fail, job_run
 from voice_tts.services.reminders import reminders_pregenerate
 from voice_tts.services.sweeper import jobs_sweep
-from voice_tts.services.voice_adaptation import voice_adaptation_slice, voice_adaptation_timed_out
+from voice_tts.services.voice_adaptation import (
+    voice_adaptation_slice,
+    voice_adaptation_timed_out,
+    voice_adaptations_resend,
+)
 from voice_tts.services.webhooks import webhook_deliver, webhook_status_set
 from voice_tts.worker.runtime import db_connections_drop
 from workers.engines.base import EngineTransientError
@@ -78,6 +82,10 @@ def webhook_deliver_task(self, job_id: str) -> None:
 @shared_task(acks_late=True)
 def jobs_sweep_task() -> None:
     jobs_sweep()
+    # Style searches whose slice message was lost (services/voice_adaptation.py).
+    resent = voice_adaptations_resend()
+    if resent:
+        logger.info("voice style searches resumed: %d", resent)
 
 
 @shared_task(acks_late=True)

@@ -60,4 +60,9 @@ class Migration(migrations.Migration):
             name='adaptation_summary',
             field=models.JSONField(blank=True, default=dict),
         ),
+        migrations.AddField(
+            model_name='voice',
+            name='adaptation_touched_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
     ]

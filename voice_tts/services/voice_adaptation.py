@@ -111,7 +111,7 @@ def _claim(*, voice_id: Any) -> str | None:
         Voice.objects.filter(id=voice_id, adaptation_state__in=[AdaptationState.PENDING, AdaptationState.RUNNING])
         .filter(Q(adaptation_claimed_until__isnull=True) | Q(adaptation_claimed_until__lt=now))
         .update(adaptation_state=AdaptationState.RUNNING, adaptation_claim=claim, adaptation_claimed_until=until,
-                adaptation_slices=F("adaptation_slices") + 1)
+                adaptation_slices=F("adaptation_slices") + 1, adaptation_touched_at=now)
     )
     return claim if updated else None
 
@@ -214,6 +214,7 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
         updated = Voice.objects.filter(id=voice_id, adaptation_claim=claim).update(
             adaptation_state_file=name, adaptation_progress=round(search.style_search_progress(state), 3),
             adaptation_claim="", adaptation_claimed_until=None, adaptation_summary=summary,
+            adaptation_touched_at=timezone.now(),
         )
         if updated:
             transaction.on_commit(lambda: voice_adapt_slice_send(voice_id=voice_id))
@@ -224,6 +225,25 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
     if old_state_file and old_state_file != name:
         default_storage.delete(old_state_file)
     return "continued"
+
+
+def voice_adaptations_resend() -> int:
+    """Resend a slice for every search silent for VOICE_ADAPT_RESEND_SECONDS (no live claim, nothing
+    sent or stored): its message was lost. Run by the sweep; the touch first, so a sweep that runs
+    again soon never sends twice, and a duplicate message is a no-op anyway (the claim)."""
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.VOICE_ADAPT_RESEND_SECONDS)
+    candidates = (
+        Voice.objects.filter(adaptation_state__in=[AdaptationState.PENDING, AdaptationState.RUNNING])
+        .filter(Q(adaptation_claimed_until__isnull=True) | Q(adaptation_claimed_until__lt=now))
+        .filter(Q(adaptation_touched_at__lt=stale) | Q(adaptation_touched_at__isnull=True, created_at__lt=stale))
+    )
+    sent = 0
+    for voice_id in list(candidates.values_list("id", flat=True)[:100]):
+        touched = candidates.filter(id=voice_id).update(adaptation_touched_at=now)
+        if touched and voice_adapt_slice_send(voice_id=voice_id):
+            sent += 1
+    return sent
 
 
 def voice_adaptation_timed_out(*, voice_id: Any) -> None:
