@@ -618,7 +618,8 @@ SPECTACULAR_SETTINGS = {
 # neural_cpu style adaptation per voice (issue 26, services/voice_adaptation.py): steps of the
 # search in all, steps per slice (one task on the batch queue; interactive and reminder jobs wait
 # at most one slice), and a slice's time limits. ~2-4 s per step on 2 cores.
-VOICE_ADAPT_ENABLED = env_bool("VOICE_ADAPT_ENABLED", True)
+# Off by default: its first benchmark (bench/RESULTS.md) showed no similarity gain over matching yet.
+VOICE_ADAPT_ENABLED = env_bool("VOICE_ADAPT_ENABLED", False)
 VOICE_ADAPT_STEPS = env_int("VOICE_ADAPT_STEPS", 120, minimum=1)
 VOICE_ADAPT_STEPS_PER_SLICE = env_int("VOICE_ADAPT_STEPS_PER_SLICE", 6, minimum=1)
 VOICE_ADAPT_SLICE_SOFT_SECONDS = env_int("VOICE_ADAPT_SLICE_SOFT_SECONDS", 120, minimum=5)

@@ -310,6 +310,7 @@ def test_voices_of_other_engines_are_not_applicable(
     settings: Any, sent: Broker, alice: Any, reference_wav: bytes, django_capture_on_commit_callbacks: Any,
 ) -> None:
     settings.TTS_ENGINE = "gpt_sovits"
+    settings.VOICE_ADAPT_ENABLED = True  # on, and still not applicable: the engine decides
     voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
     assert voice.adaptation_state == AdaptationState.NOT_APPLICABLE
     assert sent.messages() == []
