@@ -240,6 +240,39 @@ class Row:
     mos: list[float] = field(default_factory=list)
     synth_s: float = 0.0
     audio_s: float = 0.0
+    # adapted mode: the style search (workers/voice_style) that made the voice's table
+    search_s: float = 0.0
+    steps: int = 0
+    search_rss_mb: float = 0.0
+    search_note: str = ""
+
+
+def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path) -> tuple[Path, dict]:  # noqa: ANN001
+    """Run the service's style search (all slices in one go) for one reference; the table file and a summary."""
+    import resource
+
+    from workers.engines.neural_cpu import SAMPLE_RATE, style_table_dumps
+    from workers.voice_match import reference_analysis
+    from workers.voice_style import search
+    from workers.voice_style.encoder import SpeakerEncoder
+
+    encoder = SpeakerEncoder(threads=1)
+    start = time.perf_counter()
+    samples, rate = sf.read(ref_path, dtype="float32", always_2d=False)
+    engine.match_enabled = True
+    state = search.style_search_start(
+        engine=engine, encoder=encoder, start_voice=engine.voice_for_reference(reference_analysis(ref_path)),
+        stock_voices=engine.candidate_voices, reference=samples, reference_rate=int(rate), steps_total=steps,
+        seed=1, sample_rate=SAMPLE_RATE)
+    while not search.style_search_done(state):
+        search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=SAMPLE_RATE)
+    style, analysis = search.style_search_result(engine=engine, state=state, sample_rate=SAMPLE_RATE)
+    summary = {**search.style_search_summary(state), "seconds": time.perf_counter() - start,
+               "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    path = out_dir / f"{ref_path.stem}.style.npz"
+    path.write_bytes(style_table_dumps(style=style, analysis=analysis))
+    print(f"adapted {ref_path.stem}: {summary}", file=sys.stderr)
+    return path, summary
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -248,6 +281,8 @@ def run(args: argparse.Namespace) -> list[Row]:
     engine = engine_load(args.engine)
     metrics = Metrics(args.threads)
     modes = ["unmatched", "matched"] if hasattr(engine, "match_enabled") else ["stock"]
+    if args.adapt_steps and hasattr(engine, "match_enabled"):
+        modes.append("adapted")
     phrases = [("ko", p) for p in PHRASES_KO] + [("en", p) for p in PHRASES_EN]
     rows = []
     for ref_name, ref_path in refs.items():
@@ -255,13 +290,24 @@ def run(args: argparse.Namespace) -> list[Row]:
         ref_emb = metrics.embedding(ref_audio, ref_sr)
         for mode in modes:
             if hasattr(engine, "match_enabled"):
-                engine.match_enabled = mode == "matched"
+                engine.match_enabled = mode in ("matched", "adapted")
             row = Row(ref_name, mode)
+            params: dict = {"speed": 1.0}
+            if mode == "adapted":
+                from workers.engines.base import STYLE_TABLE_PARAM
+
+                table_path, summary = adapted_table(engine, ref_path, args.adapt_steps, out_dir)
+                params[STYLE_TABLE_PARAM] = str(table_path)
+                row.search_s, row.steps = summary["seconds"], summary["steps"]
+                row.search_rss_mb = summary["maxrss_mb"]
+                row.search_note = (f"encoder (search's own) {summary['start_score']:.3f} -> "
+                                   f"{summary['best_score']:.3f}, {summary['accepted']} accepted, "
+                                   f"{summary['rejected_clarity']} rejected for clarity")
             for i, (language, text) in enumerate(phrases):
                 start = time.perf_counter()
                 # The service normalises every job's text before any engine (jobs.job_run).
                 spoken = text_normalise_for_speech(text, language)
-                audio, sr = engine.synthesize(spoken, language, ref_path, None, {"speed": 1.0})
+                audio, sr = engine.synthesize(spoken, language, ref_path, None, params)
                 row.synth_s += time.perf_counter() - start
                 audio = audio_as_float(audio)
                 row.audio_s += audio.size / sr
@@ -271,7 +317,8 @@ def run(args: argparse.Namespace) -> list[Row]:
                 row.mos.append(metrics.mos(audio, sr))
                 # ASR is the slow part: by default only on what the service actually sends
                 # (matched output; espeak's stock output), once per engine for espeak.
-                asr_wanted = args.asr_all or mode == "matched" or (mode == "stock" and ref_name == next(iter(refs)))
+                asr_wanted = (args.asr_all or mode in ("matched", "adapted")
+                              or (mode == "stock" and ref_name == next(iter(refs))))
                 if not args.no_asr and asr_wanted:
                     heard = metrics.asr(audio, sr, language)
                     err = error_rate(text, heard, language)
@@ -304,6 +351,13 @@ def table(rows: list[Row], engine: str) -> str:
     for ref, sims in by_ref.items():
         if "matched" in sims and "unmatched" in sims:
             lines.append(f"\nsimilarity gain from matching ({ref}): {sims['matched'] - sims['unmatched']:+.3f}")
+        if "adapted" in sims and "matched" in sims:
+            lines.append(f"similarity gain from adaptation over matching ({ref}): "
+                         f"{sims['adapted'] - sims['matched']:+.3f}")
+    for r in rows:
+        if r.mode == "adapted":
+            lines.append(f"search ({r.reference}): {r.steps} steps, {r.search_s:.0f} s, "
+                         f"peak RSS {r.search_rss_mb:.0f} MB (process, with the bench's models); {r.search_note}")
     return "\n".join(lines)
 
 
@@ -318,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-asr", action="store_true", help="skip CER/WER (the slowest part)")
     parser.add_argument("--asr-all", action="store_true", help="also score CER/WER of unmatched output")
     parser.add_argument("--verbose", action="store_true", help="print every transcript")
+    parser.add_argument("--adapt-steps", type=int, default=0,
+                        help="also score the voice's own adapted style (issue 26) after a search of N steps")
     args = parser.parse_args(argv)
     os.environ.setdefault("CAREPILL_DATA_DIR", str(PROJECT_DIR / "var"))
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)

@@ -527,3 +527,15 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"LanguageEnum": "voice_tts.services.job_text.SUPPORTED_LANGUAGES"},
 }
+
+# neural_cpu style adaptation per voice (issue 26, services/voice_adaptation.py): steps of the
+# search in all, steps per slice (one task on the batch queue; interactive and reminder jobs wait
+# at most one slice), and a slice's time limits. ~2-4 s per step on 2 cores.
+# Off by default: its first benchmark (bench/RESULTS.md) showed no similarity gain over matching yet.
+VOICE_ADAPT_ENABLED = env.bool("VOICE_ADAPT_ENABLED", False)
+VOICE_ADAPT_STEPS = env.int("VOICE_ADAPT_STEPS", 120, minimum=1)
+VOICE_ADAPT_STEPS_PER_SLICE = env.int("VOICE_ADAPT_STEPS_PER_SLICE", 6, minimum=1)
+VOICE_ADAPT_SLICE_SOFT_SECONDS = env.int("VOICE_ADAPT_SLICE_SOFT_SECONDS", 120, minimum=5)
+VOICE_ADAPT_SLICE_HARD_SECONDS = VOICE_ADAPT_SLICE_SOFT_SECONDS + 30
+# A search with no slice sent or stored for this long lost its message (a broker restart): the sweep resends it.
+VOICE_ADAPT_RESEND_SECONDS = env.int("VOICE_ADAPT_RESEND_SECONDS", 900, minimum=60)

@@ -121,7 +121,10 @@ def s3() -> Iterator[S3Server]:
 def s3_stack(s3: S3Server, django_db_setup: Any, django_db_blocker: Any) -> Iterator[Stack]:
     tmp = Path(os.environ["CAREPILL_TEST_TMP"]) / f"s3-{_RUN}"
     web_host, worker_host = Host(tmp / "web"), Host(tmp / "worker")
-    common = {**s3.env(), **QUEUES, "TTS_ENGINE": "neural_cpu"}
+    # No style search at enrolment (the tests assert the bucket's exact contents); the adaptation
+    # test starts one itself, and the worker runs it on a tiny budget.
+    common = {**s3.env(), **QUEUES, "TTS_ENGINE": "neural_cpu", "VOICE_ADAPT_ENABLED": "0",
+              "VOICE_ADAPT_STEPS": "2", "VOICE_ADAPT_STEPS_PER_SLICE": "1"}
     with django_db_blocker.unblock():
         web_env = {**os.environ, **common, **web_host.env(), "DJANGO_SETTINGS_MODULE": "medicine_project.settings",
                    "DATABASE_URL": database_url_for_subprocess(), "PYTHONUNBUFFERED": "1"}
@@ -269,6 +272,33 @@ def test_deleting_a_voice_or_a_user_removes_their_objects_and_the_workers_copies
     bob.delete()
     assert stack.s3.keys() == set()
     eventually(lambda: not list(cache.glob(f"{bob_voice}*")), what="the worker removed Bob's copy")
+
+
+def test_a_voices_own_style_table_lives_in_the_bucket_is_used_by_the_worker_and_leaves_with_the_voice(
+    stack: Stack, s3_here: S3Server, alice: Any
+) -> None:
+    from voice_tts.dispatch import voice_adapt_slice_send
+    from voice_tts.models import AdaptationState
+
+    api = stack.api(alice)
+    voice_id = enrol(api)
+    before = speak(api, "Morning pills.")
+    Voice.objects.filter(id=voice_id).update(adaptation_state=AdaptationState.PENDING)
+    assert voice_adapt_slice_send(voice_id=voice_id)
+    eventually(lambda: Voice.objects.get(id=voice_id).adaptation_state == AdaptationState.DONE,
+               what="the style search finished", timeout=300)
+    voice = Voice.objects.get(id=voice_id)
+    # The table is one object beside the reference; the search state between slices is gone.
+    assert stack.s3.keys(f"voices/{alice.id}/") == {voice.audio.name, voice.adaptation_style}
+    # The next synthesis speaks with it: a new cache key, and the worker's own copy of the table.
+    after = speak(api, "Morning pills.")
+    assert after["cache_key"] != before["cache_key"]
+    cache = stack.worker_host.reference_cache
+    assert len(list(cache.glob(f"{voice_id}.wav.style-*.npz"))) == 1
+
+    assert api.delete(f"/api/tts/voices/{voice_id}/").status_code == 204
+    assert stack.s3.keys(f"voices/{alice.id}/") == set()
+    eventually(lambda: not list(cache.glob(f"{voice_id}*")), what="the worker removed the table's copy")
 
 
 def test_quota_eviction_removes_the_evicted_clips_object(stack: Stack, alice: Any) -> None:

@@ -26,8 +26,9 @@ REMINDERS_PREGENERATE_TASK = "voice_tts.tasks.reminders_pregenerate_task"
 BROKER_RECONCILE_TASK = "voice_tts.tasks.broker_reconcile_task"
 CARE_TICK_TASK = "voice_tts.tasks.care_tick_task"
 CARE_ALERT_SEND_TASK = "voice_tts.tasks.care_alert_send_task"
+VOICE_ADAPT_SLICE_TASK = "voice_tts.tasks.voice_adapt_slice_task"
 TASK_NAMES = (JOB_SYNTHESIZE_TASK, WEBHOOK_DELIVER_TASK, REMINDERS_PREGENERATE_TASK, BROKER_RECONCILE_TASK,
-              CARE_TICK_TASK, CARE_ALERT_SEND_TASK)
+              CARE_TICK_TASK, CARE_ALERT_SEND_TASK, VOICE_ADAPT_SLICE_TASK)
 
 
 def _send(name: str, *, args: list[Any], **options: Any) -> bool:
@@ -75,3 +76,11 @@ def care_tick_send() -> bool:
 def care_alert_send_send(*, alert_id: int) -> bool:
     """One alert's message (services.care_alerts sends it once, whoever runs it)."""
     return _send(CARE_ALERT_SEND_TASK, args=[alert_id])
+
+
+def voice_adapt_slice_send(*, voice_id: Any) -> bool:
+    """One slice of a voice's style search, on the batch queue with its own time limits: a slice
+    is a few steps, so interactive and reminder jobs wait behind at most one."""
+    return _send(VOICE_ADAPT_SLICE_TASK, args=[str(voice_id)], queue=settings.SYNTHESIS_BATCH_QUEUE,
+                 soft_time_limit=settings.VOICE_ADAPT_SLICE_SOFT_SECONDS,
+                 time_limit=settings.VOICE_ADAPT_SLICE_HARD_SECONDS)

@@ -15,6 +15,16 @@ from django.db import models
 from django.db.models import Q
 
 
+class AdaptationState(models.TextChoices):
+    """Where a voice's own style search (issue 26, services/voice_adaptation.py) stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+
+
 class Voice(models.Model):
     """A caregiver's reference clip, normalised (mono 16-bit WAV, fixed rate, loudness).
 
@@ -31,6 +41,25 @@ class Voice(models.Model):
     language = models.CharField(max_length=8, default="ko")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The neural_cpu engine's style search for this speaker (services/voice_adaptation.py). The
+    # voice speaks with today's matching until the state is done; then with its own table.
+    adaptation_state = models.CharField(max_length=16, choices=AdaptationState.choices,
+                                        default=AdaptationState.NOT_APPLICABLE)
+    adaptation_progress = models.FloatField(default=0.0)
+    adaptation_error_code = models.CharField(max_length=64, blank=True, default="")
+    # Storage names: the finished table, and the search state between slices (both beside the
+    # reference, `<audio>.style-*` / `<audio>.adapt-*`, removed with it).
+    adaptation_style = models.CharField(max_length=255, blank=True, default="")
+    adaptation_style_sha = models.CharField(max_length=64, blank=True, default="")
+    adaptation_state_file = models.CharField(max_length=255, blank=True, default="")
+    # A slice's claim: set by a conditional UPDATE, cleared when the slice stores its state; a
+    # claim whose worker died expires and the next slice takes over from the stored state.
+    adaptation_claim = models.CharField(max_length=36, blank=True, default="")
+    adaptation_claimed_until = models.DateTimeField(null=True, blank=True)
+    adaptation_slices = models.PositiveIntegerField(default=0)
+    # When a slice was last sent or stored: a search silent for long lost its message (the sweep resends).
+    adaptation_touched_at = models.DateTimeField(null=True, blank=True)
+    adaptation_summary = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

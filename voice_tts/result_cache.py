@@ -118,6 +118,8 @@ class HitContext:
     generation: int | None  # None: Redis is down
     voice_id: uuid.UUID | None
     model_version: str | None
+    # The active voice's style key (its own table's hash once adapted, else ""), kept with it.
+    voice_style: str = ""
 
 
 def hit_context(*, owner_id: int, engine: str) -> HitContext:
@@ -130,19 +132,22 @@ def hit_context(*, owner_id: int, engine: str) -> HitContext:
         return HitContext(generation=None, voice_id=None, model_version=None)
     generation = _int(gen_raw)
     voice_id = None
+    style = ""
     if voice_raw:
         entry_gen, _, value = voice_raw.decode().partition(":")
         if int(entry_gen) == generation:
+            value, _, style = value.partition("/")
             voice_id = uuid.UUID(value)
     return HitContext(generation=generation, voice_id=voice_id,
-                      model_version=version_raw.decode() if version_raw else None)
+                      model_version=version_raw.decode() if version_raw else None, voice_style=style)
 
 
-def active_voice_remember(*, owner_id: int, voice_id: Any, generation: int | None) -> None:
+def active_voice_remember(*, owner_id: int, voice_id: Any, generation: int | None, style: str = "") -> None:
     if generation is None:
         return
+    value = f"{voice_id}/{style}" if style else str(voice_id)
     try:
-        redis_client().set(_voice_key(owner_id), f"{generation}:{voice_id}", ex=_ENTRY_SECONDS)
+        redis_client().set(_voice_key(owner_id), f"{generation}:{value}", ex=_ENTRY_SECONDS)
     except REDIS_ERRORS:
         logger.warning("result cache: could not keep the active voice", exc_info=True)
 

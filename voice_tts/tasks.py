@@ -20,6 +20,11 @@ from voice_tts.services.clips import clip_uses_flush
 from voice_tts.services.jobs import job_fail, job_run
 from voice_tts.services.reminders import reminders_pregenerate
 from voice_tts.services.sweeper import jobs_sweep
+from voice_tts.services.voice_adaptation import (
+    voice_adaptation_slice,
+    voice_adaptation_timed_out,
+    voice_adaptations_resend,
+)
 from voice_tts.services.webhooks import webhook_deliver, webhook_status_set
 from voice_tts.worker.runtime import db_connections_drop
 from workers.engines.base import EngineTransientError
@@ -77,6 +82,10 @@ def webhook_deliver_task(self, job_id: str) -> None:
 @shared_task(acks_late=True)
 def jobs_sweep_task() -> None:
     jobs_sweep()
+    # Style searches whose slice message was lost (services/voice_adaptation.py).
+    resent = voice_adaptations_resend()
+    if resent:
+        logger.info("voice style searches resumed: %d", resent)
 
 
 @shared_task(acks_late=True)
@@ -113,3 +122,18 @@ def care_alert_send_task(alert_id: int) -> None:
     """One alert, sent once (claimed before sending: a rerun is a no-op). A retryable failure puts
     the row back with a backoff for the tick; nothing is retried here."""
     care_alert_send(alert_id=alert_id)
+
+
+# Time limits come with each message (dispatch.voice_adapt_slice_send). acks_late and
+# reject_on_worker_lost: a worker that dies mid-slice gets the message redelivered, and the slice
+# resumes from the last stored state once the dead one's claim has expired.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def voice_adapt_slice_task(voice_id: str) -> None:
+    """A few steps of a voice's style search; the service sends the next slice itself."""
+    try:
+        outcome = voice_adaptation_slice(voice_id=voice_id)
+    except SoftTimeLimitExceeded:
+        db_connections_drop()
+        voice_adaptation_timed_out(voice_id=voice_id)
+        return
+    logger.info("voice %s: style adaptation slice: %s", voice_id, outcome)

@@ -22,6 +22,19 @@ if TYPE_CHECKING:  # annotations only: the API gets its models from the services
 _MULTIPART_OVERHEAD = 64 * 1024
 
 
+class VoiceAdaptationSerializer(serializers.Serializer):
+    """The neural_cpu style search for this voice (issue 26): the voice speaks at once with the
+    closest stock voice, and with its own, closer style once `state` is `done`."""
+
+    state = serializers.ChoiceField(choices=["pending", "running", "done", "failed", "not_applicable"],
+                                    source="adaptation_state")
+    progress = serializers.FloatField(source="adaptation_progress", min_value=0.0, max_value=1.0)
+    error_code = serializers.CharField(source="adaptation_error_code", allow_blank=True)
+
+    class Meta:
+        ref_name = "VoiceAdaptation"
+
+
 class VoiceOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     duration_seconds = serializers.FloatField()
@@ -30,6 +43,7 @@ class VoiceOutputSerializer(serializers.Serializer):
     language = serializers.CharField()
     is_active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
+    adaptation = VoiceAdaptationSerializer(source="*", read_only=True)
 
     class Meta:
         ref_name = "Voice"

@@ -29,11 +29,17 @@ PHRASE_PARAMS: dict[str, Any] = {}
 
 
 def clip_cache_key(
-    *, voice_id: Any, text: str, language: str, engine: str, model_version: str, params: dict[str, Any]
+    *, voice_id: Any, text: str, language: str, engine: str, model_version: str, params: dict[str, Any],
+    style: str = "",
 ) -> str:
-    """Hash of everything that shapes the audio; text must already be normalised."""
+    """Hash of everything that shapes the audio; text must already be normalised.
+
+    `style`: the hash of the voice's own style table once adapted (services/voice_adaptation.py);
+    absent from the material while empty, so the keys of voices without one never changed."""
+    extra = {"style": style} if style else {}
     material = json.dumps(
         {
+            **extra,
             "v": CACHE_KEY_VERSION,
             "voice": str(voice_id),
             "text": text,

@@ -22,7 +22,7 @@ from django.utils import timezone
 from voice_tts import result_cache
 from voice_tts.dispatch import job_synthesis_send, webhook_delivery_send
 from voice_tts.errors import ServiceError
-from voice_tts.models import Job, Voice, WebhookStatus
+from voice_tts.models import AdaptationState, Job, Voice, WebhookStatus
 from voice_tts.redis_client import redis_client, redis_key
 from voice_tts.result_cache import JOB_STATE_COLUMNS, CachedClip, ClipHit, JobState
 from voice_tts.services.clips import (
@@ -35,11 +35,12 @@ from voice_tts.services.clips import (
 )
 from voice_tts.services.device_formats import clip_encodings_for_devices
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
+from voice_tts.services.voice_adaptation import voice_style_key, voice_style_key_of, voice_style_local_path
 from voice_tts.services.voices import voice_reference_path
 from voice_tts.services.webhook_targets import webhook_url_check
 from voice_tts.worker import runtime
 from voice_tts.worker.status import engine_version_from_db, engine_version_restored
-from workers.engines.base import EngineError, EngineTransientError
+from workers.engines.base import STYLE_TABLE_PARAM, EngineError, EngineTransientError
 from workers.speech_text import text_normalise_for_speech
 
 logger = logging.getLogger(__name__)
@@ -96,13 +97,18 @@ def jobs_pending_admit(*, owner_id: int) -> None:
         )
 
 
-def _active_voice_id(*, owner_id: int, context: result_cache.HitContext) -> Any:
+def _active_voice_id(*, owner_id: int, context: result_cache.HitContext) -> tuple[Any, str]:
+    """The owner's active voice and its style key (services/voice_adaptation.py), from Redis when kept."""
     if context.voice_id is not None:
-        return context.voice_id
-    voice_id = Voice.objects.filter(owner_id=owner_id, is_active=True).values_list("id", flat=True).first()
-    if voice_id is not None:
-        result_cache.active_voice_remember(owner_id=owner_id, voice_id=voice_id, generation=context.generation)
-    return voice_id
+        return context.voice_id, context.voice_style
+    row = (Voice.objects.filter(owner_id=owner_id, is_active=True)
+           .values_list("id", "adaptation_state", "adaptation_style_sha").first())
+    if row is None:
+        return None, ""
+    voice_id, style = row[0], (row[2] if row[1] == AdaptationState.DONE else "")
+    result_cache.active_voice_remember(owner_id=owner_id, voice_id=voice_id, generation=context.generation,
+                                       style=style)
+    return voice_id, style
 
 
 def _clip_hit(*, owner_id: int, cache_key: str, generation: int | None) -> CachedClip | None:
@@ -147,7 +153,9 @@ def job_create(
     # the model version.
     context = result_cache.hit_context(owner_id=owner_id, engine=engine)
     if voice_id is None:
-        voice_id = _active_voice_id(owner_id=owner_id, context=context)
+        voice_id, style = _active_voice_id(owner_id=owner_id, context=context)
+    else:
+        style = voice_style_key_of(voice_id=voice_id)
     if voice_id is None:
         raise ServiceError("no_active_voice", "Upload a voice sample first (POST /api/tts/voices/).")
     if webhook_url:
@@ -164,7 +172,8 @@ def job_create(
         model_version = engine_version_restored(engine=engine)
     if use_cache and model_version:
         key = clip_cache_key(
-            voice_id=voice_id, text=text, language=language, engine=engine, model_version=model_version, params=params
+            voice_id=voice_id, text=text, language=language, engine=engine, model_version=model_version, params=params,
+            style=style,
         )
         clip = _clip_hit(owner_id=owner_id, cache_key=key, generation=context.generation)
         if clip is not None and not webhook_url:
@@ -397,6 +406,7 @@ def job_run(
         engine=engine.name,
         model_version=engine.model_version,
         params=job.params,
+        style=voice_style_key(voice=voice),
     )
     try:
         lock, token = _clip_lock(owner_id=job.owner_id, cache_key=key, job_id=job.id)
@@ -416,8 +426,13 @@ def job_run(
             # Numbers, times and units read the way a speaker says them ("1정" -> "한 정"),
             # for every engine; the cache key stays on the text as the user wrote it.
             spoken = text_normalise_for_speech(job.text, job.language)
+            engine_params = dict(job.params)
+            style_path = voice_style_local_path(voice=voice) if voice_style_key(voice=voice) else None
+            if style_path is not None:
+                # The voice's own adapted style table (services/voice_adaptation.py), for neural_cpu.
+                engine_params[STYLE_TABLE_PARAM] = str(style_path)
             samples, sample_rate = engine.synthesize(
-                spoken, job.language, voice_reference_path(voice=voice), voice.transcript or None, dict(job.params)
+                spoken, job.language, voice_reference_path(voice=voice), voice.transcript or None, engine_params
             )
         except EngineTransientError as exc:
             return transient(exc)

@@ -23,6 +23,7 @@ from voice_tts.models import CareSettings, Clip, Job, ReminderPhrase, Voice
 from voice_tts.services.clips import PHRASE_PARAMS, clip_cache_key
 from voice_tts.services.doses import doses_schedule_after_commit, household_zone_name
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
+from voice_tts.services.voice_adaptation import voice_style_key
 from voice_tts.worker.status import engine_version_current
 
 PHRASE_MAX_TIMES = 24
@@ -189,7 +190,8 @@ def phrase_bundle(*, owner_id: int) -> PhraseBundle:
     and checksummed when stored (services/clips.py clip_store).
     """
     engine = settings.TTS_ENGINE
-    voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
+    voice = (Voice.objects.filter(owner_id=owner_id, is_active=True)
+             .only("id", "adaptation_state", "adaptation_style_sha").first())
     model_version = engine_version_current(engine=engine)
     phrases = list(ReminderPhrase.objects.filter(owner_id=owner_id, is_active=True).order_by("id"))
 
@@ -198,7 +200,7 @@ def phrase_bundle(*, owner_id: int) -> PhraseBundle:
         for phrase in phrases:
             keys[phrase.id] = clip_cache_key(
                 voice_id=voice.id, text=phrase.text, language=phrase.language, engine=engine,
-                model_version=model_version, params=PHRASE_PARAMS,
+                model_version=model_version, params=PHRASE_PARAMS, style=voice_style_key(voice=voice),
             )
     exact = {c.cache_key: c for c in Clip.objects.filter(owner_id=owner_id, cache_key__in=set(keys.values()))}
     older: dict[tuple[str, str], Clip] = {}

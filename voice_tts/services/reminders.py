@@ -22,7 +22,7 @@ from django.conf import settings
 
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
-from voice_tts.models import Clip, Job, ReminderPhrase, Voice
+from voice_tts.models import AdaptationState, Clip, Job, ReminderPhrase, Voice
 from voice_tts.redis_client import redis_client, redis_key
 from voice_tts.services.clips import PHRASE_PARAMS, clip_cache_key
 from voice_tts.services.jobs import ClipHit, job_create
@@ -80,9 +80,11 @@ def reminders_pregenerate(
     owners_with_phrases = set(phrases.values_list("owner_id", flat=True).distinct())
     total = phrases.count()
     # Voice order (owners without a voice last): consecutive jobs share a reference.
-    voices = dict(
-        Voice.objects.filter(owner_id__in=owners_with_phrases, is_active=True).values_list("owner_id", "id")
-    )
+    voice_rows = list(Voice.objects.filter(owner_id__in=owners_with_phrases, is_active=True)
+                      .values_list("owner_id", "id", "adaptation_state", "adaptation_style_sha"))
+    voices = {owner: voice_id for owner, voice_id, _, _ in voice_rows}
+    # Each voice's own style table, once adapted, is in its clips' keys (services/voice_adaptation.py).
+    styles = {owner: (sha if state == AdaptationState.DONE else "") for owner, _, state, sha in voice_rows}
     ordered = sorted(owners_with_phrases, key=lambda o: (o not in voices, str(voices.get(o, "")), o))
 
     if not dry_run:
@@ -105,7 +107,7 @@ def reminders_pregenerate(
                 if voice_id is not None:
                     keys[phrase.id] = clip_cache_key(
                         voice_id=voice_id, text=phrase.text, language=phrase.language, engine=engine,
-                        model_version=model_version, params=PHRASE_PARAMS,
+                        model_version=model_version, params=PHRASE_PARAMS, style=styles.get(phrase.owner_id, ""),
                     )
         cached = set(
             Clip.objects.filter(owner_id__in=owner_batch, cache_key__in=set(keys.values()))

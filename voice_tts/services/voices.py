@@ -17,7 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import QuerySet
 
-from voice_tts.dispatch import reminders_pregenerate_send
+from voice_tts.dispatch import reminders_pregenerate_send, voice_adapt_slice_send
 from voice_tts.errors import ServiceError
 from voice_tts.models import Voice
 from voice_tts.security_log import security_event
@@ -71,6 +71,7 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
                 transcript=transcript,
                 language=language,
                 is_active=True,
+                adaptation_state=_adaptation_initial_state(),
             )
     except BaseException:
         # No row, no file: the row is the source of truth.
@@ -79,7 +80,17 @@ def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: 
     # The owner's cached active voice is invalidated by the new row's post_save (voice_tts/receivers.py).
     # A new voice changes every cache key: re-make this owner's reminders in the background.
     transaction.on_commit(lambda: reminders_pregenerate_send(owner_id=owner_id))
+    if voice.adaptation_state == "pending":
+        # The voice speaks at once with today's matching; its own style is searched in the background.
+        transaction.on_commit(lambda: voice_adapt_slice_send(voice_id=voice_id))
     return voice
+
+
+def _adaptation_initial_state() -> str:
+    # Pending where the engine has a style space to search (neural_cpu); see services/voice_adaptation.py.
+    if settings.TTS_ENGINE == "neural_cpu" and settings.VOICE_ADAPT_ENABLED:
+        return "pending"
+    return "not_applicable"
 
 
 _REFERENCE_TMP_PREFIX = ".tmp-"
@@ -176,9 +187,24 @@ def voice_files_remove(*, voice_id: Any, audio_name: str) -> None:
         pass
     if audio_name:
         default_storage.delete(audio_name)
+        _stored_derivatives_remove(audio_name=audio_name)
     for path in local_paths:
         for derived in _local_derivatives(path):
             derived.unlink(missing_ok=True)
+
+
+def _stored_derivatives_remove(*, audio_name: str) -> None:
+    """The stored files named after the reference (`<audio>.style-*`, `<audio>.adapt-*`: the voice's
+    own style table and its search state), found by listing, on local disk and on S3 alike: a
+    search slice may have stored a newer state than the deleted row named."""
+    folder, _, base = audio_name.rpartition("/")
+    try:
+        _dirs, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for file_name in files:
+        if file_name.startswith(base + "."):
+            default_storage.delete(f"{folder}/{file_name}" if folder else file_name)
 
 
 def voice_delete(*, voice: Voice) -> None:

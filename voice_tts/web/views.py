@@ -35,7 +35,14 @@ from voice_tts.services.tokens import device_create, device_revoke, devices_of
 from voice_tts.services.voices import voice_create
 from voice_tts.web.care_views import care_home_context
 from voice_tts.web.forms import WEEKDAYS, ReminderForm, VoiceUploadForm
-from voice_tts.web.wording import PREVIEW_TEXT, READING_SCRIPT, clip_state_words, recorder_words, refusal_words
+from voice_tts.web.wording import (
+    PREVIEW_TEXT,
+    READING_SCRIPT,
+    adaptation_words,
+    clip_state_words,
+    recorder_words,
+    refusal_words,
+)
 
 # Multipart framing around the file; a body larger than the cap + this is refused unread (as the API does).
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -169,6 +176,8 @@ def _enrol_page(request: HttpRequest, *, form: VoiceUploadForm, status: int = 20
         "voice": voice, "script": READING_SCRIPT, "form": form, "nav": "enrol",
         "max_seconds": settings.VOICE_MAX_SECONDS, "min_seconds": settings.VOICE_MIN_SECONDS,
         "recorder_words": recorder_words(),
+        "adaptation_words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress)
+        if voice else "",
     }, status=status)
 
 

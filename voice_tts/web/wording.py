@@ -42,6 +42,19 @@ def clip_state_words(state: str) -> str:
     return words.get(state, _("Being made"))
 
 
+def adaptation_words(*, state: str, progress: float) -> str:
+    """The voice's style tuning (services/voice_adaptation.py) in words, every state."""
+    if state == "pending":
+        return _("Your voice is in use. Tuning it closer to you will start soon.")
+    if state == "running":
+        return _("Tuning the voice to yours… %(percent)s%%") % {"percent": int(round(100 * progress))}
+    if state == "done":
+        return _("Tuning done: reminders now speak in a voice closer to yours.")
+    if state == "failed":
+        return _("The voice could not be tuned further. Reminders keep using the current voice.")
+    return _("This speech engine needs no tuning for your voice.")
+
+
 def refusal_words(exc: ServiceError) -> str:
     """A service's refusal, in plain words for the caregiver."""
     limits = {"min": f"{settings.VOICE_MIN_SECONDS:g}", "max": f"{settings.VOICE_MAX_SECONDS:g}"}

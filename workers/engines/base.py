@@ -12,6 +12,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+# params key naming a voice's own style table file (issue 26; read by neural_cpu, ignored by the
+# others). Set by the worker's service from the voice row, never by a caller.
+STYLE_TABLE_PARAM = "style_table"
+
 
 class EngineError(Exception):
     """A synthesis failed for a reason that retrying the same job cannot fix.

@@ -21,6 +21,10 @@ Configuration (environment, through carepill_config; read in load()):
                            chosen voice and the reference that every clip is filtered by
                            (default 0.8 = the estimated speaker share; 0 = off, Kokoro's spectrum as is)
   NEURAL_CPU_CACHE_DIR     where the joined model lives (default <DATA_DIR>/models/kokoro)
+
+A voice may carry its own style table (issue 26: workers/voice_style, searched at enrolment):
+the service passes its local path in params[STYLE_TABLE_PARAM]; the engine then speaks with it
+instead of the matched stock blend (the table's hash is in the clip cache key, not here).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from carepill_config import ConfigError, Env
-from workers.engines.base import EngineError, EngineNotReady
+from workers.engines.base import STYLE_TABLE_PARAM, EngineError, EngineNotReady
 from workers.speech_text import SUPPORTED_LANGUAGES, speech_phonemes, text_normalise_for_speech
 from workers.speech_text.phoneme_rules import PHONEME_RULES_VERSION
 from workers.voice_match import ENVELOPE_CORRECTION_STRENGTH
@@ -159,6 +163,43 @@ def model_file_assemble(cache_dir: Path) -> tuple[Path, str]:
     return target, expected
 
 
+# A style table file (.npz): "style" 510 x 256, "analysis" the WORLD analysis (JSON) of its output.
+STYLE_ROWS, STYLE_DIM = 510, 256
+
+
+class StyleTable:
+    """A voice's own style table and the WORLD analysis of its output (for the envelope filter)."""
+
+    def __init__(self, style: np.ndarray, analysis: dict[str, Any]) -> None:
+        self.style = style
+        self.analysis = analysis
+
+
+def style_table_dumps(*, style: np.ndarray, analysis: dict[str, Any]) -> bytes:
+    """The .npz bytes of a style table file."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, style=np.asarray(style, np.float32), analysis=np.array(json.dumps(analysis)))
+    return buf.getvalue()
+
+
+def style_table_read(path: Path) -> StyleTable:
+    """Read and check a style table file; a bad file is the voice's problem, not the engine's."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            style = np.asarray(npz["style"], dtype=np.float32)
+            analysis = json.loads(str(npz["analysis"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise EngineError("style_table_unusable", f"cannot read the voice's style table: {exc}") from exc
+    if style.shape != (STYLE_ROWS, STYLE_DIM) and style.shape != (STYLE_ROWS, 1, STYLE_DIM):
+        raise EngineError("style_table_unusable", f"style table has shape {style.shape}")
+    style = style.reshape(STYLE_ROWS, 1, STYLE_DIM)
+    if not np.all(np.isfinite(style)):
+        raise EngineError("style_table_unusable", "style table holds non-finite values")
+    return StyleTable(style, analysis)
+
+
 _SENTENCE_RE = re.compile(r"[^.!?]+[.!?]*")
 
 
@@ -267,11 +308,12 @@ class NeuralCpuEngine:
                 pieces.append(sentence)
         return pieces
 
-    def _infer(self, phonemes: str, voice: str, speed: float) -> np.ndarray:
+    def _infer(self, phonemes: str, voice: str | np.ndarray, speed: float) -> np.ndarray:
         tokens = self._tokens(phonemes)
         if not tokens:
             return np.zeros(0, np.float32)
-        style = self._voices[voice]
+        # A voice name (stock voice or blend), or a style table itself (a voice's own, adapted one).
+        style = voice if isinstance(voice, np.ndarray) else self._voices[voice]
         # Kokoro's voice packs hold one style vector per input length.
         ref = style[min(len(tokens), len(style)) - 1].reshape(1, 256)
         audio = self._session.run(
@@ -284,7 +326,7 @@ class NeuralCpuEngine:
         )[0]
         return _trim_silence(np.asarray(audio, np.float32).ravel())
 
-    def _render(self, phonemes: str, voice: str, speed: float) -> np.ndarray:
+    def _render(self, phonemes: str, voice: str | np.ndarray, speed: float) -> np.ndarray:
         out: list[np.ndarray] = []
         for chunk in self._chunks(phonemes):
             audio = self._infer(chunk, voice, speed)
@@ -295,6 +337,18 @@ class NeuralCpuEngine:
         if not out:
             return np.zeros(0, np.float32)
         return np.concatenate(out[:-1])
+
+    def style_of(self, voice: str) -> np.ndarray:
+        """The style table (510 x 1 x 256) of a stock voice or blend, a copy to search from."""
+        return np.array(self._voices[voice], dtype=np.float32).reshape(STYLE_ROWS, 1, STYLE_DIM)
+
+    def style_render(self, *, text: str, language: str, style: np.ndarray, speed: float = 1.0) -> np.ndarray:
+        """Kokoro's raw output (no matching, no filter) for `text` spoken with a style table."""
+        if self._session is None:
+            raise EngineNotReady("not_loaded", "NeuralCpuEngine.load() was not called")
+        phonemes = self.phonemes(text, language)
+        with self._lock:
+            return self._render(phonemes, np.asarray(style, np.float32).reshape(STYLE_ROWS, 1, STYLE_DIM), speed)
 
     def voice_pitch_hz(self, voice: str) -> float:
         """Median F0 of a stock voice, measured once on a probe phrase (it is not published)."""
@@ -411,7 +465,20 @@ class NeuralCpuEngine:
                 analysis = reference_analysis(Path(reference))
             except VoiceMatchError as exc:
                 raise EngineError("reference_unusable", f"cannot analyse the reference voice: {exc}") from exc
-        voice = self.voice_for_reference(analysis) if analysis else self.voice_female
+        voice: str | np.ndarray = self.voice_for_reference(analysis) if analysis else self.voice_female
+        chosen = self._candidates.get(voice)
+        table_path = params.get(STYLE_TABLE_PARAM)
+        if table_path:
+            # The voice's own table, searched for this speaker: it replaces the stock blend, and
+            # the analysis stored with it stands in for the blend's in the envelope filter.
+            from workers.voice_match import VoiceAnalysis
+
+            table = style_table_read(Path(table_path))
+            voice = table.style
+            try:
+                chosen = VoiceAnalysis(**table.analysis)
+            except TypeError as exc:
+                raise EngineError("style_table_unusable", f"style table analysis: {exc}") from exc
 
         try:
             phonemes = self.phonemes(text, language)
@@ -423,7 +490,6 @@ class NeuralCpuEngine:
             audio = self._render(phonemes, voice, speed)
         # WORLD only when even the closest blend is still far from the reference's pitch
         # (a very low or very high voice): it costs time and quality, so it is the exception.
-        chosen = self._candidates.get(voice)
         if analysis is not None and audio.size:
             if chosen is None or pitch_gap_log(chosen, analysis) > PITCH_TOLERANCE_LOG:
                 audio = voice_match_apply(audio, SAMPLE_RATE, analysis)

@@ -1,0 +1,217 @@
+"""A random walk over an offset added to every row of a Kokoro style table, scored by a speaker encoder.
+
+After KVoiceWalk: no training, one synthesis per step. The walk starts at the stock voice or blend
+that today's matching picks for the speaker (NeuralCpuEngine.voice_for_reference), so it can only
+end closer to the speaker by the encoder than where it began. A step draws a 256-value offset
+around the best one so far (scaled per dimension by how much the stock voices differ there, so a
+step moves along directions voices actually vary in), synthesises the fixed probe sentences with
+it, and keeps it if the encoder's cosine to the reference is higher AND the clarity check passes.
+
+The state is a plain dict of numpy arrays, saved as .npz by the caller between slices; every
+random draw is seeded by (seed, step), so a slice that is cut short and run again takes the same
+steps: resuming is exact.
+
+Clarity (Korean intelligibility) is guarded in the worker by a cheap check against the start
+voice's own rendering of the same sentences: a candidate whose duration, voiced share or number
+of syllable nuclei drifts far from it is rejected, whatever its score (a style vector that fools the
+encoder usually slurs, drops or drags syllables first). The benchmark measures the real CER.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict
+from typing import Any, Protocol
+
+import numpy as np
+
+from workers.voice_style.encoder import SpeakerEncoder, cosine
+
+SEARCH_VERSION = "walk-1"
+# Two short reminder sentences: one synthesis (~3.5 s of audio) per step.
+PROBE_TEXT = "약 드실 시간입니다. 물 한 컵과 함께 드세요."
+PROBE_LANGUAGE = "ko"
+_SIGMA_START, _SIGMA_MIN, _SIGMA_MAX = 0.35, 0.05, 1.0
+# Clarity bounds against the start voice's rendering of the probe.
+_DURATION_RATIO = (0.8, 1.25)
+_VOICED_DROP_MAX = 0.15
+_NUCLEI_RATIO = (0.75, 1.33)
+
+
+class StyleEngine(Protocol):
+    def style_render(self, *, text: str, language: str, style: np.ndarray, speed: float = 1.0) -> np.ndarray: ...
+
+    def style_of(self, voice: str) -> np.ndarray: ...
+
+
+class StyleSearchError(RuntimeError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def clarity_measure(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """Duration, voiced share of the loud frames (WORLD DIO) and the count of syllable nuclei
+    (peaks of the 50 ms-smoothed loudness at least 6 dB above their surroundings)."""
+    from workers.voice_match import _as_world_input, _f0
+
+    x = _as_world_input(audio)
+    if x.size < sample_rate // 4:
+        return {"duration_s": x.size / sample_rate, "voiced": 0.0, "nuclei": 0.0}
+    hop = sample_rate // 200  # 5 ms, the F0 track's frame period
+    frames = x[: x.size // hop * hop].reshape(-1, hop)
+    level_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+    loud = level_db > level_db.max() - 35.0
+    f0, _ = _f0(x, sample_rate)
+    n = min(f0.size, loud.size)
+    voiced = float(np.mean(f0[:n][loud[:n]] > 0)) if loud[:n].any() else 0.0
+    kernel = np.hanning(11)
+    smooth = 10.0 * np.log10(np.convolve(np.mean(frames**2, axis=1), kernel / kernel.sum(), mode="same") + 1e-10)
+    nuclei = 0
+    for i in range(1, smooth.size - 1):
+        if smooth[i] >= smooth[i - 1] and smooth[i] > smooth[i + 1] and smooth[i] > smooth.max() - 30.0:
+            lo = smooth[max(0, i - 40) : i].min(initial=smooth[i])
+            hi = smooth[i + 1 : i + 41].min(initial=smooth[i])
+            if smooth[i] - max(lo, hi) >= 6.0:
+                nuclei += 1
+    return {"duration_s": x.size / sample_rate, "voiced": voiced, "nuclei": float(nuclei)}
+
+
+def clarity_problem(measure: dict[str, float], baseline: dict[str, float]) -> str | None:
+    """Why a candidate's rendering is less clear than the start voice's, or None."""
+    ratio = measure["duration_s"] / max(baseline["duration_s"], 1e-6)
+    if not _DURATION_RATIO[0] <= ratio <= _DURATION_RATIO[1]:
+        return f"duration x{ratio:.2f}"
+    if measure["voiced"] < baseline["voiced"] - _VOICED_DROP_MAX:
+        return f"voiced {measure['voiced']:.2f} < {baseline['voiced']:.2f}"
+    if baseline["nuclei"] > 0:
+        nuclei_ratio = measure["nuclei"] / baseline["nuclei"]
+        if not _NUCLEI_RATIO[0] <= nuclei_ratio <= _NUCLEI_RATIO[1]:
+            return f"syllable nuclei x{nuclei_ratio:.2f}"
+    return None
+
+
+def style_search_start(
+    *,
+    engine: StyleEngine,
+    encoder: SpeakerEncoder,
+    start_voice: str,
+    stock_voices: list[str],
+    reference: np.ndarray,
+    reference_rate: int,
+    steps_total: int,
+    seed: int,
+    sample_rate: int,
+) -> dict[str, Any]:
+    """The search's first state: the start voice's table, the target d-vector, the baseline."""
+    if steps_total < 1:
+        raise StyleSearchError("bad_budget", "steps_total must be >= 1")
+    base = engine.style_of(start_voice)
+    stock = np.stack([engine.style_of(v).reshape(-1, base.shape[-1]) for v in stock_voices])
+    # Per-dimension spread between the stock voices (over every row): the walk's step scale.
+    scale = stock.std(axis=0).mean(axis=0).astype(np.float32) + 1e-4
+    target = encoder.embed(reference, reference_rate)
+    audio = engine.style_render(text=PROBE_TEXT, language=PROBE_LANGUAGE, style=base)
+    if audio.size == 0:
+        raise StyleSearchError("probe_silent", "the start voice rendered no audio")
+    baseline = clarity_measure(audio, sample_rate)
+    score = cosine(encoder.embed(audio, sample_rate), target)
+    return {
+        "version": np.array(SEARCH_VERSION),
+        "start_voice": np.array(start_voice),
+        "base": base.astype(np.float32),
+        "scale": scale,
+        "target": target,
+        "best_offset": np.zeros(base.shape[-1], np.float32),
+        "start_score": np.float64(score),
+        "best_score": np.float64(score),
+        "sigma": np.float64(_SIGMA_START),
+        "step": np.int64(0),
+        "steps_total": np.int64(steps_total),
+        "seed": np.int64(seed),
+        "accepted": np.int64(0),
+        "rejected_clarity": np.int64(0),
+        "baseline": np.array([baseline["duration_s"], baseline["voiced"], baseline["nuclei"]], np.float64),
+    }
+
+
+def style_search_step(*, engine: StyleEngine, encoder: SpeakerEncoder, state: dict[str, Any], sample_rate: int) -> None:
+    """One candidate: draw, synthesise, score, check, keep or drop. Mutates `state`."""
+    step = int(state["step"])
+    if step >= int(state["steps_total"]):
+        return
+    rng = np.random.default_rng([int(state["seed"]), step])
+    sigma = float(state["sigma"])
+    candidate = (state["best_offset"] + sigma * state["scale"] * rng.standard_normal(state["scale"].shape)).astype(
+        np.float32
+    )
+    style = state["base"] + candidate
+    audio = engine.style_render(text=PROBE_TEXT, language=PROBE_LANGUAGE, style=style)
+    accepted = False
+    if audio.size:
+        score = cosine(encoder.embed(audio, sample_rate), state["target"])
+        if score > float(state["best_score"]):
+            duration, voiced, nuclei = (float(v) for v in state["baseline"])
+            problem = clarity_problem(clarity_measure(audio, sample_rate),
+                                      {"duration_s": duration, "voiced": voiced, "nuclei": nuclei})
+            if problem is None:
+                state["best_offset"] = candidate
+                state["best_score"] = np.float64(score)
+                state["accepted"] = np.int64(int(state["accepted"]) + 1)
+                accepted = True
+            else:
+                state["rejected_clarity"] = np.int64(int(state["rejected_clarity"]) + 1)
+    # Widen after a success, narrow after a failure (a 1/5th-success-rule flavour).
+    sigma = sigma * (1.5 if accepted else 0.92)
+    state["sigma"] = np.float64(min(_SIGMA_MAX, max(_SIGMA_MIN, sigma)))
+    state["step"] = np.int64(step + 1)
+
+
+def style_search_done(state: dict[str, Any]) -> bool:
+    return int(state["step"]) >= int(state["steps_total"])
+
+
+def style_search_progress(state: dict[str, Any]) -> float:
+    return min(1.0, int(state["step"]) / max(1, int(state["steps_total"])))
+
+
+def style_search_result(*, engine: StyleEngine, state: dict[str, Any], sample_rate: int) -> tuple[np.ndarray, dict]:
+    """The best table and the WORLD analysis of its rendering (the engine's envelope filter needs it)."""
+    from workers.voice_match import voice_analyse
+
+    style = (state["base"] + state["best_offset"]).astype(np.float32)
+    audio = engine.style_render(text=PROBE_TEXT, language=PROBE_LANGUAGE, style=style)
+    return style, asdict(voice_analyse(audio, sample_rate))
+
+
+def style_search_dumps(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    return buf.getvalue()
+
+
+def style_search_loads(data: bytes) -> dict[str, Any]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            state = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise StyleSearchError("state_unreadable", f"search state unreadable: {exc}") from exc
+    if str(state.get("version")) != SEARCH_VERSION:
+        raise StyleSearchError("state_version", f"search state version {state.get('version')!s}")
+    for key in ("base", "best_offset", "scale", "target"):
+        if not np.all(np.isfinite(state[key])):
+            raise StyleSearchError("state_unreadable", f"search state {key} not finite")
+    return state
+
+
+def style_search_summary(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "start_voice": str(state["start_voice"]),
+        "start_score": round(float(state["start_score"]), 4),
+        "best_score": round(float(state["best_score"]), 4),
+        "steps": int(state["step"]),
+        "accepted": int(state["accepted"]),
+        "rejected_clarity": int(state["rejected_clarity"]),
+        "sigma": round(float(state["sigma"]), 4) if math.isfinite(float(state["sigma"])) else None,
+    }
