@@ -20,6 +20,7 @@ from voice_tts.services.clips import clip_uses_flush
 from voice_tts.services.jobs import job_fail, job_run
 from voice_tts.services.reminders import reminders_pregenerate
 from voice_tts.services.sweeper import jobs_sweep
+from voice_tts.services.turns import jobs_release
 from voice_tts.services.webhooks import webhook_deliver, webhook_status_set
 from voice_tts.worker.runtime import db_connections_drop
 from workers.engines.base import EngineTransientError
@@ -77,6 +78,16 @@ def webhook_deliver_task(self, job_id: str) -> None:
 @shared_task(acks_late=True)
 def jobs_sweep_task() -> None:
     jobs_sweep()
+
+
+@shared_task(acks_late=True)
+def jobs_release_task() -> None:
+    """Beat, every JOBS_RELEASE_SECONDS: the safety net of fair turns. Every finished job releases
+    the next turns itself; this pass catches a release cut short (a worker killed between the
+    finish and the release, a job failed by the sweeper, a database error)."""
+    report = jobs_release()
+    if report.released:
+        logger.info("beat released %d held jobs", report.released)
 
 
 @shared_task(acks_late=True)
