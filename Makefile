@@ -69,7 +69,7 @@ beat: venv
 soak: venv
 	$(BIN)/python bench/soak.py
 
-## ruff, then the import-linter contracts in pyproject.toml (layers, workers/ never imports Django).
+## ruff, then the import-linter contracts in pyproject.toml (layers, no layer skipped, workers/ never imports Django).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache

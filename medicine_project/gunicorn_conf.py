@@ -24,11 +24,17 @@ buffering for /v1/audio/speech (the view sends `X-Accel-Buffering: no`).
 
 import os
 
+from carepill_config import Env
+
+# carepill_config, like the settings: a typo (WEB_WORKERS=two) stops gunicorn at start, naming the
+# variable, instead of a bare int()'s "invalid literal". gunicorn puts its cwd (the project root) on
+# sys.path before it runs this file.
+env = Env()
 # One process per core; WEB_WORKERS overrides.
-workers = int(os.environ.get("WEB_WORKERS") or os.cpu_count() or 2)
-worker_class = os.environ.get("WEB_WORKER_CLASS") or "gthread"
+workers = env.int("WEB_WORKERS", os.cpu_count() or 2, minimum=1)
+worker_class = env.choice("WEB_WORKER_CLASS", "gthread", ["gthread", "sync"])
 # Open streams + ordinary requests served at once per process; each open stream holds one thread.
-threads = int(os.environ.get("WEB_THREADS") or (8 if worker_class == "gthread" else 1))
+threads = env.int("WEB_THREADS", 8 if worker_class == "gthread" else 1, minimum=1)
 keepalive = 5
 timeout = 60
 # Recycle workers now and then so a slow leak can never grow without bound.

@@ -20,5 +20,5 @@ urlpatterns = [
 ]
 
 # Unrouted /api/ URLs and crashes answer the API's JSON error shape (HTML elsewhere).
-handler404 = "voice_tts.apis.errors.api_page_not_found"
-handler500 = "voice_tts.apis.errors.api_server_error"
+handler404 = "voice_tts.http.errors.api_page_not_found"
+handler500 = "voice_tts.http.errors.api_server_error"

@@ -2,9 +2,10 @@
 
 What can be checked without Docker (`make test-compose` runs the stack for real, CI's own step;
 docs/deployment.md): every command a service runs exists in the project, queues and the beat
-scheduler match settings, the ports, volumes and healthchecks are there, every env name is one the
-settings (or compose, or Flower) actually read, and .env.example runs unedited but for its secrets.
-A typo in any of them fails here, in seconds, not at 3 am.
+scheduler match settings, the ports, volumes and healthchecks are there, every env name is one
+carepill_config declares (or the postgres and Flower images read), and .env.example runs unedited
+but for its secrets (tests/test_config.py checks .env.example against the declarations). A typo
+in any of them fails here, in seconds, not at 3 am.
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ import yaml
 from django.conf import settings
 from django.core.management import get_commands
 
+from carepill_config import VARIABLES, variable_names
 from workers.engines.registry import engine_names
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 APP_SERVICES = {name for name, svc in SERVICES.items() if "build" in svc}
-# Read by docker compose itself, by Flower, or only used for interpolation in compose.yaml.
-NOT_FOR_DJANGO = {"COMPOSE_PROFILES", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_USER", "WEB_WORKERS", "WEB_PORT",
-                  "FLOWER_PORT", "FLOWER_BASIC_AUTH", "FLOWER_PURGE_OFFLINE_WORKERS", "CAREPILL_HOSTNAME"}
-# Files that other branches bring (the GPT-SoVITS engine's requirements): checked once present.
-def settings_env_names() -> set[str]:
-    source = (ROOT / "medicine_project" / "settings.py").read_text()
-    return set(re.findall(r'(?:env_\w+|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+# Set by compose.yaml for the postgres and flower images themselves (never in .env, so not declared
+# in carepill_config/variables.py, which lists what a deployment may set).
+NOT_OURS = {"POSTGRES_DB", "POSTGRES_USER", "FLOWER_PURGE_OFFLINE_WORKERS"}
+
+
+def code_env_names() -> set[str]:
+    """The names our code reads (through carepill_config; tests/test_config.py checks the code against it)."""
+    return {name for name, variable in VARIABLES.items() if variable.read_by == "code"}
 
 
 def command(service: str) -> list[str]:
@@ -136,7 +139,7 @@ def test_ports_match_what_the_processes_bind():
 
 
 def test_env_names_are_ones_something_reads():
-    known = settings_env_names() | NOT_FOR_DJANGO
+    known = variable_names() | NOT_OURS
     in_compose = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "compose.yaml").read_text()))
     for service in SERVICES.values():
         env = service.get("environment") or {}
@@ -178,7 +181,7 @@ def test_every_app_service_takes_the_s3_settings_from_env():
     # "Scaling out"): each app service, workers included, must read the same storage settings from .env.
     names = {"STORAGE_BACKEND", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY_ID",
              "S3_SECRET_ACCESS_KEY", "S3_PREFIX", "S3_ADDRESSING_STYLE"}
-    assert names <= settings_env_names()
+    assert names <= code_env_names()
     for name in APP_SERVICES:
         env = SERVICES[name]["environment"]
         for variable in names:

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from voice_tts.apis.audio import audio_file_response
+from voice_tts.http.audio import audio_file_response
 from voice_tts.models import AccessToken, Clip, DisabledWebhookUrl, Job, Voice, WebhookDelivery, WebhookSecret
 from voice_tts.services.users import users_deactivate
 

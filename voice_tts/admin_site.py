@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
-from voice_tts.apis.throttles import client_address
+from voice_tts.http.throttles import client_address
 from voice_tts.services.logins import login_failed, login_succeeded, login_wait
 
 

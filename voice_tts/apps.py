@@ -8,6 +8,5 @@ class VoiceTtsConfig(AppConfig):
 
     def ready(self) -> None:
         # Signal receivers are connected once the models are loaded (Django's app-loading rule):
-        from voice_tts import receivers  # noqa: F401 - file cleanup and result-cache invalidation on delete
-        from voice_tts.apis import authentication  # noqa: F401 - token cache invalidation on delete
+        from voice_tts import receivers  # noqa: F401 - file cleanup, result-cache and token-cache invalidation
         from voice_tts.worker import signals  # noqa: F401 - Celery worker hooks (engine per process)

@@ -1,37 +1,19 @@
-"""The public JSON of a job and of a cache hit, shared by the API and the webhook payload.
+"""The public JSON of a job and of a cache hit: data in, a dict out, no URLs.
 
-Services return data (`JobState`, `ClipHit`); this module is the one place that turns it into
-the documented JSON (`apis/schema.py` describes the same shapes for the OpenAPI schema).
+Shared by the API (`voice_tts/http/presenters.py` adds the audio URL) and the webhook payload
+(`services/webhooks.py`); `apis/schema.py` describes the same shapes for the OpenAPI schema.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-from uuid import UUID
+from typing import TYPE_CHECKING, Any
 
-from django.urls import reverse
-
-from voice_tts.result_cache import ClipHit, JobState
-
-_NIL = UUID(int=0)
+if TYPE_CHECKING:  # annotations only: the data comes from the services
+    from voice_tts.result_cache import ClipHit, JobState
 
 
-@functools.cache
-def _path_template(route: str, kwarg: str, sample: str) -> str:
-    # reverse() once per route: on every poll it cost more than the rest of the JSON.
-    return reverse(route, kwargs={kwarg: sample}).replace(sample, "{}")
-
-
-def job_audio_path(job_id: Any) -> str:
-    return _path_template("voice_tts:job-audio", "job_id", str(_NIL)).format(UUID(str(job_id)))
-
-
-def clip_audio_path(cache_key: str) -> str:
-    return _path_template("voice_tts:clip-audio", "cache_key", "0" * 64).format(cache_key)
-
-
-def job_json(state: JobState, *, base_url: str) -> dict[str, Any]:
+def job_json(state: JobState, *, audio_url: str | None) -> dict[str, Any]:
+    """`audio_url` is shown only when the job has audio."""
     has_audio = state.has_audio
     error = {"code": state.error_code, "message": state.error_message} if state.status == "failed" else None
     return {
@@ -43,7 +25,7 @@ def job_json(state: JobState, *, base_url: str) -> dict[str, Any]:
         "voice_id": str(state.voice_id) if state.voice_id else None,
         "cache_hit": state.cache_hit,
         "cache_key": state.cache_key or None,
-        "audio_url": base_url.rstrip("/") + job_audio_path(state.id) if has_audio else None,
+        "audio_url": audio_url if has_audio else None,
         "duration_seconds": state.duration_seconds if has_audio else None,
         "processing_time_ms": state.processing_time_ms,
         "error": error,
@@ -53,7 +35,7 @@ def job_json(state: JobState, *, base_url: str) -> dict[str, Any]:
     }
 
 
-def clip_hit_json(hit: ClipHit, *, base_url: str) -> dict[str, Any]:
+def clip_hit_json(hit: ClipHit, *, audio_url: str) -> dict[str, Any]:
     """A request answered from the clip cache: no job was made (`id` is null)."""
     return {
         "id": None,
@@ -61,7 +43,7 @@ def clip_hit_json(hit: ClipHit, *, base_url: str) -> dict[str, Any]:
         "cache_hit": True,
         "clip_id": hit.clip.id,
         "cache_key": hit.clip.cache_key,
-        "audio_url": base_url.rstrip("/") + clip_audio_path(hit.clip.cache_key),
+        "audio_url": audio_url,
         "duration_seconds": hit.clip.duration_seconds,
         "text": hit.text,
         "language": hit.language,

@@ -21,10 +21,12 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from rest_framework.authtoken.models import Token
 
-from voice_tts.models import Clip, ClipEncoding, Voice
+from voice_tts.models import AccessToken, Clip, ClipEncoding, Voice
 from voice_tts.result_cache import owner_entries_invalidate
 from voice_tts.services.voices import voice_files_remove
+from voice_tts.token_cache import token_cache_forget, token_cache_forget_users, token_digest
 
 
 @receiver(post_delete, sender=Voice, dispatch_uid="voice_files_remove")
@@ -55,3 +57,22 @@ def _clip_encoding_deleted(sender: Any, instance: ClipEncoding, **kwargs: Any) -
 @receiver(post_delete, sender=get_user_model(), dispatch_uid="user_deleted_entries_invalidate")
 def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     owner_entries_invalidate(owner_id=instance.pk)
+
+
+# The token cache (services/tokens.py): a deleted token (logout, rotation, its user deleted through
+# the cascade) or a saved user (deactivation, a changed password) must stop working at once, not
+# after TOKEN_CACHE_SECONDS.
+@receiver(post_delete, sender=Token, dispatch_uid="authtoken_cache_forget_token")
+def _token_deleted(sender: Any, instance: Token, **kwargs: Any) -> None:
+    token_cache_forget(token_digest(instance.key))
+
+
+@receiver(post_delete, sender=AccessToken, dispatch_uid="access_token_cache_forget")
+def _access_token_deleted(sender: Any, instance: AccessToken, **kwargs: Any) -> None:
+    token_cache_forget(instance.digest)
+
+
+@receiver(post_save, sender=get_user_model(), dispatch_uid="authtoken_cache_forget_user_saved")
+@receiver(post_delete, sender=get_user_model(), dispatch_uid="authtoken_cache_forget_user_deleted")
+def _user_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    token_cache_forget_users(user_ids=[instance.pk])

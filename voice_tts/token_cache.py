@@ -1,4 +1,4 @@
-"""The Redis entries of the token -> user cache (voice_tts/apis/authentication.py reads them).
+"""The Redis entries of the token -> user cache (voice_tts/http/authentication.py reads them).
 
 Kept apart from the DRF class so that services (bulk deactivation) can drop entries too.
 """

@@ -6,9 +6,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.errors import error_response
 from voice_tts.apis.schema import RETRY_AFTER_HEADER, error_responses
-from voice_tts.apis.throttles import LoginThrottle, client_address
+from voice_tts.http.errors import error_response
+from voice_tts.http.throttles import LoginThrottle, client_address
 from voice_tts.services.logins import login_failed, login_succeeded
 from voice_tts.services.tokens import token_issue, token_revoke
 

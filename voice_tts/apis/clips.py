@@ -7,7 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.audio import (
+from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
+from voice_tts.http.audio import (
     FORMAT_ERRORS,
     FORMAT_PARAMETER,
     AudioContentNegotiation,
@@ -15,7 +16,6 @@ from voice_tts.apis.audio import (
     audio_responses,
     clip_audio_response,
 )
-from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
 from voice_tts.services.clips import clip_for_owner
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -14,8 +15,7 @@ from rest_framework.views import APIView
 
 from voice_tts.apis.schema import error_responses
 from voice_tts.errors import ServiceError
-from voice_tts.models import Dose
-from voice_tts.services.doses import dose_confirm, doses_of_day, household_today
+from voice_tts.services.doses import DOSE_STATES, dose_confirm, doses_of_day, household_today
 
 
 class LocalTimeField(serializers.RegexField):
@@ -33,7 +33,7 @@ class DoseOutputSerializer(serializers.Serializer):
     local_date = serializers.DateField()
     local_time = serializers.CharField()
     timezone = serializers.CharField()
-    state = serializers.ChoiceField(choices=Dose.State.choices)
+    state = serializers.ChoiceField(choices=DOSE_STATES)
     plays = serializers.IntegerField()
     first_played_at = serializers.DateTimeField(allow_null=True)
     confirmed_at = serializers.DateTimeField(allow_null=True)
@@ -41,7 +41,9 @@ class DoseOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Dose"
 
-    def get_scheduled_for(self, dose: Dose) -> str:
+    # `dose` is a Dose; not annotated as one, since drf-spectacular evaluates the hints at runtime
+    # and the API imports no model (pyproject.toml).
+    def get_scheduled_for(self, dose: Any) -> str:
         return dose.scheduled_for.astimezone(zoneinfo.ZoneInfo(dose.timezone)).isoformat()
 
 

@@ -1,4 +1,3 @@
-import redis
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -7,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.worker import status
+from voice_tts.services.health import health_get
 
 # What an anonymous caller may learn about a worker: no host names or pids.
 _PUBLIC_FIELDS = ("engine", "ready", "model_loaded", "model_version", "device", "error_code", "loads", "syntheses")
@@ -54,15 +53,14 @@ class HealthApi(APIView):
     )
     def get(self, request: Request) -> Response:
         engine = settings.TTS_ENGINE
-        try:
-            workers = [w for w in status.workers_live() if w.get("engine") == engine]
-        except redis.RedisError:
+        health = health_get(engine=engine)
+        if not health.reachable:
             return Response(
                 {"status": "unavailable", "engine": engine, "model_loaded": False, "device": None, "workers": [],
                  "message": "The queue (Redis) is unreachable."},
                 status=503,
             )
-        ready = [w for w in workers if w.get("ready")]
+        workers, ready = health.workers, health.ready
         body = {
             "status": "ok" if ready else ("not_ready" if workers else "no_workers"),
             "engine": engine,

@@ -3,7 +3,6 @@ from urllib.parse import urlparse
 
 from django.core.validators import ProhibitNullCharactersValidator
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
@@ -12,14 +11,6 @@ from rest_framework.response import Response
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from rest_framework.views import APIView
 
-from voice_tts.apis.audio import (
-    FORMAT_ERRORS,
-    FORMAT_PARAMETER,
-    AudioContentNegotiation,
-    audio_format_requested,
-    audio_responses,
-    clip_audio_response,
-)
 from voice_tts.apis.schema import (
     ETAG_HEADER,
     IF_NONE_MATCH_HEADER,
@@ -29,13 +20,19 @@ from voice_tts.apis.schema import (
     JobOutputSerializer,
     error_responses,
 )
-from voice_tts.apis.throttles import JobsThrottle
-from voice_tts.errors import ServiceError
-from voice_tts.models import Job
-from voice_tts.presenters import clip_hit_json, job_json
-from voice_tts.result_cache import ClipHit, job_state_of
+from voice_tts.http.audio import (
+    FORMAT_ERRORS,
+    FORMAT_PARAMETER,
+    AudioContentNegotiation,
+    audio_format_requested,
+    audio_responses,
+    clip_audio_response,
+)
+from voice_tts.http.presenters import clip_hit_json, job_json
+from voice_tts.http.throttles import JobsThrottle
+from voice_tts.services.job_requests import JobAnswer, job_audio_clip, job_request
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.jobs import job_create, job_state_get
+from voice_tts.services.jobs import job_state_get
 
 
 class JobParamsSerializer(serializers.Serializer):
@@ -87,12 +84,13 @@ class JobInputSerializer(serializers.Serializer):
         ref_name = "JobInput"
 
 
-def job_created_response(request: Request, result: Job | ClipHit) -> Response:
+def job_created_response(request: Request, answer: JobAnswer) -> Response:
     """200 for a cache hit or a finished job; 202 with `Location` for a queued one."""
     base_url = request.build_absolute_uri("/")
-    if isinstance(result, ClipHit):
-        return Response(clip_hit_json(result, base_url=base_url))
-    state = job_state_of(result)
+    if answer.hit is not None:
+        return Response(clip_hit_json(answer.hit, base_url=base_url))
+    state = answer.state
+    assert state is not None  # a JobAnswer without a hit has its job's state
     response = Response(job_json(state, base_url=base_url), status=200 if state.finished else 202)
     if not state.finished:
         response["Location"] = reverse("voice_tts:job-detail", kwargs={"job_id": state.id})
@@ -120,12 +118,7 @@ class JobCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = JobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return job_created_response(request, job_create(owner_id=request.user.id, **data.validated_data))
-
-
-def _owned_job(request: Request, job_id: Any) -> Job:
-    # 404 (never 403) for other users' jobs: existence is not revealed.
-    return get_object_or_404(Job.objects.select_related("clip"), id=job_id, owner=request.user)
+        return job_created_response(request, job_request(owner_id=request.user.id, **data.validated_data))
 
 
 class JobDetailApi(APIView):
@@ -152,7 +145,5 @@ class JobAudioApi(APIView):
     )
     def get(self, request: Request, job_id: Any) -> Any:
         audio_format = audio_format_requested(request)
-        job = _owned_job(request, job_id)
-        if job.status != Job.Status.SUCCEEDED or job.clip is None:
-            raise ServiceError("audio_not_ready", f"The job is {job.status}; no audio yet.", status=409)
-        return clip_audio_response(request, clip=job.clip, audio_format=audio_format, filename_stem=str(job.id))
+        job, clip = job_audio_clip(owner_id=request.user.id, job_id=job_id)
+        return clip_audio_response(request, clip=clip, audio_format=audio_format, filename_stem=str(job.id))

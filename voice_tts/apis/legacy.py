@@ -12,17 +12,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.errors import _first_message
 from voice_tts.apis.jobs import JobInputSerializer
 from voice_tts.apis.schema import LOCATION_HEADER, RETRY_AFTER_HEADER, error_responses
-from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle
 from voice_tts.apis.voices import VoiceUploadSerializer, voice_upload_from_request
+from voice_tts.audio_links import clip_audio_path, job_audio_path
 from voice_tts.errors import ServiceError
-from voice_tts.models import Job
-from voice_tts.presenters import clip_audio_path, job_audio_path
-from voice_tts.result_cache import ClipHit
+from voice_tts.http.errors import _first_message, error_status
+from voice_tts.http.throttles import JobsThrottle, UploadsThrottle
 from voice_tts.services.clips import clip_for_owner
-from voice_tts.services.jobs import job_create, job_wait
+from voice_tts.services.job_requests import JobAnswer, job_request, job_request_wait
 
 
 class LegacyUploadOutputSerializer(serializers.Serializer):
@@ -53,7 +51,7 @@ class LegacyUploadVoiceApi(APIView):
         try:
             voice = voice_upload_from_request(request)
         except ServiceError as exc:
-            return Response({"success": False, "code": exc.code, "message": exc.message}, status=exc.status)
+            return Response({"success": False, "code": exc.code, "message": exc.message}, status=error_status(exc.code))
         except exceptions.ValidationError as exc:
             # The seed's contract holds for bad form fields (transcript, language) too.
             return Response({"success": False, "code": "invalid_input", "message": _first_message(exc.detail)},
@@ -113,17 +111,18 @@ class LegacyGenerateApi(APIView):
         wait = min(query.validated_data["wait"], float(settings.GENERATE_WAIT_MAX_SECONDS))
         data = JobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = job_create(owner_id=request.user.id, **data.validated_data)
-        if isinstance(job, ClipHit):
-            return self._hit(request, job, base64_audio=query.validated_data["format"] == "base64")
-        if job.status not in Job.FINISHED and wait > 0:
-            job = job_wait(job_id=job.id, seconds=wait)
-        if job.status == Job.Status.FAILED:
+        answer = job_request(owner_id=request.user.id, **data.validated_data)
+        if answer.hit is not None:
+            return self._hit(request, answer, base64_audio=query.validated_data["format"] == "base64")
+        answer = job_request_wait(answer=answer, seconds=wait)
+        job, state = answer.job, answer.state
+        assert job is not None and state is not None  # a JobAnswer without a hit has its job
+        if state.finished and not state.has_audio:
             return Response(
                 {"success": False, "job_id": str(job.id), "code": job.error_code, "message": job.error_message},
                 status=502,
             )
-        if job.status != Job.Status.SUCCEEDED:
+        if not state.finished:
             response = Response(
                 {"success": False, "job_id": str(job.id), "status": job.status,
                  "message": "Still synthesising; poll the job.",
@@ -145,7 +144,9 @@ class LegacyGenerateApi(APIView):
             body["audio_base64"] = _audio_base64(job.clip.audio.name)
         return Response(body)
 
-    def _hit(self, request: Request, hit: ClipHit, *, base64_audio: bool) -> Response:
+    def _hit(self, request: Request, answer: JobAnswer, *, base64_audio: bool) -> Response:
+        hit = answer.hit
+        assert hit is not None
         # Answered from the clip cache: no job was made (job_id null), the audio is the clip's.
         body = {
             "success": True,

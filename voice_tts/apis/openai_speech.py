@@ -19,7 +19,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -33,13 +33,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
-from voice_tts.apis.authentication import CachedTokenAuthentication
-from voice_tts.apis.errors import openai_error_json
 from voice_tts.apis.schema import RETRY_AFTER_HEADER
-from voice_tts.apis.throttles import SpeechThrottle
 from voice_tts.audio_codec import AUDIO_FORMATS
 from voice_tts.errors import ServiceError
-from voice_tts.models import Voice
+from voice_tts.http.authentication import CachedTokenAuthentication
+from voice_tts.http.errors import error_status, openai_error_json
+from voice_tts.http.throttles import SpeechThrottle
 from voice_tts.services.speech import (
     OPENAI_VOICES,
     SPEECH_INPUT_MAX_CHARS,
@@ -50,6 +49,10 @@ from voice_tts.services.speech import (
     speech_create,
     speech_models,
 )
+from voice_tts.services.voices import voices_of
+
+if TYPE_CHECKING:  # annotations only: the API gets its models from the services (pyproject.toml)
+    from voice_tts.models import Voice
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +106,8 @@ def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
     """Every error of the /v1/ views in OpenAI's envelope, with DRF's statuses and headers."""
     if isinstance(exc, ServiceError):
         param = _SERVICE_ERROR_PARAMS.get(exc.code) or ("input" if exc.code.startswith("text_") else None)
-        return Response(openai_error_json(exc.message, exc.status, code=exc.code, param=param), status=exc.status)
+        http_status = error_status(exc.code)
+        return Response(openai_error_json(exc.message, http_status, code=exc.code, param=param), status=http_status)
     if isinstance(exc, exceptions.ValidationError):
         param, message, code = _first_error(exc.detail)
         return Response(openai_error_json(message, 400, code=code, param=param), status=400)
@@ -257,7 +261,7 @@ def _sse_events(speech: Speech, first: bytes, rest: Iterator[bytes]) -> Iterator
     except ServiceError as exc:
         # The status line is long gone: the stream ends with an error event instead of `done`.
         logger.warning("speech stream for owner %s ended early: %s %s", speech.owner_id, exc.code, exc.message)
-        yield _sse_event({"type": "error", **openai_error_json(exc.message, exc.status, code=exc.code)})
+        yield _sse_event({"type": "error", **openai_error_json(exc.message, error_status(exc.code), code=exc.code)})
         return
     yield _sse_event({"type": "speech.audio.done", "usage": _usage(speech)})
 
@@ -323,8 +327,7 @@ class ModelDetailApi(OpenAIApi):
                    responses={200: OpenAIModelSerializer, **openai_error_responses(401, 404)})
     def get(self, request: Request, model: str) -> Response:
         if model not in speech_models():
-            raise ServiceError("model_not_found", f"The model {model!r} does not exist; see GET /v1/models.",
-                               status=404)
+            raise ServiceError("model_not_found", f"The model {model!r} does not exist; see GET /v1/models.")
         return Response(_model_json(model))
 
 
@@ -356,6 +359,6 @@ class SpeechVoiceListApi(OpenAIApi):
         }), **openai_error_responses(401)},
     )
     def get(self, request: Request) -> Response:
-        voices = [_voice_json(voice) for voice in Voice.objects.filter(owner=request.user)]
+        voices = [_voice_json(voice) for voice in voices_of(owner_id=request.user.id)]
         return Response({"voices": SpeechVoiceOutputSerializer(voices, many=True).data,
                          "builtin_voices": list(OPENAI_VOICES)})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
 
-from django.shortcuts import get_object_or_404
 from django.utils.http import parse_etags
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -18,13 +19,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voice_tts.apis.audio import FORMAT_ERRORS, audio_format_requested
 from voice_tts.apis.jobs import JobTextField
 from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_responses
-from voice_tts.models import ReminderPhrase
+from voice_tts.audio_links import clip_audio_url
+from voice_tts.http.audio import FORMAT_ERRORS, audio_format_requested
 from voice_tts.services.clip_formats import CLIP_AUDIO_DEFAULT, CLIP_AUDIO_FORMATS, phrase_bundle_formatted
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.phrases import PHRASE_MAX_TIMES, phrase_create, phrase_delete, phrase_update
+from voice_tts.services.phrases import (
+    PHRASE_MAX_TIMES,
+    PhraseBundle,
+    phrase_create,
+    phrase_delete,
+    phrase_get,
+    phrase_update,
+    phrases_of,
+)
+
+if TYPE_CHECKING:  # annotations only: the API gets its models from the services (pyproject.toml)
+    from voice_tts.models import ReminderPhrase
 
 DAYS_HELP = "ISO weekdays, 1 = Monday … 7 = Sunday; empty: every day."
 
@@ -43,7 +55,9 @@ class PhraseOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Phrase"
 
-    def get_daily(self, phrase: ReminderPhrase) -> bool:
+    # `phrase` is a ReminderPhrase; not annotated as one, since drf-spectacular evaluates the hints at
+    # runtime and the API imports no model (pyproject.toml).
+    def get_daily(self, phrase: Any) -> bool:
         return not phrase.times
 
 
@@ -134,7 +148,7 @@ _PHRASE_WRITE_ERROR_TEXTS = {
 
 def owned_phrase(request: Request, phrase_id: int) -> ReminderPhrase:
     # 404 (never 403) for other users' phrases: existence is not revealed.
-    return get_object_or_404(ReminderPhrase, id=phrase_id, owner=request.user)
+    return phrase_get(owner_id=request.user.id, phrase_id=phrase_id)
 
 
 class PhraseCollectionApi(APIView):
@@ -146,7 +160,7 @@ class PhraseCollectionApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        phrases = ReminderPhrase.objects.filter(owner=request.user).order_by("id")
+        phrases = phrases_of(owner_id=request.user.id)
         return Response({"results": PhraseOutputSerializer(phrases, many=True).data})
 
     @extend_schema(
@@ -209,6 +223,46 @@ BUNDLE_FORMAT_PARAMETER = OpenApiParameter(
 )
 
 
+def phrase_bundle_json(bundle: PhraseBundle, *, base_url: str) -> dict[str, Any]:
+    """The bundle's JSON: each clip's absolute URL (`?format=` unless WAV); `size_bytes` and
+    `audio_format` only in a bundle of another format (a WAV bundle is as it was before formats)."""
+    query = f"?format={bundle.audio_format}" if bundle.audio_format else ""
+    entries = []
+    for entry in bundle.entries:
+        body: dict[str, Any] = {
+            "id": entry.id,
+            "text": entry.text,
+            "language": entry.language,
+            "times": entry.times,
+            "days": entry.days,
+            "status": entry.status,
+            "cache_key": entry.cache_key,
+            "audio_url": clip_audio_url(entry.cache_key, base_url=base_url) + query if entry.cache_key else None,
+            "sha256": entry.sha256,
+            "duration_seconds": entry.duration_seconds,
+        }
+        if bundle.audio_format:
+            body["size_bytes"] = entry.size_bytes
+        entries.append(body)
+    body = {
+        "voice_id": str(bundle.voice_id) if bundle.voice_id is not None else None,
+        "engine": bundle.engine,
+        "model_version": bundle.model_version,
+        "timezone": bundle.timezone,
+        "dose_alert_minutes": bundle.dose_alert_minutes,
+        "phrases": entries,
+    }
+    if bundle.audio_format:
+        body["audio_format"] = bundle.audio_format
+    return body
+
+
+def _bundle_etag(body: dict[str, Any]) -> str:
+    """Strong, quoted: a hash of the whole canonical body (a changed clip, URL or schedule shows)."""
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return '"' + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32] + '"'
+
+
 class PhraseBundleApi(APIView):
     """GET: today's phrases with clip URL, sha256 and duration; If-None-Match -> 304.
 
@@ -229,14 +283,14 @@ class PhraseBundleApi(APIView):
         audio_format = CLIP_AUDIO_DEFAULT
         if "format" in request.query_params:
             audio_format = audio_format_requested(request)
-        bundle = phrase_bundle_formatted(
-            owner_id=request.user.id, base_url=request.build_absolute_uri("/"), audio_format=audio_format
-        )
+        bundle = phrase_bundle_formatted(owner_id=request.user.id, audio_format=audio_format)
+        body = phrase_bundle_json(bundle, base_url=request.build_absolute_uri("/"))
+        etag = _bundle_etag(body)
         client_etags = parse_etags(request.headers.get("If-None-Match", ""))
         # Weak comparison (RFC 9110 13.1.2): a proxy may have weakened our tag.
-        matches = "*" in client_etags or bundle.etag in {tag.removeprefix("W/") for tag in client_etags}
-        response = Response(status=304) if matches else Response(bundle.body)
-        response["ETag"] = bundle.etag
+        matches = "*" in client_etags or etag in {tag.removeprefix("W/") for tag in client_etags}
+        response = Response(status=304) if matches else Response(body)
+        response["ETag"] = etag
         # Private (personal audio), and always revalidated: a changed voice shows at once.
         response["Cache-Control"] = "private, no-cache"
         return response

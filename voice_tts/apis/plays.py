@@ -13,8 +13,7 @@ from rest_framework.views import APIView
 from voice_tts.apis.doses import LocalTimeField
 from voice_tts.apis.phrases import owned_phrase
 from voice_tts.apis.schema import error_responses
-from voice_tts.models import PhrasePlay
-from voice_tts.services.plays import phrase_play_record
+from voice_tts.services.plays import PLAY_OUTCOMES, PLAY_SOURCES, phrase_play_record, phrase_plays_of
 
 
 class PlayOutputSerializer(serializers.Serializer):
@@ -22,8 +21,8 @@ class PlayOutputSerializer(serializers.Serializer):
     phrase_id = serializers.IntegerField()
     key = serializers.CharField()
     played_at = serializers.DateTimeField()
-    outcome = serializers.ChoiceField(choices=PhrasePlay.Outcome.choices)
-    source = serializers.ChoiceField(choices=PhrasePlay.Source.choices)
+    outcome = serializers.ChoiceField(choices=PLAY_OUTCOMES)
+    source = serializers.ChoiceField(choices=PLAY_SOURCES)
     device_id = serializers.IntegerField(allow_null=True, help_text="The device whose token reported it.")
     dose_id = serializers.IntegerField(allow_null=True, help_text="The dose (reminder occurrence) it played.")
     received_at = serializers.DateTimeField()
@@ -43,8 +42,8 @@ class PhrasePlaysApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         played_at = serializers.DateTimeField(help_text="When the Pi started playing, ISO 8601 with an offset.")
-        outcome = serializers.ChoiceField(choices=PhrasePlay.Outcome.choices)
-        source = serializers.ChoiceField(choices=PhrasePlay.Source.choices)
+        outcome = serializers.ChoiceField(choices=PLAY_OUTCOMES)
+        source = serializers.ChoiceField(choices=PLAY_SOURCES)
         key = serializers.RegexField(
             r"^[A-Za-z0-9:._-]+$", max_length=200,
             help_text="Chosen by the Pi, unique per play (install id, phrase, local date and time): "
@@ -71,7 +70,7 @@ class PhrasePlaysApi(APIView):
     def get(self, request: Request, phrase_id: int) -> Response:
         phrase = owned_phrase(request, phrase_id)
         paginator = PlayPage()
-        page = paginator.paginate_queryset(PhrasePlay.objects.filter(phrase=phrase), request, view=self)
+        page = paginator.paginate_queryset(phrase_plays_of(phrase=phrase), request, view=self)
         return paginator.get_paginated_response(PlayOutputSerializer(page, many=True).data)
 
     @extend_schema(

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from voice_tts.models import Job
+from voice_tts.services.job_requests import JOB_STATUSES
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 
 
@@ -48,7 +48,7 @@ class JobOutputSerializer(serializers.Serializer):
     """Describes `presenters.job_json` (the API's and the webhooks' job JSON)."""
 
     id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=Job.Status.choices)
+    status = serializers.ChoiceField(choices=JOB_STATUSES)
     text = serializers.CharField()
     language = serializers.ChoiceField(choices=SUPPORTED_LANGUAGES)
     params = serializers.DictField(child=serializers.JSONField())

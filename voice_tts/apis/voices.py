@@ -1,7 +1,8 @@
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -9,11 +10,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.schema import RETRY_AFTER_HEADER, error_responses
-from voice_tts.apis.throttles import UploadsThrottle
 from voice_tts.errors import ServiceError
-from voice_tts.models import Voice
+from voice_tts.http.throttles import UploadsThrottle
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.voices import voice_create, voice_delete
+from voice_tts.services.voices import voice_create, voice_delete, voice_get, voices_of
+
+if TYPE_CHECKING:  # annotations only: the API gets its models from the services (pyproject.toml)
+    from voice_tts.models import Voice
 
 # Multipart framing around the file; a body larger than cap + this is refused unread.
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -56,14 +59,14 @@ def voice_upload_from_request(request: Request) -> Voice:
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > settings.VOICE_MAX_UPLOAD_BYTES + _MULTIPART_OVERHEAD:
         raise ServiceError(
-            "file_too_large", f"The upload is {declared} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}.", status=413
+            "file_too_large", f"The upload is {declared} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}."
         )
     upload = request.FILES.get("voice_file")
     if upload is None:
         raise ServiceError("missing_file", "Attach the voice sample as the multipart field 'voice_file'.")
     if upload.size > settings.VOICE_MAX_UPLOAD_BYTES:
         raise ServiceError(
-            "file_too_large", f"The file is {upload.size} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}.", status=413
+            "file_too_large", f"The file is {upload.size} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES}."
         )
     fields = VoiceInputSerializer(data=request.data)
     fields.is_valid(raise_exception=True)
@@ -83,7 +86,7 @@ class VoiceCollectionApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        voices = Voice.objects.filter(owner=request.user)
+        voices = voices_of(owner_id=request.user.id)
         return Response({"results": VoiceOutputSerializer(voices, many=True).data})
 
     @extend_schema(
@@ -99,7 +102,7 @@ class VoiceCollectionApi(APIView):
 
 class VoiceDetailApi(APIView):
     def _voice(self, request: Request, voice_id: Any) -> Voice:
-        return get_object_or_404(Voice, id=voice_id, owner=request.user)
+        return voice_get(owner_id=request.user.id, voice_id=voice_id)
 
     @extend_schema(operation_id="voices_retrieve", responses={200: VoiceOutputSerializer, **error_responses(401, 404)})
     def get(self, request: Request, voice_id: Any) -> Response:

@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -5,8 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voice_tts.apis.schema import error_responses
-from voice_tts.models import WebhookSecret
 from voice_tts.services.webhooks import webhook_secret_get, webhook_secret_rotate
+
+if TYPE_CHECKING:  # annotations only: the API gets its models from the services (pyproject.toml)
+    from voice_tts.models import WebhookSecret
 
 
 def _secret_body(secret: WebhookSecret) -> dict:

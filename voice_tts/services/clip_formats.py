@@ -17,10 +17,9 @@ source of truth for its name, sha256 and size. Later requests serve the stored f
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from typing import Final
 
@@ -55,7 +54,7 @@ class ClipAudio:
 
 
 def _missing() -> ServiceError:
-    return ServiceError("audio_missing", "The audio file is missing from storage.", status=410)
+    return ServiceError("audio_missing", "The audio file is missing from storage.")
 
 
 def clip_format_check(*, audio_format: str) -> str:
@@ -111,7 +110,7 @@ def _encoding_make(*, clip: Clip, audio_format: str) -> ClipAudio:
     try:
         samples, sample_rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=False)
     except soundfile.LibsndfileError:
-        raise ServiceError("audio_unreadable", "The stored audio could not be read.", status=500) from None
+        raise ServiceError("audio_unreadable", "The stored audio could not be read.") from None
     if samples.ndim == 2:  # clips are stored mono; an imported stereo WAV is mixed down
         samples = samples.mean(axis=1)
     data = audio_encode(samples=samples, sample_rate=sample_rate, audio_format=audio_format)
@@ -134,7 +133,7 @@ def _encoding_make(*, clip: Clip, audio_format: str) -> ClipAudio:
         if winner is None or winner.audio.name != name:
             default_storage.delete(name)
         if winner is None:
-            raise ServiceError("not_found", "No such clip.", status=404) from None
+            raise ServiceError("not_found", "No such clip.") from None
         return _from_encoding(winner)
     return _from_encoding(encoding)
 
@@ -160,43 +159,37 @@ def clip_audio_encoded(*, clip: Clip, audio_format: str) -> ClipAudio:
     return _clip_audio(clip=clip, audio_format=audio_format, encoding=encoding)
 
 
-def _bundle_etag(body: dict) -> str:
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return '"' + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32] + '"'
-
-
-def phrase_bundle_formatted(*, owner_id: int, base_url: str, audio_format: str) -> PhraseBundle:
+def phrase_bundle_formatted(*, owner_id: int, audio_format: str) -> PhraseBundle:
     """The Pi's bundle (services.phrases.phrase_bundle) with each entry's audio in `audio_format`.
 
     wav: the bundle exactly as phrase_bundle makes it (same body, same ETag as before formats existed). Another
-    format: each entry's `audio_url` asks for it (`?format=`), `sha256` is that file's and `size_bytes` its size;
-    the body says `audio_format`. The encodings are made here if missing (once per clip), so the sha256 the Pi
-    checks is the one it downloads. An entry whose WAV is missing turns `pending`, as in phrase_bundle.
+    format: each entry's `sha256` is that file's and `size_bytes` its size, and the bundle says `audio_format`
+    (the API's URLs then ask for it). The encodings are made here if missing (once per clip), so the sha256 the
+    Pi checks is the one it downloads. An entry whose WAV is missing turns `pending`, as in phrase_bundle.
     """
     clip_format_check(audio_format=audio_format)
-    bundle = phrase_bundle(owner_id=owner_id, base_url=base_url)
+    bundle = phrase_bundle(owner_id=owner_id)
     if audio_format == "wav":
         return bundle
-    body = copy.deepcopy(bundle.body)
-    keys = {entry["cache_key"] for entry in body["phrases"] if entry.get("cache_key")}
+    keys = {entry.cache_key for entry in bundle.entries if entry.cache_key}
     clips = {clip.cache_key: clip for clip in Clip.objects.filter(owner_id=owner_id, cache_key__in=keys)}
     encodings = {
         encoding.clip_id: encoding
         for encoding in ClipEncoding.objects.filter(clip__in=clips.values(), audio_format=audio_format)
     }
-    for entry in body["phrases"]:
-        entry["size_bytes"] = None
-        clip = clips.get(entry.get("cache_key") or "")
+    entries = []
+    for entry in bundle.entries:
+        clip = clips.get(entry.cache_key or "")
         if clip is None:
+            entries.append(entry)
             continue
         try:
             audio = _clip_audio(clip=clip, audio_format=audio_format, encoding=encodings.get(clip.id))
         except ServiceError as exc:
             if exc.code not in ("audio_missing", "not_found"):
                 raise
-            entry.update(status="pending", cache_key=None, audio_url=None, sha256=None, duration_seconds=None)
+            entries.append(dataclasses.replace(entry, status="pending", cache_key=None, sha256=None,
+                                               duration_seconds=None))
             continue
-        entry.update(audio_url=f"{entry['audio_url']}?format={audio_format}", sha256=audio.sha256,
-                     size_bytes=audio.size_bytes)
-    body["audio_format"] = audio_format
-    return PhraseBundle(body=body, etag=_bundle_etag(body))
+        entries.append(dataclasses.replace(entry, sha256=audio.sha256, size_bytes=audio.size_bytes))
+    return dataclasses.replace(bundle, entries=tuple(entries), audio_format=audio_format)

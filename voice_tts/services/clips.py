@@ -186,7 +186,7 @@ def _clip_store_lost_race(*, voice: Voice, cache_key: str, fields: dict[str, Any
 def clip_for_owner(*, owner_id: int, cache_key: str) -> Clip:
     clip = clip_lookup(owner_id=owner_id, cache_key=cache_key)
     if clip is None:
-        raise ServiceError("not_found", "No such clip.", status=404)
+        raise ServiceError("not_found", "No such clip.")
     return clip
 
 

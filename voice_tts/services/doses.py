@@ -34,6 +34,8 @@ DAYS_AHEAD = 1
 # The same bounds as play reports: a Pi without a battery clock may believe it is 1970.
 REPORT_MAX_AGE = dt.timedelta(days=90)
 REPORT_MAX_AHEAD = dt.timedelta(days=1)
+# What a dose's `state` may be, for the API's schema.
+DOSE_STATES: list[tuple[str, str]] = Dose.State.choices
 PLAYED_OUTCOMES = ("played", "fallback")
 
 
@@ -216,7 +218,7 @@ def dose_confirm(*, owner_id: int, phrase_id: int, local_date: dt.date, local_ti
                            "confirmed_at must lie within the last 90 days (and not more than a day ahead).")
     phrase = ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).first()
     if phrase is None:
-        raise ServiceError("not_found", "Not found.", status=404)
+        raise ServiceError("not_found", "Not found.")
     dose = dose_for_occurrence(phrase=phrase, local_date=local_date, local_time=local_time)
     changed = Dose.objects.filter(id=dose.id).exclude(state=Dose.State.CONFIRMED).update(
         state=Dose.State.CONFIRMED, confirmed_at=confirmed_at, confirmation_key=key)

@@ -7,17 +7,15 @@ entry, whoever asked first.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
-from django.urls import reverse
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
@@ -67,7 +65,7 @@ def _phrase_saved(phrase: ReminderPhrase) -> ReminderPhrase:
         with transaction.atomic():
             phrase.save()
     except IntegrityError:
-        raise ServiceError("phrase_exists", "You already have a phrase with this text and language.", status=409)
+        raise ServiceError("phrase_exists", "You already have a phrase with this text and language.")
     return phrase
 
 
@@ -75,6 +73,19 @@ def _clips_requested(*, owner_id: int) -> None:
     # After commit, so the worker sees the row; in the background, so the caller
     # (CarePill's backend, the admin) never waits for synthesis.
     transaction.on_commit(lambda: reminders_pregenerate_send(owner_id=owner_id))
+
+
+def phrases_of(*, owner_id: int) -> QuerySet[ReminderPhrase]:
+    """The owner's phrases, oldest first."""
+    return ReminderPhrase.objects.filter(owner_id=owner_id).order_by("id")
+
+
+def phrase_get(*, owner_id: int, phrase_id: int) -> ReminderPhrase:
+    """The owner's phrase; `not_found` for another user's too (existence is not revealed)."""
+    phrase = ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).first()
+    if phrase is None:
+        raise ServiceError("not_found", "Not found.")
+    return phrase
 
 
 def phrase_create(
@@ -137,19 +148,45 @@ def phrase_delete(*, phrase: ReminderPhrase) -> None:
 
 
 @dataclass(frozen=True)
+class PhraseBundleEntry:
+    """One active phrase and its clip. The clip fields are None while `status` is "pending";
+    `size_bytes` is set only in a bundle of another format than WAV (services/clip_formats.py)."""
+
+    id: int
+    text: str
+    language: str
+    times: list[str]
+    days: list[int]
+    status: str  # ready | stale | pending
+    cache_key: str | None = None
+    sha256: str | None = None
+    duration_seconds: float | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class PhraseBundle:
-    body: dict[str, Any]
-    etag: str  # quoted, ready for the ETag header
+    """Everything the Pi needs for today, as data: the API shows it as JSON with each clip's URL
+    (apis/phrases.py), the pages as each reminder's state. `audio_format` is None for WAV, the
+    bundle as it was before other formats existed."""
+
+    voice_id: Any
+    engine: str
+    model_version: str
+    timezone: str
+    dose_alert_minutes: int
+    entries: tuple[PhraseBundleEntry, ...]
+    audio_format: str | None = None
 
 
-def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
+def phrase_bundle(*, owner_id: int) -> PhraseBundle:
     """Everything the Pi needs for today: each active phrase with its clip, if made.
 
     `status` per phrase: "ready" (clip for the current voice and model), "stale" (a clip
     of the current voice from older weights: better than a robot voice while the new
     one is being made), "pending" (no clip yet; the Pi speaks its local fallback).
     A fixed number of queries whatever the number of phrases, and only reads: clips are pinned
-    and checksummed when stored (services/clips.py clip_store). The ETag hashes the whole body.
+    and checksummed when stored (services/clips.py clip_store).
     """
     engine = settings.TTS_ENGINE
     voice = Voice.objects.filter(owner_id=owner_id, is_active=True).only("id").first()
@@ -173,7 +210,6 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
             if clip.params == PHRASE_PARAMS:
                 older[(clip.text, clip.language)] = clip  # newest wins
 
-    base = base_url.rstrip("/")
     entries = []
     for phrase in phrases:
         clip = exact.get(keys.get(phrase.id, ""))
@@ -181,42 +217,25 @@ def phrase_bundle(*, owner_id: int, base_url: str) -> PhraseBundle:
         if clip is None:
             clip = older.get((phrase.text, phrase.language))
             state = "stale" if clip is not None else "pending"
-        entry: dict[str, Any] = {
-            "id": phrase.id,
-            "text": phrase.text,
-            "language": phrase.language,
-            "times": phrase.times,
-            "days": phrase.days,
-            "status": state,
-            "cache_key": None,
-            "audio_url": None,
-            "sha256": None,
-            "duration_seconds": None,
-        }
+        entry = PhraseBundleEntry(id=phrase.id, text=phrase.text, language=phrase.language, times=phrase.times,
+                                  days=phrase.days, status=state)
         if clip is not None and not clip.sha256:
             # Only a clip whose file was already gone when migration 0010 checksummed the old rows:
             # the sweeper's business, not the Pi's.
-            entry["status"] = "pending"
+            entry = dataclasses.replace(entry, status="pending")
         elif clip is not None:
-            entry.update(
-                cache_key=clip.cache_key,
-                audio_url=base + reverse("voice_tts:clip-audio", kwargs={"cache_key": clip.cache_key}),
-                sha256=clip.sha256,
-                duration_seconds=round(clip.duration_seconds, 3),
-            )
+            entry = dataclasses.replace(entry, cache_key=clip.cache_key, sha256=clip.sha256,
+                                        duration_seconds=round(clip.duration_seconds, 3))
         entries.append(entry)
 
-    body = {
-        "voice_id": str(voice.id) if voice is not None else None,
-        "engine": engine,
-        "model_version": model_version,
-        "timezone": household_zone_name(CareSettings.objects.filter(owner_id=owner_id).first()),
-        "dose_alert_minutes": settings.DOSE_ALERT_MINUTES,
-        "phrases": entries,
-    }
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    etag = '"' + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32] + '"'
-    return PhraseBundle(body=body, etag=etag)
+    return PhraseBundle(
+        voice_id=voice.id if voice is not None else None,
+        engine=engine,
+        model_version=model_version,
+        timezone=household_zone_name(CareSettings.objects.filter(owner_id=owner_id).first()),
+        dose_alert_minutes=settings.DOSE_ALERT_MINUTES,
+        entries=tuple(entries),
+    )
 
 
 def phrases_failed(*, owner_id: int) -> dict[tuple[str, str], str]:

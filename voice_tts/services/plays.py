@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from voice_tts.errors import ServiceError
@@ -18,6 +19,9 @@ from voice_tts.services.doses import dose_play_attach
 
 # A Pi keeps unsent reports while offline; older ones, or ones from the future (a Pi has no
 # battery clock: before its first time sync it may believe it is 1970), are a wrong clock.
+# What a play's `outcome` and `source` may be, for the API's schema.
+PLAY_OUTCOMES: list[tuple[str, str]] = PhrasePlay.Outcome.choices
+PLAY_SOURCES: list[tuple[str, str]] = PhrasePlay.Source.choices
 PLAY_REPORT_MAX_AGE = dt.timedelta(days=90)
 PLAY_REPORT_MAX_AHEAD = dt.timedelta(days=1)
 
@@ -47,7 +51,7 @@ def phrase_play_record(
     phrase = ReminderPhrase.objects.filter(id=phrase_id, owner_id=owner_id).first()
     if phrase is None:
         # Another user's phrase is not revealed: the same answer as a missing one.
-        raise ServiceError("not_found", "Not found.", status=404)
+        raise ServiceError("not_found", "Not found.")
     if (scheduled_date is None) != (scheduled_time is None):
         raise ServiceError("occurrence_incomplete", "scheduled_date and scheduled_time go together.")
     play = PhrasePlay.objects.filter(owner_id=owner_id, key=key).first()
@@ -70,5 +74,10 @@ def phrase_play_record(
             if play is None:  # not a race on the key (a device revoked meanwhile, a phrase deleted)
                 raise
     if play.phrase_id != phrase_id:
-        raise ServiceError("play_key_conflict", "This key was already reported for another phrase.", status=409)
+        raise ServiceError("play_key_conflict", "This key was already reported for another phrase.")
     return play, created
+
+
+def phrase_plays_of(*, phrase: ReminderPhrase) -> QuerySet[PhrasePlay]:
+    """The plays of a phrase the caller already owns (`phrase_get`), for paging by the API."""
+    return PhrasePlay.objects.filter(phrase=phrase)

@@ -63,10 +63,9 @@ def reference_clip_decode(*, data: bytes) -> tuple[np.ndarray, int]:
                 raise ServiceError(
                     "unsupported_sample_rate",
                     f"Sample rate {rate} Hz is outside {_MIN_INPUT_RATE}-{_MAX_INPUT_RATE} Hz.",
-                    status=415,
                 )
             if not (1 <= channels <= _MAX_CHANNELS):
-                raise ServiceError("unsupported_channels", f"{channels} channels; at most {_MAX_CHANNELS}.", status=415)
+                raise ServiceError("unsupported_channels", f"{channels} channels; at most {_MAX_CHANNELS}.")
             max_frames = int(settings.VOICE_MAX_DECODE_SECONDS * rate)
             if frames > max_frames:
                 raise ServiceError(
@@ -80,7 +79,6 @@ def reference_clip_decode(*, data: bytes) -> tuple[np.ndarray, int]:
                     "audio_too_large",
                     f"The recording decodes to {frames * channels} samples ({channels} channels at {rate} Hz); "
                     f"at most {max_samples} are accepted.",
-                    status=413,
                 )
             # Read at most max_frames even if the header lied about the length.
             mono = _read_mono(audio, max_frames=min(max_frames, max_samples // channels))
@@ -90,7 +88,6 @@ def reference_clip_decode(*, data: bytes) -> tuple[np.ndarray, int]:
         raise ServiceError(
             "unsupported_audio",
             "The file could not be decoded as audio (WAV, FLAC, OGG/Vorbis or MP3 expected).",
-            status=415,
         ) from exc
     if mono.size == 0:
         raise ServiceError("empty_audio", "The file contains no audio samples.")

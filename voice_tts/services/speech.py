@@ -102,7 +102,7 @@ def speech_voice_resolve(*, owner_id: int, voice: str) -> uuid.UUID | None:
         voice_id = None
     if voice_id is None or not Voice.objects.filter(id=voice_id, owner_id=owner_id).exists():
         raise ServiceError("voice_not_found", f"No voice {voice!r}: use one of GET /v1/audio/voices, or a built-in "
-                           f"name ({', '.join(OPENAI_VOICES)}) for your active voice.", status=404)
+                           f"name ({', '.join(OPENAI_VOICES)}) for your active voice.")
     return voice_id
 
 
@@ -144,21 +144,21 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
     while True:
         state = job_state_get(owner_id=speech.owner_id, job_id=sentence.job_id)
         if state is None:
-            raise ServiceError("job_gone", f"The job for {sentence.text[:60]!r} was deleted.", status=500)
+            raise ServiceError("job_gone", f"The job for {sentence.text[:60]!r} was deleted.")
         if state.status == Job.Status.SUCCEEDED and state.clip_id is not None:
             return state.clip_id
         if state.finished:
             raise ServiceError(state.error_code or "synthesis_failed",
-                               f"Synthesis failed for {sentence.text[:60]!r}: {state.error_message}", status=500)
+                               f"Synthesis failed for {sentence.text[:60]!r}: {state.error_message}")
         if time.monotonic() >= deadline:
             raise ServiceError("speech_timeout", f"The sentence {sentence.text[:60]!r} was not ready after "
-                               f"{wait_seconds:g} s (job {sentence.job_id} is {state.status}).", status=504)
+                               f"{wait_seconds:g} s (job {sentence.job_id} is {state.status}).")
         time.sleep(delay)
         delay = min(delay * 1.5, _POLL_MAX_SECONDS)
 
 
 def _audio_missing(what: str) -> ServiceError:
-    return ServiceError("audio_missing", f"A sentence's {what} is gone from storage.", status=500)
+    return ServiceError("audio_missing", f"A sentence's {what} is gone from storage.")
 
 
 def _sentence_clips(*, speech: Speech, wait_seconds: float) -> Iterator[Clip]:
@@ -167,7 +167,7 @@ def _sentence_clips(*, speech: Speech, wait_seconds: float) -> Iterator[Clip]:
         clip_id = _sentence_clip_id(speech=speech, sentence=sentence, wait_seconds=wait_seconds)
         clip = Clip.objects.filter(id=clip_id, owner_id=speech.owner_id).first()
         if clip is None:
-            raise ServiceError("audio_missing", "A sentence's clip was deleted before it could be read.", status=500)
+            raise ServiceError("audio_missing", "A sentence's clip was deleted before it could be read.")
         yield clip
 
 

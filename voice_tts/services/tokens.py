@@ -7,6 +7,8 @@
 - `token_user` resolves a key. A key from before hashed tokens (DRF `authtoken`, stored in plain)
   keeps working until LEGACY_TOKEN_DEADLINE; its first use re-stores it as a digest (same key, so
   the client does not notice) and deletes the plain row.
+- `token_authenticate`: a key as authentication sees it, the user read from the Redis token cache
+  (one GET, no SQL) or, on a miss, from the database and cached (voice_tts/http/authentication.py).
 - `token_revoke`: logout; the Redis entry goes at once.
 Each issue and revocation is a structured event on the `voice_tts.security` logger.
 """
@@ -14,7 +16,10 @@ Each issue and revocation is a structured event on the `voice_tts.security` logg
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +31,15 @@ from voice_tts.errors import ServiceError
 from voice_tts.models import AccessToken
 from voice_tts.redis_client import REDIS_ERRORS, redis_client, redis_key
 from voice_tts.security_log import security_event
-from voice_tts.token_cache import token_cache_forget, token_digest
+from voice_tts.token_cache import (
+    token_cache_entry,
+    token_cache_forget,
+    token_cache_key,
+    token_cache_read,
+    token_digest,
+)
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "cpv_"  # noqa: S105 - a marker that tells our keys apart, not a secret
 
@@ -62,6 +75,64 @@ def token_user(*, key: str) -> tuple[Any, AccessToken] | None:
     return token.owner, token
 
 
+@dataclass(frozen=True)
+class TokenUser:
+    """Who a key authenticates: the user (from the cache, only the cached fields loaded) and, for a
+    device's token, the device."""
+
+    user: Any
+    device_id: int | None
+
+
+def token_authenticate(*, key: str) -> TokenUser:
+    """The user of a key valid now: `token_invalid`, `token_expired` or `user_inactive` otherwise.
+
+    The digest -> user entry in Redis answers a hit with one GET (the hot paths' only lookup);
+    a miss reads the database (`token_user`) and caches the user until the token expires or
+    TOKEN_CACHE_SECONDS pass. Redis down: the database answers, never a refusal. A device's use
+    is recorded (`device_seen`).
+    """
+    cache_key = token_cache_key(token_digest(key))
+    try:
+        entry = redis_client().get(cache_key)
+    except REDIS_ERRORS:
+        logger.warning("token cache unavailable; reading the database", exc_info=True)
+        entry = None
+        cache_up = False
+    else:
+        cache_up = True
+    if entry is not None:
+        user, expires_at, device_id = token_cache_read(entry)
+        if expires_at is not None and expires_at <= time.time():
+            raise ServiceError("token_expired", "Token expired.")
+        if not user.is_active:  # not cached as such today; kept in case a row is cached stale
+            raise ServiceError("user_inactive", "User inactive or deleted.")
+        return _token_used(user=user, device_id=device_id)
+    found = token_user(key=key)
+    if found is None:
+        raise ServiceError("token_invalid", "Invalid or expired token.")
+    user, token = found
+    if not user.is_active:
+        raise ServiceError("user_inactive", "User inactive or deleted.")
+    expires_at = token.expires_at.timestamp() if token.expires_at is not None else None
+    device_id = token.id if token.is_device else None
+    ttl = settings.TOKEN_CACHE_SECONDS
+    if expires_at is not None:
+        ttl = min(ttl, int(expires_at - time.time()))
+    if cache_up and ttl > 0:
+        try:
+            redis_client().set(cache_key, token_cache_entry(user, expires_at=expires_at, device_id=device_id), ex=ttl)
+        except REDIS_ERRORS:
+            logger.warning("token cache unavailable; not caching", exc_info=True)
+    return _token_used(user=user, device_id=device_id)
+
+
+def _token_used(*, user: Any, device_id: int | None) -> TokenUser:
+    if device_id is not None:
+        device_seen(token_id=device_id)
+    return TokenUser(user=user, device_id=device_id)
+
+
 def _legacy_token_migrated(*, key: str) -> tuple[Any, AccessToken] | None:
     if timezone.now() >= settings.LEGACY_TOKEN_DEADLINE:
         return None
@@ -95,7 +166,7 @@ def device_revoke(*, owner_id: int, device_id: int) -> None:
     """Revoke one of the owner's devices, at once (its cache entry goes with the row)."""
     deleted = AccessToken.objects.filter(id=device_id, owner_id=owner_id).exclude(device_name="").delete()[0]
     if not deleted:
-        raise ServiceError("not_found", "Not found.", status=404)
+        raise ServiceError("not_found", "Not found.")
     security_event("device_revoked", user_id=owner_id, device_id=device_id)
 
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import QuerySet
 
 from voice_tts.dispatch import reminders_pregenerate_send
 from voice_tts.errors import ServiceError
@@ -26,13 +27,25 @@ from voice_tts.services.reference_audio import reference_clip_normalise
 _TRANSCRIPT_MAX_CHARS = 500
 
 
+def voices_of(*, owner_id: int) -> QuerySet[Voice]:
+    """The owner's voices (never another user's)."""
+    return Voice.objects.filter(owner_id=owner_id)
+
+
+def voice_get(*, owner_id: int, voice_id: Any) -> Voice:
+    """The owner's voice; `not_found` for another user's too (existence is not revealed)."""
+    voice = Voice.objects.filter(id=voice_id, owner_id=owner_id).first()
+    if voice is None:
+        raise ServiceError("not_found", "Not found.")
+    return voice
+
+
 def voice_create(*, owner_id: int, data: bytes, transcript: str = "", language: str = "ko") -> Voice:
     """Validate and normalise the sample, store it, and make it the owner's active voice."""
     if len(data) > settings.VOICE_MAX_UPLOAD_BYTES:
         raise ServiceError(
             "file_too_large",
             f"The file is {len(data)} bytes; at most {settings.VOICE_MAX_UPLOAD_BYTES} are accepted.",
-            status=413,
         )
     if language not in SUPPORTED_LANGUAGES:
         raise ServiceError("unsupported_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}.")

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from voice_tts.audio_links import job_audio_url
 from voice_tts.errors import ServiceError
 from voice_tts.models import DisabledWebhookUrl, Job, WebhookDelivery, WebhookSecret, WebhookStatus
 from voice_tts.presenters import job_json
@@ -123,7 +124,8 @@ def webhook_deliver(*, job_id: Any, attempt: int) -> WebhookOutcome:
         return WebhookOutcome(delivered=False, retryable=False)
     record = WebhookDelivery(job=job, message_id=webhook_message_id(job), url=job.webhook_url, attempt=attempt)
     body = json.dumps(
-        {"type": f"job.{job.status}", "data": job_json(job_state_of(job), base_url=settings.PUBLIC_BASE_URL)},
+        {"type": f"job.{job.status}", "data": job_json(
+            job_state_of(job), audio_url=job_audio_url(job.id, base_url=settings.PUBLIC_BASE_URL))},
         separators=(",", ":"),
     ).encode()
     try:

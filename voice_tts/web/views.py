@@ -21,9 +21,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from voice_tts.apis.audio import audio_file_response
-from voice_tts.apis.throttles import JobsThrottle, UploadsThrottle, UserRateThrottle, client_address
 from voice_tts.errors import ServiceError
+from voice_tts.http.audio import audio_file_response
+from voice_tts.http.errors import error_status
+from voice_tts.http.throttles import JobsThrottle, UploadsThrottle, UserRateThrottle, client_address
 from voice_tts.models import Job, ReminderPhrase, Voice
 from voice_tts.result_cache import ClipHit
 from voice_tts.services.clips import clip_for_owner
@@ -80,21 +81,20 @@ class LogoutView(auth_views.LogoutView):
 
 def _phrase_states(request: HttpRequest) -> dict[int, dict[str, Any]]:
     """Per active phrase: its clip state in words and, when there is a clip, a URL to play it."""
-    bundle = phrase_bundle(owner_id=request.user.id, base_url=request.build_absolute_uri("/"))
+    bundle = phrase_bundle(owner_id=request.user.id)
     failed = phrases_failed(owner_id=request.user.id)
-    has_voice = bundle.body["voice_id"] is not None
     states: dict[int, dict[str, Any]] = {}
-    for entry in bundle.body["phrases"]:
-        state = entry["status"]  # ready | stale | pending
-        if not has_voice:
+    for entry in bundle.entries:
+        state = entry.status  # ready | stale | pending
+        if bundle.voice_id is None:
             state = "no_voice"
-        elif state == "pending" and (entry["text"], entry["language"]) in failed:
+        elif state == "pending" and (entry.text, entry.language) in failed:
             state = "failed"
         audio_url = None
-        if entry["cache_key"]:
-            audio_url = reverse("web:clip-audio", kwargs={"cache_key": entry["cache_key"]})
-        states[entry["id"]] = {"id": entry["id"], "state": state, "words": clip_state_words(state),
-                               "audio_url": audio_url}
+        if entry.cache_key:
+            audio_url = reverse("web:clip-audio", kwargs={"cache_key": entry.cache_key})
+        states[entry.id] = {"id": entry.id, "state": state, "words": clip_state_words(state),
+                            "audio_url": audio_url}
     return states
 
 
@@ -137,19 +137,19 @@ def _rate_checked(request: HttpRequest, throttle: UserRateThrottle) -> None:
     """The API's own per-user limit (same Redis counter): the pages are no way around it."""
     if not throttle.allow_request(request, None):
         seconds = max(1, round(throttle.wait() or 1))
-        raise ServiceError("throttled", f"Too many requests; try again in {seconds} s.", status=429)
+        raise ServiceError("throttled", f"Too many requests; try again in {seconds} s.")
 
 
 def _voice_saved(request: HttpRequest, *, transcript: str) -> Voice:
     _rate_checked(request, UploadsThrottle())
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > settings.VOICE_MAX_UPLOAD_BYTES + _MULTIPART_OVERHEAD:
-        raise ServiceError("file_too_large", "The upload is too large.", status=413)
+        raise ServiceError("file_too_large", "The upload is too large.")
     upload = request.FILES.get("voice_file")
     if upload is None:
         raise ServiceError("missing_file", "Attach the voice sample as 'voice_file'.")
     if upload.size > settings.VOICE_MAX_UPLOAD_BYTES:
-        raise ServiceError("file_too_large", "The file is too large.", status=413)
+        raise ServiceError("file_too_large", "The file is too large.")
     # The same service as POST /api/tts/voices/: decode, trim, check 3-10 s, normalise, store.
     return voice_create(owner_id=request.user.id, data=upload.read(), transcript=transcript, language="ko")
 
@@ -185,7 +185,7 @@ def enrol_record(request: HttpRequest) -> JsonResponse:
     try:
         voice = _voice_saved(request, transcript=READING_SCRIPT)
     except ServiceError as exc:
-        return JsonResponse({"code": exc.code, "message": refusal_words(exc)}, status=exc.status)
+        return JsonResponse({"code": exc.code, "message": refusal_words(exc)}, status=error_status(exc.code))
     return JsonResponse({"voice": _voice_json(voice), "message": _("Your voice is saved.")}, status=201)
 
 
@@ -200,7 +200,7 @@ def enrol_upload(request: HttpRequest) -> HttpResponse:
         voice = _voice_saved(request, transcript=form.cleaned_data["transcript"])
     except ServiceError as exc:
         form.add_error("voice_file", refusal_words(exc))
-        return _enrol_page(request, form=form, status=exc.status)
+        return _enrol_page(request, form=form, status=error_status(exc.code))
     messages.success(request, _("Your voice is saved (%(seconds)s seconds).") % {
         "seconds": f"{voice.duration_seconds:.1f}"})
     return redirect("web:home")
@@ -217,7 +217,7 @@ def _audio(name: str, *, filename: str) -> HttpResponse:
     try:
         return audio_file_response(name, filename=filename)
     except ServiceError as exc:  # the file is gone from storage (410)
-        return HttpResponse(refusal_words(exc), status=exc.status, content_type="text/plain; charset=utf-8")
+        return HttpResponse(refusal_words(exc), status=error_status(exc.code), content_type="text/plain; charset=utf-8")
 
 
 # --- Preview: a real job, polled ------------------------------------------------------------
@@ -240,7 +240,7 @@ def preview(request: HttpRequest) -> JsonResponse:
         _rate_checked(request, JobsThrottle())
         result = job_create(owner_id=request.user.id, text=PREVIEW_TEXT, language="ko")
     except ServiceError as exc:
-        return JsonResponse({"code": exc.code, "message": refusal_words(exc)}, status=exc.status)
+        return JsonResponse({"code": exc.code, "message": refusal_words(exc)}, status=error_status(exc.code))
     if isinstance(result, ClipHit):
         return JsonResponse({"status": "succeeded", "words": clip_state_words("succeeded"),
                              "audio_url": reverse("web:clip-audio", kwargs={"cache_key": result.clip.cache_key})})
@@ -304,7 +304,7 @@ def reminders(request: HttpRequest) -> HttpResponse:
         phrase = phrase_create(owner_id=request.user.id, language="ko", **form.phrase_fields())
     except ServiceError as exc:
         _form_refused(form, exc)
-        return _reminders_page(request, form=form, status=exc.status)
+        return _reminders_page(request, form=form, status=error_status(exc.code))
     messages.success(request, _("Reminder added: %(text)s") % {"text": phrase.text})
     return redirect("web:reminders")
 
@@ -387,7 +387,7 @@ def device(request: HttpRequest) -> HttpResponse:
     try:
         created, key = device_create(owner_id=request.user.id, name=request.POST.get("name", ""))
     except ServiceError as exc:
-        return _device_page(request, error=refusal_words(exc), status=exc.status)
+        return _device_page(request, error=refusal_words(exc), status=error_status(exc.code))
     # Shown on this answer only (never stored in the session or in a redirect): only its digest is kept.
     response = _device_page(request, created=created, config=_pi_config(request, key))
     response["Cache-Control"] = "no-store"

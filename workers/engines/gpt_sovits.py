@@ -31,12 +31,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from carepill_config import ConfigError, Env
 from workers.engines.base import EngineError, EngineNotReady
 
 log = logging.getLogger(__name__)
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = BASE_DIR / "models" / "gpt-sovits-v2"
+# The engine's settings, through carepill_config like every other (a bad number or path names its
+# variable; load() reports it as `engine_bad_config`). Reads os.environ as it is at each call.
+_env = Env()
 
 # The official release's names (huggingface lj1995/GPT-SoVITS), relative to GPTSOVITS_MODEL_PATH.
 # models/README.md documents the same layout.
@@ -89,7 +93,7 @@ def _preserved_cwd_and_env(*names: str) -> Iterator[None]:
 def _data_dir() -> Path:
     """A private, per-process writable dir for the package's config writes and caches."""
     if "data_dir" not in _import_state:
-        base = os.environ.get("GPT_SOVITS_DATA_DIR") or None
+        base = _env.str("GPT_SOVITS_DATA_DIR", "") or None
         if base:
             Path(base).mkdir(parents=True, exist_ok=True)
         # Per process: several workers on one host must not race on tts_infer.yaml.
@@ -107,7 +111,7 @@ def prepare_import_path() -> Path:
         data_dir = _data_dir()
         if _import_state.get("path_ready"):
             return data_dir
-        home = os.environ.get("GPTSOVITS_HOME")
+        home = _env.str("GPTSOVITS_HOME", "")
         with _preserved_cwd_and_env("GPT_SOVITS_DATA_DIR", "GPT_SOVITS_CODE_DIR", "GPT_SOVITS_TTS_CONFIG"):
             os.environ["GPT_SOVITS_DATA_DIR"] = str(data_dir)
             if home:
@@ -177,8 +181,8 @@ def missing_files(model_dir: Path) -> tuple[str, list[str]]:
 def _weight_paths(model_dir: Path, version: str) -> tuple[Path, Path]:
     """GPT and SoVITS weights: a fine-tuned pair from the env, else the release files."""
     default_gpt, default_sovits = (V2PRO_GPT, V2PRO_SOVITS) if version == "v2Pro" else (V2_GPT, V2_SOVITS)
-    gpt = os.environ.get("GPTSOVITS_GPT_WEIGHTS") or str(model_dir / default_gpt)
-    sovits = os.environ.get("GPTSOVITS_SOVITS_WEIGHTS") or str(model_dir / default_sovits)
+    gpt = _env.str("GPTSOVITS_GPT_WEIGHTS", "") or str(model_dir / default_gpt)
+    sovits = _env.str("GPTSOVITS_SOVITS_WEIGHTS", "") or str(model_dir / default_sovits)
     return Path(gpt), Path(sovits)
 
 
@@ -246,9 +250,10 @@ class GptSovitsEngine:
     # --- load ----------------------------------------------------------------------------------
 
     def load(self) -> None:
-        model_dir = Path(os.environ.get("GPTSOVITS_MODEL_PATH") or DEFAULT_MODEL_PATH)
-        if not model_dir.is_absolute():
-            model_dir = BASE_DIR / model_dir  # never relative to the cwd
+        try:
+            model_dir = _env.path("GPTSOVITS_MODEL_PATH", DEFAULT_MODEL_PATH, base=BASE_DIR)  # never the cwd
+        except ConfigError as exc:
+            raise EngineNotReady("engine_bad_config", str(exc)) from None
         version, missing = missing_files(model_dir)
         if missing:
             raise EngineNotReady(
@@ -352,23 +357,19 @@ class GptSovitsEngine:
         1 thread took 0.35 s against 0.44 s for 2 (bench/RESULTS.md). Throughput on CPU comes
         from worker processes (-c), one per core. On CUDA the default stands (the GPU does the work).
         """
-        raw = (os.environ.get("GPTSOVITS_TORCH_THREADS") or "").strip()
-        if not raw:
+        try:
+            threads = _env.int("GPTSOVITS_TORCH_THREADS", None, minimum=1)
+        except ConfigError as exc:
+            raise EngineNotReady("engine_bad_config", str(exc)) from None
+        if threads is None:
             if device == "cpu":
                 torch.set_num_threads(1)
             return
-        try:
-            threads = int(raw)
-        except ValueError:
-            threads = 0
-        if threads < 1:
-            raise EngineNotReady("engine_bad_config",
-                                 f"GPTSOVITS_TORCH_THREADS must be a whole number >= 1, got {raw!r}")
         torch.set_num_threads(threads)
 
     @staticmethod
     def _pick_device(torch: Any) -> str:
-        requested = (os.environ.get("GPTSOVITS_DEVICE") or "").strip().lower()
+        requested = _env.str("GPTSOVITS_DEVICE", "").strip().lower()
         if requested not in {"", "cuda", "cpu"} and not requested.startswith("cuda:"):
             raise EngineNotReady("engine_bad_config", f"GPTSOVITS_DEVICE must be cuda or cpu, got {requested!r}")
         if not requested:

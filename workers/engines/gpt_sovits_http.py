@@ -16,13 +16,13 @@ made with the old weights keep being served).
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import requests
 
+from carepill_config import ConfigError, Env
 from workers.engines.base import EngineError, EngineNotReady, EngineTransientError
 
 DEFAULT_API_URL = "http://127.0.0.1:9880"
@@ -45,14 +45,13 @@ class GptSovitsHttpEngine:
         return self._session is not None
 
     def load(self) -> None:
-        self.base_url = (os.environ.get("GPTSOVITS_API_URL") or DEFAULT_API_URL).rstrip("/")
-        raw_timeout = os.environ.get("GPTSOVITS_API_TIMEOUT")
+        env = Env()
         try:
-            self.timeout_s = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT_S
-        except ValueError:
-            raise EngineNotReady(
-                "engine_bad_config", f"GPTSOVITS_API_TIMEOUT must be a number, got {raw_timeout!r}"
-            ) from None
+            self.base_url = env.url("GPTSOVITS_API_URL", DEFAULT_API_URL, schemes=["http", "https"]).rstrip("/")
+            self.timeout_s = env.float("GPTSOVITS_API_TIMEOUT", DEFAULT_TIMEOUT_S, minimum=0.001)
+            model_version = env.str("GPTSOVITS_API_MODEL_VERSION", "")
+        except ConfigError as exc:
+            raise EngineNotReady("engine_bad_config", str(exc)) from None
         session = requests.Session()
         try:
             # FastAPI's schema page: answered without touching the model, so a cheap "is it up" probe
@@ -68,7 +67,7 @@ class GptSovitsHttpEngine:
                 f"{self.base_url} does not look like a GPT-SoVITS api_v2 server "
                 f"(GET /openapi.json answered {response.status_code})",
             )
-        self.model_version = os.environ.get("GPTSOVITS_API_MODEL_VERSION") or f"gpt_sovits_http:{self.base_url}"
+        self.model_version = model_version or f"gpt_sovits_http:{self.base_url}"
         self._session = session
         self.load_count += 1
 

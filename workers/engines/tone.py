@@ -22,8 +22,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from carepill_config import ConfigError, Env
+from workers.engines.base import EngineNotReady
+
 _SAMPLE_RATE = 16000
-_SAMPLE_RATES = range(8000, 48001)
 
 
 class ToneEngine:
@@ -37,12 +39,13 @@ class ToneEngine:
         self._sample_rate = _SAMPLE_RATE
 
     def load(self) -> None:
-        self._delay = float(os.environ.get("TONE_DELAY_SECONDS", "0") or 0)
-        self._crash_marker = os.environ.get("TONE_CRASH_MARKER", "")
-        rate = int(os.environ.get("TONE_SAMPLE_RATE", "") or _SAMPLE_RATE)
-        if rate not in _SAMPLE_RATES:
-            raise ValueError(f"TONE_SAMPLE_RATE must be 8000..48000 Hz, not {rate}")
-        self._sample_rate = rate
+        env = Env()
+        try:
+            self._delay = env.float("TONE_DELAY_SECONDS", 0.0, minimum=0.0)
+            self._crash_marker = env.str("TONE_CRASH_MARKER", "")
+            self._sample_rate = env.int("TONE_SAMPLE_RATE", _SAMPLE_RATE, minimum=8000, maximum=48000)
+        except ConfigError as exc:
+            raise EngineNotReady("bad_config", str(exc)) from None
 
     def synthesize(
         self,

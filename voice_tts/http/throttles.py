@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import redis
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from voice_tts.redis_client import redis_client, redis_key
 from voice_tts.services.logins import login_wait
-
-logger = logging.getLogger(__name__)
-
-
-def throttle_key(scope: str, user_id: Any) -> str:
-    return redis_key("throttle", scope, str(user_id))
+from voice_tts.services.throttles import throttle_count, throttle_key
 
 
 class UserRateThrottle(SimpleRateThrottle):
     """Counts per authenticated user in Redis (our own keys, one client per process); rates
     from settings at call time (THROTTLE_RATES), so they can change without a code change.
 
-    A fixed-window counter (INCR + EXPIRE in one round trip) instead of DRF's sliding log:
-    DRF reads, unpickles, trims, pickles and writes back the list of every request time in
-    the window on each request (two round trips, O(requests) work), which was a third of a
-    cache-hit job request's time (bench/RESULTS.md). The price: a client may send up to
-    twice the rate across a window boundary, acceptable for abuse protection.
+    A fixed-window counter (services/throttles.py says why not DRF's sliding log).
     """
 
     scope: str = ""
@@ -44,20 +32,12 @@ class UserRateThrottle(SimpleRateThrottle):
     def allow_request(self, request: Any, view: Any) -> bool:
         if self.rate is None:
             return True
-        key = self.get_cache_key(request, view)
-        if key is None:
+        if self.get_cache_key(request, view) is None:
             return True
-        try:
-            pipe = redis_client().pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, int(self.duration), nx=True)
-            pipe.ttl(key)
-            count, _, ttl = pipe.execute()
-        except (redis.RedisError, OSError):
-            # Redis down: refusing every caregiver would be worse than not counting.
-            logger.warning("throttle counter unavailable; allowing the request", exc_info=True)
-            return True
-        return self.verdict(count=count, ttl=ttl)
+        window = throttle_count(scope=self.scope, user_id=request.user.pk, window_seconds=int(self.duration))
+        if window is None:
+            return True  # Redis down: not counted
+        return self.verdict(count=window.count, ttl=window.ttl)
 
     def verdict(self, *, count: int, ttl: int) -> bool:
         """Allowed for the `count`-th request of a window with `ttl` seconds left?"""

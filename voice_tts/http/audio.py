@@ -99,7 +99,7 @@ def audio_format_requested(request: Request) -> str:
 
 
 def _missing() -> ServiceError:
-    return ServiceError("audio_missing", "The audio file is missing from storage.", status=410)
+    return ServiceError("audio_missing", "The audio file is missing from storage.")
 
 
 def _caching_headers(response: HttpResponse, etag: str | None) -> HttpResponse:
