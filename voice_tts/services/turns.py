@@ -76,22 +76,25 @@ def jobs_release(*, owner_id: int | None = None, limit: int = RELEASE_LIMIT,
 
     `owner_id`: only that user's jobs (job_create's pass: another user's slots did not change).
     Idempotent: a second pass right after the first releases nothing."""
-    now = now or timezone.now()
     report = ReleaseReport()
     per_user = settings.JOBS_IN_FLIGHT_PER_USER
     batch_cap = _batch_slots(per_user=per_user)
     sends: list[tuple[Any, int, str]] = []
     held = Job.objects.filter(status=Job.Status.QUEUED, held=True)
     in_flight = Job.objects.filter(status__in=Job.IN_FLIGHT, held=False)
-    recent = Job.objects.filter(released_at__gte=now - _RECENT)
     if owner_id is not None:
-        held, in_flight, recent = (rows.filter(owner_id=owner_id) for rows in (held, in_flight, recent))
+        held, in_flight = held.filter(owner_id=owner_id), in_flight.filter(owner_id=owner_id)
     # Nothing held (most finished jobs): no lock taken. A job held just after this read is
     # released by its own creator's pass, which runs after its commit.
     if not held.exists():
         return report
     with transaction.atomic():
         _turns_lock()
+        # Read once the lock is held: a release is stamped after every finish this pass saw.
+        now = now or timezone.now()
+        recent = Job.objects.filter(released_at__gte=now - _RECENT)
+        if owner_id is not None:
+            recent = recent.filter(owner_id=owner_id)
         owners = set(held.order_by().values_list("owner_id", flat=True).distinct())
         if not owners:
             return report
