@@ -21,6 +21,8 @@ largest N that stayed under).
 
     .venv-gpu/bin/python bench/first_audio.py               # both parts
     .venv/bin/python bench/first_audio.py --skip-api-v2 --engine tone   # without the GPU venv: (a), (b), streams
+    .venv/bin/python bench/first_audio.py --skip-api-v2 --engine tone --skip-streams --app-root /tmp/base
+                                            # part 1 only, serving another checkout (a before/after)
 
 Bytes per second of speech for each format: bench/audio_format_sizes.py.
 """
@@ -91,8 +93,27 @@ def speech_body(text: str, *, response_format: str = "wav", stream: bool) -> dic
 
 def line(label: str, firsts: list[float], lasts: list[float]) -> str:
     f, last = percentiles(firsts, (50,)), percentiles(lasts, (50,))
-    return (f"  {label:<22} first byte p50 {f['p50']:6.2f} s (min {min(firsts):5.2f}, max {max(firsts):5.2f})   "
-            f"last byte p50 {last['p50']:6.2f} s (min {min(lasts):5.2f}, max {max(lasts):5.2f})")
+    return (f"  {label:<22} first byte p50 {f['p50']:6.3f} s (min {min(firsts):5.3f}, max {max(firsts):5.3f})   "
+            f"last byte p50 {last['p50']:6.3f} s (min {min(lasts):5.3f}, max {max(lasts):5.3f})")
+
+
+def first_job_phases(db: Path, username: str, since: float, first_byte_at: float) -> tuple[float, ...] | None:
+    """Where the first sentence's time went, from its job row (the first this user created after `since`, epoch
+    seconds; this box's clock for both): request -> job row, row -> worker start (queue), worker start -> finish,
+    finish -> first byte (the web noticing and sending). None if the row is not found."""
+    import datetime as dt
+    import sqlite3
+
+    stamp = dt.datetime.fromtimestamp(since, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT j.created_at, j.started_at, j.finished_at FROM voice_tts_job j"
+            " JOIN auth_user u ON u.id = j.owner_id WHERE u.username = ? AND j.created_at >= ?"
+            " ORDER BY j.created_at LIMIT 1", (username, stamp)).fetchone()
+    if row is None or None in row:
+        return None
+    created, started, finished = (dt.datetime.fromisoformat(v).replace(tzinfo=dt.UTC).timestamp() for v in row)
+    return created - since, started - created, finished - started, first_byte_at - finished
 
 
 def first_audio(args: argparse.Namespace) -> None:
@@ -106,7 +127,7 @@ def first_audio(args: argparse.Namespace) -> None:
                        capture_output=True)
     env = {"GPTSOVITS_MODEL_PATH": str(model), "GPTSOVITS_DEVICE": "cpu", "THROTTLE_SPEECH_RATE": "100000/s"}
     print(f"\n1. time to first audio, {args.rounds} rounds of a 5-sentence Korean text, engine {args.engine}")
-    with BenchStack(database="sqlite", engine=args.engine, env=env) as stack:
+    with BenchStack(database="sqlite", engine=args.engine, env=env, app_root=args.app_root) as stack:
         # Two users, each with the same sample: the same text is a cache miss for both, so the
         # streamed and the joined answer (and api_v2) speak exactly the same sentences.
         users = {"ours, streamed": stack.client("streamed"), "ours, joined": stack.client("joined")}
@@ -123,6 +144,7 @@ def first_audio(args: argparse.Namespace) -> None:
                 timed_post(session, api.url + "/tts", api_v2_body(korean_text(1100), reference), {})
             results: dict[str, tuple[list[float], list[float]]] = {
                 "ours, streamed": ([], []), "ours, joined": ([], []), "api_v2 streaming_mode": ([], [])}
+            phases: list[tuple[float, ...]] = []
             for round_no in range(args.rounds):
                 text = korean_text(round_no)
                 runs = [(label, url, speech_body(text, stream=label.endswith("streamed")),
@@ -132,15 +154,28 @@ def first_audio(args: argparse.Namespace) -> None:
                     runs.append(("api_v2 streaming_mode", api.url + "/tts", body, {}))
                 for label, target, body, hdrs in runs:
                     try:
+                        since = time.time()
                         first, last, _ = timed_post(session, target, body, hdrs)
                     except requests.RequestException as exc:
                         logs = stack.log("worker")[-3000:] if label.startswith("ours") else ""
                         raise RuntimeError(f"{label}: {exc}\n{logs}") from exc
                     results[label][0].append(first)
                     results[label][1].append(last)
+                    if label == "ours, streamed":
+                        found = first_job_phases(stack.tmp / "db.sqlite3", "streamed", since, since + first)
+                        if found is not None:
+                            phases.append(found)
             for label, (firsts, lasts) in results.items():
                 if firsts:
                     print(line(label, firsts, lasts))
+            if phases:
+                names = ("request -> job row", "job row -> worker start", "worker start -> finished",
+                         "finished -> first byte")
+                print(f"  ours, streamed: the first sentence's path, p50 over {len(phases)} rounds (job rows' times):")
+                for index, name in enumerate(names):
+                    values = [p[index] for p in phases]
+                    print(f"    {name:<26} p50 {percentiles(values, (50,))['p50'] * 1000:7.1f} ms "
+                          f"(min {min(values) * 1000:6.1f}, max {max(values) * 1000:6.1f})")
         finally:
             if api:
                 api.stop()
@@ -199,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="gpt_sovits", help="our engine for part 1 (default gpt_sovits, tiny)")
     parser.add_argument("--skip-api-v2", action="store_true", help="part 1 without api_v2 (no GPU venv needed)")
     parser.add_argument("--skip-first-audio", action="store_true", help="only part 2 (concurrent streams)")
+    parser.add_argument("--skip-streams", action="store_true", help="only part 1 (time to first audio)")
+    parser.add_argument("--app-root", type=Path, help="serve another checkout (a baseline) with the same client")
     parser.add_argument("--sentence-seconds", type=float, default=0.5,
                         help="part 2: seconds each sentence takes in the worker (default 0.5)")
     parser.add_argument("--level-seconds", type=float, default=10.0,
@@ -209,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# first_audio  {machine_line()}")
     if not args.skip_first_audio:
         first_audio(args)
+    if args.skip_streams:
+        return 0
     # Streams that stay open: each sentence takes TONE_DELAY_SECONDS in one of 8 sleeping worker
     # processes (a GPU's pace, without taking the web's CPU), so the web holds every stream for seconds.
-    with BenchStack(database="sqlite", engine="tone", worker_concurrency=8,
+    with BenchStack(database="sqlite", engine="tone", worker_concurrency=8, app_root=args.app_root,
                     env={"THROTTLE_SPEECH_RATE": "100000/s", "TONE_DELAY_SECONDS": str(args.sentence_seconds)}
                     ) as stack:
         concurrent_streams(stack, stack.client().token, [int(n) for n in args.streams.split(",")],

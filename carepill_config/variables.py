@@ -87,6 +87,7 @@ _DECLARED = (
     Variable("JOB_TEXT_MAX_CHARS", _VOICE, "longest text of one job"),
     Variable("GENERATE_WAIT_MAX_SECONDS", _VOICE, "cap of /generate/?wait="),
     Variable("SPEECH_SENTENCE_WAIT_SECONDS", _VOICE, "/v1/audio/speech's wait for each sentence"),
+    Variable("SPEECH_WAKE_FALLBACK_SECONDS", _VOICE, "a /v1 stream re-reads its job's state this often without a push"),
     Variable("CLIP_QUOTA_PER_USER", _VOICE, "clips kept per user (least recently used evicted)"),
     Variable("CLIP_USE_FLUSH_SECONDS", _VOICE, "how often clip uses counted in Redis reach the database"),
     Variable("REMINDERS_BATCH_SIZE", _VOICE, "users per database round trip of nightly pre-generation"),

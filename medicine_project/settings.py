@@ -215,6 +215,9 @@ GENERATE_WAIT_MAX_SECONDS = env.int("GENERATE_WAIT_MAX_SECONDS", 30, minimum=0, 
 # POST /v1/audio/speech waits at most this long for each sentence's job (from when it is the next
 # one to send); then the answer is a 504 (before any audio) or the stream ends with an error.
 SPEECH_SENTENCE_WAIT_SECONDS = env.int("SPEECH_SENTENCE_WAIT_SECONDS", 120, minimum=1)
+# A waiting stream is woken by the worker's push when a sentence's job finishes (result_cache);
+# it also re-reads the job's state after this long without one, so a lost push costs at most this.
+SPEECH_WAKE_FALLBACK_SECONDS = env.float("SPEECH_WAKE_FALLBACK_SECONDS", 1.0, minimum=0.01)
 # Absolute URLs in webhook payloads (the API uses the request's own host).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)

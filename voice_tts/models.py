@@ -119,6 +119,9 @@ class AccessToken(models.Model):
     # A device's token (the Pi) has its name and may only do what a player needs
     # (apis/permissions.py: DeviceScope); a login's token has none.
     device_name = models.CharField(max_length=100, blank=True, default="")
+    # The clip format a device last asked its bundle in (services/device_formats.py): the worker
+    # stores the owner's clips in these formats as it makes them, so the bundle never encodes.
+    audio_format = models.CharField(max_length=8, default="wav")
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # None: until revoked (devices); a login's token expires ACCESS_TOKEN_DAYS after it.

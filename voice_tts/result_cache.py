@@ -399,3 +399,51 @@ def job_state_forget(*, job_id: Any) -> None:
         redis_client().delete(_job_key(job_id))
     except REDIS_ERRORS:
         logger.error("result cache: could not drop job %s's state", job_id, exc_info=True)
+
+
+# --- Waking whoever waits for a job -----------------------------------------------------
+#
+# A finished job's writer pushes one element onto `job:done:<id>` (after its state is kept). A waiter
+# blocks on that list with BLMOVE from the list to itself: it returns at once when an element is there
+# and leaves it there, so a push that came before the wait began is still seen, and every waiter of the
+# job is woken, not only the first. The list expires with the job's state. A push can be lost (Redis
+# restarted, a job finished by the sweeper, which does not push): the waiter's timeout is its fallback,
+# after which it reads the state again (services/speech.py).
+
+# Each blocking call stays under the client's socket timeout (redis_client: 2 s); longer waits loop.
+_WAIT_SLICE_SECONDS = 1.0
+
+
+def _done_key(job_id: Any) -> str:
+    return redis_key("job", "done", str(job_id))
+
+
+def job_finished_signal(*, job_id: Any) -> None:
+    """Wake every waiter of this job (it has finished: its state is already kept)."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.rpush(_done_key(job_id), b"1")
+        pipe.expire(_done_key(job_id), JOB_STATE_SECONDS)
+        pipe.execute()
+    except REDIS_ERRORS:
+        logger.warning("could not wake the waiters of job %s; they read its state after their fallback", job_id,
+                       exc_info=True)
+
+
+def job_finished_wait(*, job_id: Any, seconds: float) -> bool:
+    """Block until the job's finish is signalled (True), or `seconds` pass (False). Never raises: with Redis
+    down it sleeps a little and returns False, and the caller reads the state from the database."""
+    deadline = time.monotonic() + seconds
+    key = _done_key(job_id)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            if redis_client().blmove(key, key, min(left, _WAIT_SLICE_SECONDS), src="LEFT", dest="RIGHT") is not None:
+                return True
+        except REDIS_ERRORS:
+            logger.warning("job wake-ups unavailable; waiting %.2f s before reading job %s again",
+                           min(left, 0.25), job_id, exc_info=True)
+            time.sleep(min(left, 0.25))
+            return False

@@ -24,6 +24,7 @@ from voice_tts.apis.schema import ETAG_HEADER, IF_NONE_MATCH_HEADER, error_respo
 from voice_tts.audio_links import clip_audio_url
 from voice_tts.http.audio import FORMAT_ERRORS, audio_format_requested
 from voice_tts.services.clip_formats import CLIP_AUDIO_DEFAULT, CLIP_AUDIO_FORMATS, phrase_bundle_formatted
+from voice_tts.services.device_formats import device_audio_format_record
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.phrases import (
     PHRASE_MAX_TIMES,
@@ -219,7 +220,8 @@ BUNDLE_FORMAT_PARAMETER = OpenApiParameter(
     location=OpenApiParameter.QUERY,
     required=False,
     description="The entries' audio format: their `audio_url`, `sha256` and `size_bytes` are of that file "
-    "(made on this request if needed). Default wav: the bundle as it always was. The bundle itself is JSON.",
+    "(stored by the worker as it makes each clip once a device of yours asked for the format; made on this "
+    "request if still missing). Default wav: the bundle as it always was. The bundle itself is JSON.",
 )
 
 
@@ -283,6 +285,9 @@ class PhraseBundleApi(APIView):
         audio_format = CLIP_AUDIO_DEFAULT
         if "format" in request.query_params:
             audio_format = audio_format_requested(request)
+        device_id = getattr(request.auth, "device_id", None)
+        if device_id is not None:  # the worker stores this device's owner's new clips in it (services/device_formats)
+            device_audio_format_record(device_id=device_id, audio_format=audio_format)
         bundle = phrase_bundle_formatted(owner_id=request.user.id, audio_format=audio_format)
         body = phrase_bundle_json(bundle, base_url=request.build_absolute_uri("/"))
         etag = _bundle_etag(body)

@@ -1,8 +1,9 @@
 """A clip's audio in the format a client asks for: the stored WAV, or FLAC/Opus/MP3 encoded once and kept.
 
-An encoding is made on the first request for it (voice_tts.audio_codec, from the clip's WAV), saved beside the WAV
-through default_storage (local: temp file + rename; S3: one PUT), and recorded as a ClipEncoding row, which is the
-source of truth for its name, sha256 and size. Later requests serve the stored file.
+An encoding is made by the worker as it stores a clip, in the formats the owner's devices ask for
+(services/device_formats.py), else on the first request for it (voice_tts.audio_codec, from the clip's WAV),
+saved beside the WAV through default_storage (local: temp file + rename; S3: one PUT), and recorded as a
+ClipEncoding row, which is the source of truth for its name, sha256 and size. Later requests serve the stored file.
 
 - Names are content-addressed: `clips/<owner>/<cache_key>.<sha256 of the encoded bytes, 16 hex>.<ext>`. Two
   requests encoding the same clip at once each write a complete file under their own bytes' name (Ogg Opus bytes

@@ -31,6 +31,7 @@ from voice_tts.services.clips import (
     clip_use_record,
     clips_evict_over_quota,
 )
+from voice_tts.services.device_formats import clip_encodings_for_devices
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
 from voice_tts.services.turns import jobs_release
 from voice_tts.services.voices import voice_reference_path
@@ -210,6 +211,8 @@ def _job_finish(*, job: Job, generation: int | None = None, **fields: Any) -> No
         updated = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(**changes)
         if updated:
             transaction.on_commit(lambda: _job_finished_state(job=job, changes=changes, generation=generation))
+            # After the state: a stream woken by this push reads the finished state.
+            transaction.on_commit(lambda: result_cache.job_finished_signal(job_id=job.id))
         if updated and job.webhook_url:
             transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
     if updated:
@@ -409,6 +412,9 @@ def job_run(
             lock.release()
         except redis.RedisError:
             logger.warning("clip lock for job %s expired or Redis is gone", job.id)
+    # After the finish, so that a /v1 stream waiting for this clip is not held up by them (Opus takes about 35 ms
+    # per second of speech), and before this worker takes its next job: the owner's Pis' next bundle finds them.
+    clip_encodings_for_devices(clip=clip)
     clips_evict_over_quota(owner_id=job.owner_id, keep_clip_id=clip.id)
 
 

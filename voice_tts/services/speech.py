@@ -7,8 +7,10 @@ transaction (all or nothing; their messages leave once it commits). Then the sen
 is read back in order, each as soon as its job has finished, for the caller to stream.
 
 Waiting reads the job's state the way polling does (`job_state_get`: the Redis copy the
-worker writes at each state change, else one query), with a short sleep between reads and never
-inside a transaction; it gives up after SPEECH_SENTENCE_WAIT_SECONDS per sentence.
+worker writes at each state change, else one query), never inside a transaction, and between two
+reads blocks until the worker's push says the job finished (result_cache.job_finished_wait), or
+SPEECH_WAKE_FALLBACK_SECONDS pass without one (a lost push then costs that, never a hang); it gives
+up after SPEECH_SENTENCE_WAIT_SECONDS per sentence.
 
 `speech_audio` encodes the answer. Every body it makes is one file in the asked format at
 SPEECH_SAMPLE_RATE, whether a client reads it whole or plays it as it comes. Where a clip's
@@ -18,11 +20,14 @@ next request for the sentence encodes nothing:
 - mp3: every sentence, as its own stored MP3 file. MPEG frames concatenate into one valid stream
   (no Xing/Info frame: constant bit rate). Each file carries its encoder delay and padding, so a
   sentence boundary gains about 60 ms of silence (at 24 kHz), against a continuous stream.
-- opus, flac, wav: a single-sentence text only, whose whole answer is that one file. Per-sentence
-  files of these do not concatenate into one file (a second RIFF header, a second FLAC
-  STREAMINFO, a second Ogg logical stream that most decoders never read), so a longer text is one
-  continuous stream encoded here (AudioStreamEncoder), as before.
-- pcm: never stored; it is the clip's samples, resampled.
+- opus, flac, wav: a single-sentence text is that one file. Per-sentence files of these do not
+  concatenate into one file (a second RIFF header, a second FLAC STREAMINFO whose frames number
+  their samples from 0 again, a second Ogg logical stream that most decoders never read), so for a
+  longer text opus and flac are one continuous stream encoded here (AudioStreamEncoder), as before,
+  and wav is one header followed by each WAV's samples (below).
+- wav (a longer text) and pcm: a streaming WAV header (wav only), then each sentence's samples. Where the
+  clip's own WAV is 16-bit mono at SPEECH_SAMPLE_RATE, those are its data chunk's bytes, sent as stored;
+  others are resampled and converted here.
 A stored encoding is used only at SPEECH_SAMPLE_RATE (24 kHz): clip_formats encodes at the
 engine's rate (audio_codec: wav/flac unchanged, opus >= it, mp3 <= 24 kHz), so mp3 is stored
 here for engines above 22.05 kHz, opus for engines above 16 kHz up to 24 kHz, flac and wav only
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import struct
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -51,7 +57,7 @@ from django.db import transaction
 from voice_tts.audio_codec import AudioStreamEncoder, audio_encode, audio_encoded_rate
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Job, Voice
-from voice_tts.result_cache import ClipHit
+from voice_tts.result_cache import ClipHit, job_finished_wait
 from voice_tts.services.clip_formats import clip_audio_encoded
 from voice_tts.services.job_text import job_text_normalise
 from voice_tts.services.jobs import job_create, job_state_get
@@ -68,8 +74,6 @@ SPEECH_SAMPLE_RATE = 24000
 # The job parameters' range (apis/jobs.py JobParamsSerializer), which every engine honours.
 SPEECH_SPEED_MIN = 0.5
 SPEECH_SPEED_MAX = 2.0
-_POLL_FIRST_SECONDS = 0.02
-_POLL_MAX_SECONDS = 0.25
 
 
 def speech_models() -> list[str]:
@@ -140,7 +144,6 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
     if sentence.clip_id is not None:
         return sentence.clip_id
     deadline = time.monotonic() + wait_seconds
-    delay = _POLL_FIRST_SECONDS
     while True:
         state = job_state_get(owner_id=speech.owner_id, job_id=sentence.job_id)
         if state is None:
@@ -150,11 +153,12 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
         if state.finished:
             raise ServiceError(state.error_code or "synthesis_failed",
                                f"Synthesis failed for {sentence.text[:60]!r}: {state.error_message}")
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise ServiceError("speech_timeout", f"The sentence {sentence.text[:60]!r} was not ready after "
                                f"{wait_seconds:g} s (job {sentence.job_id} is {state.status}).")
-        time.sleep(delay)
-        delay = min(delay * 1.5, _POLL_MAX_SECONDS)
+        # Woken by the worker's push as the job finishes; without one (lost), the state is read again anyway.
+        job_finished_wait(job_id=sentence.job_id, seconds=min(left, settings.SPEECH_WAKE_FALLBACK_SECONDS))
 
 
 def _audio_missing(what: str) -> ServiceError:
@@ -221,6 +225,39 @@ def speech_clip_stored(*, clip: Clip, audio_format: str) -> bytes | None:
     return _read(stored.name, "stored encoding")
 
 
+def _wav_pcm16_data(data: bytes) -> bytes | None:
+    """The samples of a RIFF/WAVE file that is 16-bit PCM mono at SPEECH_SAMPLE_RATE: its `data` chunk's bytes,
+    which are exactly what a wav or pcm answer carries for it. None for any other WAV (or a malformed one)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    offset, pcm16_mono = 12, False
+    while offset + 8 <= len(data):
+        chunk_id, size = data[offset:offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        body = offset + 8
+        if chunk_id == b"fmt " and size >= 16:
+            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
+            pcm16_mono = (tag, channels, rate, bits) == (1, 1, SPEECH_SAMPLE_RATE, 16)
+        elif chunk_id == b"data":
+            return data[body:body + size] if pcm16_mono and body + size <= len(data) else None
+        offset = body + size + (size & 1)  # chunks are word-aligned
+    return None
+
+
+def _pcm_stream(clips: Iterable[Clip], audio_format: str) -> Iterator[bytes]:
+    """wav (a streaming header, then samples) or pcm: a clip whose stored WAV is already 16-bit mono at
+    SPEECH_SAMPLE_RATE goes out as that file's own sample bytes, decoded and encoded by nobody; another is
+    resampled and converted here."""
+    encoder = AudioStreamEncoder(audio_format=audio_format, sample_rate=SPEECH_SAMPLE_RATE)
+    for clip in clips:
+        stored = _wav_pcm16_data(_read(clip.audio.name, "audio file")) if clip.sample_rate == SPEECH_SAMPLE_RATE \
+            else None
+        if stored is None:
+            yield encoder.write(_clip_samples(clip))
+        else:  # writing no samples hands out the WAV header once, before the first sentence's bytes
+            yield encoder.write(np.zeros(0, dtype=np.float32)) + stored
+    yield encoder.close()
+
+
 def _encoded_stream(clips: Iterable[Clip], audio_format: str) -> Iterator[bytes]:
     encoder = AudioStreamEncoder(audio_format=audio_format, sample_rate=SPEECH_SAMPLE_RATE)
     for clip in clips:
@@ -250,4 +287,7 @@ def speech_audio(*, speech: Speech, audio_format: str, wait_seconds: float | Non
                 yield data
             return
         clips = itertools.chain([first], clips)
+    if audio_format in ("wav", "pcm"):
+        yield from _pcm_stream(clips, audio_format)
+        return
     yield from _encoded_stream(clips, audio_format)
