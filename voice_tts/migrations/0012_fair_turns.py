@@ -15,7 +15,7 @@ def batch_jobs_marked(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('voice_tts', '0010_clip_sha256_backfill'),
+        ('voice_tts', '0011_encodings_device_audio_format'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
