@@ -150,6 +150,7 @@ class BenchStack:
             "TTS_ENGINE": engine,
             # A benchmark is one user hammering the API: the per-user limit would answer 429.
             "THROTTLE_JOBS_RATE": "100000/s",
+            "USER_MAX_PENDING_JOBS": "1000000",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "WARNING",
             **(env or {}),

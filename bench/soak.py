@@ -178,6 +178,7 @@ class Soak:
             # The load is the point here, not the per-user abuse limits.
             "THROTTLE_JOBS_RATE": "100000/min",
             "THROTTLE_UPLOADS_RATE": "100000/hour",
+            "USER_MAX_PENDING_JOBS": "1000000",
             # Sweep often, so that jobs Redis forgot are re-sent within the drain window.
             "JOB_SWEEP_INTERVAL_SECONDS": str(args.sweep_interval),
             "JOB_QUEUED_DEADLINE_SECONDS": str(args.queued_deadline),

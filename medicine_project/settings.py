@@ -218,6 +218,15 @@ SPEECH_SENTENCE_WAIT_SECONDS = env.int("SPEECH_SENTENCE_WAIT_SECONDS", 120, mini
 # A waiting stream is woken by the worker's push when a sentence's job finishes (result_cache);
 # it also re-reads the job's state after this long without one, so a lost push costs at most this.
 SPEECH_WAKE_FALLBACK_SECONDS = env.float("SPEECH_WAKE_FALLBACK_SECONDS", 1.0, minimum=0.01)
+# POST /v1/audio/speech waits at most this long for the whole answer, so one request never holds a web thread for
+# longer (a FLAC answer, which waits for the whole text, is then a 504 in OpenAI's envelope).
+# Five minutes: about 30 segments of a long text on a busy CPU worker; a client that needs more
+# sends the text in parts (or retries: the segments already made are cache hits).
+SPEECH_DEADLINE_SECONDS = env.int("SPEECH_DEADLINE_SECONDS", 300, minimum=1)
+# One request queues at most this many syntheses: a text of more sentences keeps its first one
+# alone (first audio) and merges the rest into SPEECH_MAX_SEGMENTS - 1 segments (services/speech.py).
+# 32 segments of up to JOB_TEXT_MAX_CHARS hold any 4096-character input.
+SPEECH_MAX_SEGMENTS = env.int("SPEECH_MAX_SEGMENTS", 32, minimum=2)
 # Absolute URLs in webhook payloads (the API uses the request's own host).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
@@ -273,7 +282,13 @@ JOBS_RELEASE_SECONDS = env.float("JOBS_RELEASE_SECONDS", 5.0, minimum=0.5)
 # refused (SSRF) unless they fall in one of these networks, e.g. "127.0.0.1/32".
 WEBHOOK_ALLOWED_NETWORKS = env.networks("WEBHOOK_ALLOWED_NETWORKS")
 WEBHOOK_SECRET_GRACE_SECONDS = env.int("WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600, minimum=0)
-# DRF throttle rates per user ("N/second|minute|hour|day").
+# A user's unfinished (queued or running) interactive jobs: beyond this a request that would queue
+# more is a 429 `too_many_pending_jobs` with Retry-After. 100 lets three of the largest speech
+# requests (SPEECH_MAX_SEGMENTS each) wait at once; a stopped worker never piles up thousands.
+# Nightly pre-generation (the batch queue) is neither refused nor counted.
+USER_MAX_PENDING_JOBS = env.int("USER_MAX_PENDING_JOBS", 100, minimum=1)
+# DRF throttle rates per user ("N/second|minute|hour|day"). `jobs` counts syntheses: one per job
+# request, one per synthesis a /v1/audio/speech request queues (its cache hits are free).
 THROTTLE_RATES = {
     "jobs": env.rate("THROTTLE_JOBS_RATE", "120/min"),
     "uploads": env.rate("THROTTLE_UPLOADS_RATE", "30/hour"),

@@ -25,6 +25,7 @@ os.environ.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
 # Rate limits are tested on their own (with low rates); elsewhere they stay out of the way.
 os.environ.setdefault("THROTTLE_JOBS_RATE", "100000/min")
 os.environ.setdefault("THROTTLE_UPLOADS_RATE", "100000/min")
+os.environ.setdefault("USER_MAX_PENDING_JOBS", "100000")  # tests/test_speech_bounds.py sets its own
 os.environ.setdefault("LOGIN_FAILURES_PER_USER_IP", "100000")
 os.environ.setdefault("LOGIN_FAILURES_PER_IP", "100000")
 os.environ["CAREPILL_TEST_TMP"] = _tmp

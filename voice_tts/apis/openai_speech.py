@@ -37,8 +37,8 @@ from voice_tts.apis.schema import RETRY_AFTER_HEADER
 from voice_tts.audio_codec import AUDIO_FORMATS
 from voice_tts.errors import ServiceError
 from voice_tts.http.authentication import CachedTokenAuthentication
-from voice_tts.http.errors import error_status, openai_error_json
-from voice_tts.http.throttles import SpeechThrottle
+from voice_tts.http.errors import error_status, openai_error_json, service_error_headers
+from voice_tts.http.throttles import JobsThrottle, SpeechThrottle
 from voice_tts.services.speech import (
     OPENAI_VOICES,
     SPEECH_INPUT_MAX_CHARS,
@@ -107,7 +107,8 @@ def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
     if isinstance(exc, ServiceError):
         param = _SERVICE_ERROR_PARAMS.get(exc.code) or ("input" if exc.code.startswith("text_") else None)
         http_status = error_status(exc.code)
-        return Response(openai_error_json(exc.message, http_status, code=exc.code, param=param), status=http_status)
+        return service_error_headers(
+            Response(openai_error_json(exc.message, http_status, code=exc.code, param=param), status=http_status), exc)
     if isinstance(exc, exceptions.ValidationError):
         param, message, code = _first_error(exc.detail)
         return Response(openai_error_json(message, 400, code=code, param=param), status=400)
@@ -151,9 +152,10 @@ _ERROR_TEXTS = {
     404: "Unknown (or another user's) voice or model.",
     405: "Method not allowed.",
     415: "The body must be JSON.",
-    429: "Too many requests for this user; see `Retry-After`.",
+    429: "Too many requests or syntheses for this user (`rate_limit_exceeded`), or too many of their jobs "
+    "unfinished (`too_many_pending_jobs`); see `Retry-After`.",
     500: "A sentence's synthesis failed (`code` is the job's error code).",
-    504: "A sentence was not ready in time (`speech_timeout`).",
+    504: "A sentence, or the whole answer, was not ready in time (`speech_timeout`).",
 }
 
 
@@ -269,6 +271,15 @@ def _sse_events(speech: Speech, first: bytes, rest: Iterator[bytes]) -> Iterator
 class SpeechCreateApi(OpenAIApi):
     throttle_classes = [SpeechThrottle]
 
+    def syntheses_admit(self, request: Request, count: int) -> None:
+        """The request's syntheses against the per-user jobs throttle, all at once: refused (429 with
+        Retry-After, inside speech_create's transaction, so nothing is queued) if they do not all fit."""
+        throttle = JobsThrottle()
+        if not throttle.consume(request, self, count):
+            raise exceptions.Throttled(throttle.wait(), detail=(
+                f"This request would queue {count} syntheses, more than are left of THROTTLE_JOBS_RATE "
+                f"({throttle.rate}) for this user. Nothing was queued."))
+
     @extend_schema(
         operation_id="openai_speech_create",
         request={"application/json": SpeechInputSerializer},
@@ -282,11 +293,14 @@ class SpeechCreateApi(OpenAIApi):
         data.is_valid(raise_exception=True)
         fields = data.validated_data
         speech = speech_create(owner_id=request.user.id, text=fields["input"], voice=fields["voice"],
-                               speed=fields["speed"])
+                               speed=fields["speed"],
+                               syntheses_admit=lambda count: self.syntheses_admit(request, count))
         audio_format = fields["response_format"]
         chunks = speech_audio(speech=speech, audio_format=audio_format)
-        # The first sentence is made ready here, so that a failure before any audio is a plain error answer.
-        first = next(chunks)
+        # The status line goes out with the first bytes of audio, so that a failure before any audio is a plain
+        # error answer: after the first sentence, or later where the encoder holds bytes back (an Ogg page; a
+        # FLAC answer, which waits for the whole text, all of it: its errors, the deadline's too, are all here).
+        first = next((chunk for chunk in chunks if chunk), b"")
         if fields["stream_format"] == "sse":
             response = StreamingHttpResponse(_sse_events(speech, first, chunks), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"

@@ -25,7 +25,7 @@ ERROR_STATUSES: dict[str, int] = {
         "invalid_language", "invalid_time", "invalid_timezone", "missing_file", "no_active_voice",
         "no_alert_channel", "occurrence_incomplete", "played_at_out_of_range", "quiet_hours_empty",
         "quiet_hours_incomplete", "silent_audio", "speed_unsupported", "text_empty",
-        "text_invalid_characters", "text_too_long", "text_unspeakable", "too_many_times",
+        "text_invalid_characters", "text_too_long", "text_too_many_segments", "text_unspeakable", "too_many_times",
         "transcript_too_long", "unsupported_language", "webhook_address_forbidden", "webhook_refused",
         "webhook_url_disabled", "webhook_url_forbidden", "webhook_url_invalid", "webhook_url_unresolvable",
     ), 400),
@@ -45,6 +45,8 @@ ERROR_STATUSES: dict[str, int] = {
     "unsupported_channels": 415,
     "unsupported_sample_rate": 415,
     "throttled": 429,
+    # A user's unfinished jobs at USER_MAX_PENDING_JOBS (with Retry-After): passes as their jobs finish.
+    "too_many_pending_jobs": 429,
     "audio_unreadable": 500,
     "job_gone": 500,
     "speech_timeout": 504,
@@ -71,9 +73,17 @@ def error_response(code: str, message: str, http_status: int, **extra: Any) -> R
     return Response({"code": code, "message": message, **extra}, status=http_status)
 
 
+def service_error_headers(response: Response, exc: ServiceError) -> Response:
+    """A refusal that passes with time says when to try again, as DRF's throttles do."""
+    retry_after = exc.details.get("retry_after")
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        return error_response(exc.code, exc.message, error_status(exc.code))
+        return service_error_headers(error_response(exc.code, exc.message, error_status(exc.code)), exc)
     if isinstance(exc, Http404):
         return error_response("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
     if isinstance(exc, exceptions.ValidationError):

@@ -8,7 +8,7 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from voice_tts.services.logins import login_wait
-from voice_tts.services.throttles import throttle_count, throttle_key
+from voice_tts.services.throttles import throttle_count, throttle_key, throttle_take
 
 
 class UserRateThrottle(SimpleRateThrottle):
@@ -39,6 +39,20 @@ class UserRateThrottle(SimpleRateThrottle):
             return True  # Redis down: not counted
         return self.verdict(count=window.count, ttl=window.ttl)
 
+    def consume(self, request: Any, view: Any, count: int) -> bool:
+        """Take `count` units of this window at once (a request that queues several syntheses), all or none
+        (services/throttles.py `throttle_take`: a refused request gives its units back). The same counter as
+        `allow_request`."""
+        if self.rate is None or count <= 0:
+            return True
+        if self.get_cache_key(request, view) is None:
+            return True
+        window = throttle_take(scope=self.scope, user_id=request.user.pk, window_seconds=int(self.duration),
+                               count=count, limit=self.num_requests)
+        if window is None:
+            return True  # Redis down: not counted
+        return self.verdict(count=window.count, ttl=window.ttl)
+
     def verdict(self, *, count: int, ttl: int) -> bool:
         """Allowed for the `count`-th request of a window with `ttl` seconds left?"""
         if count <= self.num_requests:
@@ -51,6 +65,9 @@ class UserRateThrottle(SimpleRateThrottle):
 
 
 class JobsThrottle(UserRateThrottle):
+    """Syntheses per user: one per job request (allow_request), one per synthesis a speech request
+    queues (`consume`, called by the view once it knows how many)."""
+
     scope = "jobs"
 
 
@@ -59,7 +76,8 @@ class UploadsThrottle(UserRateThrottle):
 
 
 class SpeechThrottle(UserRateThrottle):
-    """POST /v1/audio/speech: one request is up to 4096 characters (many sentences' jobs)."""
+    """POST /v1/audio/speech, per request; the syntheses a request queues (up to SPEECH_MAX_SEGMENTS)
+    are counted by JobsThrottle as well (the view's `syntheses_admit`)."""
 
     scope = "speech"
 

@@ -8,11 +8,13 @@ or being run by someone else.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -55,6 +57,47 @@ def job_enqueue(*, job_id: Any) -> bool:
     return job_synthesis_send(job_id=job_id, text_length=len(text), queue=queue)
 
 
+# Retry-After for too_many_pending_jobs when the owner has no finished synthesis to measure by.
+_PENDING_JOB_SECONDS_DEFAULT = 5.0
+_PENDING_RETRY_AFTER_MAX = 600
+
+
+def _pending_retry_after(*, owner_id: int, over: int) -> int:
+    """Seconds until `over` of the owner's jobs have likely finished: `over` times the mean synthesis time of
+    their last 20 syntheses (one worker's pace: an estimate that errs long when several workers share them)."""
+    recent = list(
+        Job.objects.filter(owner_id=owner_id, status=Job.Status.SUCCEEDED, cache_hit=False,
+                           processing_time_ms__isnull=False)
+        .order_by("-created_at").values_list("processing_time_ms", flat=True)[:20]
+    )
+    per_job = sum(recent) / len(recent) / 1000 if recent else _PENDING_JOB_SECONDS_DEFAULT
+    return max(1, min(_PENDING_RETRY_AFTER_MAX, math.ceil(over * per_job)))
+
+
+def jobs_pending_admit(*, owner_id: int) -> None:
+    """Refuse (`too_many_pending_jobs`, with `retry_after` in seconds) the transaction that has just inserted
+    the owner's new jobs if the owner now has more than USER_MAX_PENDING_JOBS unfinished interactive ones; the
+    caller's rollback then takes all of them back. Call it inside that transaction, after the inserts.
+
+    Counting after inserting, under a lock on the owner's user row, makes two requests at once safe: on
+    PostgreSQL the second one's count waits for the first one's commit and then sees its rows (READ COMMITTED
+    reads rows committed before each statement); SQLite's IMMEDIATE transactions (settings.py) already run one
+    writer at a time. Pre-generation's jobs (the batch queue) are not counted: the nightly reminders must not
+    keep a caregiver from asking for speech in the morning."""
+    get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk", flat=True).first()
+    pending = (Job.objects.filter(owner_id=owner_id, status__in=(Job.Status.QUEUED, Job.Status.RUNNING))
+               .exclude(queue=settings.SYNTHESIS_BATCH_QUEUE).count())
+    cap = settings.USER_MAX_PENDING_JOBS
+    if pending > cap:
+        over = pending - cap
+        raise ServiceError(
+            "too_many_pending_jobs",
+            f"At most {cap} of your jobs may wait unfinished at once; with this request there would be {pending}. "
+            f"Nothing was queued: try again once some have finished.",
+            retry_after=_pending_retry_after(owner_id=owner_id, over=over),
+        )
+
+
 def _active_voice_id(*, owner_id: int, context: result_cache.HitContext) -> Any:
     if context.voice_id is not None:
         return context.voice_id
@@ -86,6 +129,7 @@ def job_create(
     webhook_url: str = "",
     queue: str | None = None,
     voice_id: Any = None,
+    pending_check: bool = True,
 ) -> Job | ClipHit:
     """Answer from the clip cache when possible, else queue a job.
 
@@ -93,6 +137,8 @@ def job_create(
     a job to record it (a finished job). With warm Redis entries a hit runs no SQL at all.
     `voice_id`: speak with this one of the owner's voices (the caller checked that it is the
     owner's: services.speech, once per request); None: the owner's active voice.
+    A queued job counts against USER_MAX_PENDING_JOBS (`jobs_pending_admit`), except on the batch
+    queue (pre-generation) and where the caller checks once for many jobs (`pending_check=False`).
     """
     params = params or {}
     text = job_text_normalise(text=text)
@@ -145,7 +191,10 @@ def job_create(
     # sweeper and the broker watch to send again if the broker is down or loses the message.
     queue = queue or ""
     priority = Job.Priority.INTERACTIVE if queue in ("", settings.SYNTHESIS_QUEUE) else Job.Priority.BATCH
-    job = Job.objects.create(**fields, use_cache=use_cache, queue=queue, priority=priority, held=True)
+    with transaction.atomic():
+        job = Job.objects.create(**fields, use_cache=use_cache, queue=queue, priority=priority, held=True)
+        if pending_check and job.queue != settings.SYNTHESIS_BATCH_QUEUE:
+            jobs_pending_admit(owner_id=owner_id)
     state = result_cache.job_state_of(job)
 
     def publish() -> None:

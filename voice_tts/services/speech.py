@@ -6,11 +6,18 @@ said before, in any request, is a hit; the others are queued, all up front and i
 transaction (all or nothing; their messages leave once it commits). Then the sentences' audio
 is read back in order, each as soon as its job has finished, for the caller to stream.
 
+The work of one request is bounded (`speech_segments`): a text of more than SPEECH_MAX_SEGMENTS
+sentences keeps its first sentence alone (first audio comes after one sentence) and merges the
+rest, in order, into SPEECH_MAX_SEGMENTS - 1 segments. In the same transaction the new jobs are
+checked against the owner's unfinished-job cap (`jobs_pending_admit`) and counted, by the caller,
+against the per-user jobs throttle (`syntheses_admit`): a refusal queues nothing.
+
 Waiting reads the job's state the way polling does (`job_state_get`: the Redis copy the
 worker writes at each state change, else one query), never inside a transaction, and between two
 reads blocks until the worker's push says the job finished (result_cache.job_finished_wait), or
 SPEECH_WAKE_FALLBACK_SECONDS pass without one (a lost push then costs that, never a hang); it gives
-up after SPEECH_SENTENCE_WAIT_SECONDS per sentence.
+up after SPEECH_SENTENCE_WAIT_SECONDS per sentence, and after SPEECH_DEADLINE_SECONDS for the whole
+answer.
 
 `speech_audio` encodes the answer. Every body it makes is one file in the asked format at
 SPEECH_SAMPLE_RATE, whether a client reads it whole or plays it as it comes. Where a clip's
@@ -44,7 +51,7 @@ import itertools
 import struct
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +67,7 @@ from voice_tts.models import Clip, Job, Voice
 from voice_tts.result_cache import ClipHit, job_finished_wait
 from voice_tts.services.clip_formats import clip_audio_encoded
 from voice_tts.services.job_text import job_text_normalise
-from voice_tts.services.jobs import job_create, job_state_get
+from voice_tts.services.jobs import job_create, job_state_get, jobs_pending_admit
 from workers.speech_text.sentences import sentence_language, sentences_split
 
 # What OpenAI clients send as `model`; each one (and the engine's own name) means this deployment's engine.
@@ -110,8 +117,66 @@ def speech_voice_resolve(*, owner_id: int, voice: str) -> uuid.UUID | None:
     return voice_id
 
 
-def speech_create(*, owner_id: int, text: str, voice: str, speed: float = 1.0) -> Speech:
-    """Check the whole request, then answer each sentence from the cache or queue its job."""
+def _segments_pack(sentences: list[str], *, limit: int, by_language: bool) -> list[str]:
+    """Consecutive sentences joined (by a space) while a segment stays within `limit` characters and, when
+    `by_language`, within one language. Greedy from the start: for contiguous pieces in order, no packing
+    within `limit` makes fewer segments, and a larger `limit` never makes more."""
+    segments: list[str] = []
+    current: list[str] = []
+    length = 0
+    language = ""
+    for sentence in sentences:
+        sentence_lang = sentence_language(sentence) if by_language else ""
+        if current and (length + 1 + len(sentence) > limit or sentence_lang != language):
+            segments.append(" ".join(current))
+            current = []
+        if current:
+            length += 1 + len(sentence)
+        else:
+            length, language = len(sentence), sentence_lang
+        current.append(sentence)
+    if current:
+        segments.append(" ".join(current))
+    return segments
+
+
+def speech_segments(sentences: list[str], *, max_segments: int, max_chars: int) -> list[str] | None:
+    """What one speech request synthesises: at most `max_segments` texts of at most `max_chars` characters
+    (sentences as sentences_split cuts them, each within `max_chars`); None when they do not fit.
+
+    Up to `max_segments` sentences: each alone, as before (each its own clip, shared with the same sentence
+    in any request; the first audio after one sentence). More: the first sentence stays alone, for first audio,
+    and the rest are merged into `max_segments - 1` segments, packed with the smallest length limit that fits
+    (segments of even length, so that each arrives while the one before plays), never merging sentences of
+    two languages unless that is the only way to fit (then the segment's language is its letters': any Hangul,
+    Korean). The same text always gives the same segments, so a repeated request is all cache hits."""
+    if len(sentences) <= max_segments:
+        return list(sentences)
+    first, rest = sentences[0], sentences[1:]
+    budget = max_segments - 1
+    for by_language in (True, False):
+        if len(_segments_pack(rest, limit=max_chars, by_language=by_language)) > budget:
+            continue
+        low, high = max(len(sentence) for sentence in rest), max_chars  # `high` fits, `low` may not
+        while low < high:
+            middle = (low + high) // 2
+            if len(_segments_pack(rest, limit=middle, by_language=by_language)) <= budget:
+                high = middle
+            else:
+                low = middle + 1
+        return [first, *_segments_pack(rest, limit=high, by_language=by_language)]
+    return None
+
+
+def speech_create(
+    *, owner_id: int, text: str, voice: str, speed: float = 1.0,
+    syntheses_admit: Callable[[int], None] | None = None,
+) -> Speech:
+    """Check the whole request, then answer each segment from the cache or queue its job.
+
+    `syntheses_admit(n)` is called inside the transaction, with the number of syntheses about to be queued
+    (cache hits not counted), once they have passed the unfinished-job cap; it raises to refuse them all (the
+    API's jobs throttle). Nothing is queued unless everything passed."""
     if not SPEECH_SPEED_MIN <= speed <= SPEECH_SPEED_MAX:
         raise ServiceError("speed_unsupported", f"speed must be between {SPEECH_SPEED_MIN} and {SPEECH_SPEED_MAX} "
                            f"with this engine; got {speed}.")
@@ -125,25 +190,34 @@ def speech_create(*, owner_id: int, text: str, voice: str, speed: float = 1.0) -
         raise ServiceError("text_unspeakable", "input has no letters or digits to speak.")
     # Every sentence is checked before anything is queued.
     texts = [job_text_normalise(text=piece) for piece in pieces]
+    segments = speech_segments(texts, max_segments=settings.SPEECH_MAX_SEGMENTS, max_chars=settings.JOB_TEXT_MAX_CHARS)
+    if segments is None:  # only with a JOB_TEXT_MAX_CHARS or SPEECH_MAX_SEGMENTS lowered far below the defaults
+        raise ServiceError("text_too_many_segments", f"input needs more than {settings.SPEECH_MAX_SEGMENTS} "
+                           f"segments of at most {settings.JOB_TEXT_MAX_CHARS} characters; send it in parts.")
     # 1.0 is the engines' default: leaving it out shares clips with requests that never said it.
     params = {} if speed == 1.0 else {"speed": speed}
     sentences = []
     with transaction.atomic():
-        for sentence in texts:
-            language = sentence_language(sentence)
-            result = job_create(owner_id=owner_id, text=sentence, language=language, params=params,
-                                voice_id=voice_id)
+        for segment in segments:
+            language = sentence_language(segment)
+            result = job_create(owner_id=owner_id, text=segment, language=language, params=params,
+                                voice_id=voice_id, pending_check=False)
             if isinstance(result, ClipHit):
-                sentences.append(SpeechSentence(text=sentence, language=language, clip_id=result.clip.id, job_id=None))
+                sentences.append(SpeechSentence(text=segment, language=language, clip_id=result.clip.id, job_id=None))
             else:
-                sentences.append(SpeechSentence(text=sentence, language=language, clip_id=None, job_id=result.id))
+                sentences.append(SpeechSentence(text=segment, language=language, clip_id=None, job_id=result.id))
+        queued = sum(1 for sentence in sentences if sentence.job_id is not None)
+        if queued:
+            jobs_pending_admit(owner_id=owner_id)
+            if syntheses_admit is not None:
+                syntheses_admit(queued)  # last: the throttle's units are not given back by a rollback
     return Speech(owner_id=owner_id, sentences=tuple(sentences), characters=len(text))
 
 
-def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds: float) -> int:
+def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds: float, answer_deadline: float) -> int:
     if sentence.clip_id is not None:
         return sentence.clip_id
-    deadline = time.monotonic() + wait_seconds
+    deadline = min(time.monotonic() + wait_seconds, answer_deadline)
     while True:
         state = job_state_get(owner_id=speech.owner_id, job_id=sentence.job_id)
         if state is None:
@@ -153,6 +227,11 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
         if state.finished:
             raise ServiceError(state.error_code or "synthesis_failed",
                                f"Synthesis failed for {sentence.text[:60]!r}: {state.error_message}")
+        if time.monotonic() >= answer_deadline:
+            raise ServiceError("speech_timeout", f"The answer was not ready within SPEECH_DEADLINE_SECONDS "
+                               f"({settings.SPEECH_DEADLINE_SECONDS} s): the sentence {sentence.text[:60]!r} is "
+                               f"{state.status} (job {sentence.job_id}). Its jobs go on: a retry finds the "
+                               f"sentences made by then in the cache.")
         left = deadline - time.monotonic()
         if left <= 0:
             raise ServiceError("speech_timeout", f"The sentence {sentence.text[:60]!r} was not ready after "
@@ -165,10 +244,11 @@ def _audio_missing(what: str) -> ServiceError:
     return ServiceError("audio_missing", f"A sentence's {what} is gone from storage.")
 
 
-def _sentence_clips(*, speech: Speech, wait_seconds: float) -> Iterator[Clip]:
+def _sentence_clips(*, speech: Speech, wait_seconds: float, answer_deadline: float) -> Iterator[Clip]:
     """Each sentence's clip, in order, as soon as it is ready."""
     for sentence in speech.sentences:
-        clip_id = _sentence_clip_id(speech=speech, sentence=sentence, wait_seconds=wait_seconds)
+        clip_id = _sentence_clip_id(speech=speech, sentence=sentence, wait_seconds=wait_seconds,
+                                    answer_deadline=answer_deadline)
         clip = Clip.objects.filter(id=clip_id, owner_id=speech.owner_id).first()
         if clip is None:
             raise ServiceError("audio_missing", "A sentence's clip was deleted before it could be read.")
@@ -271,9 +351,11 @@ def speech_audio(*, speech: Speech, audio_format: str, wait_seconds: float | Non
     page). Everything it yields, joined, is one file (see the module docstring for which parts are stored
     encodings). The first item is the first sentence's: a failure before any audio raises from the first
     `next()`. Raises ServiceError when a sentence's job failed (500, the job's error code), was not ready in time
-    (504 `speech_timeout`) or its clip or file is gone (500 `audio_missing`)."""
+    (504 `speech_timeout`: SPEECH_SENTENCE_WAIT_SECONDS for the sentence, or SPEECH_DEADLINE_SECONDS since the
+    first `next()` for the whole answer) or its clip or file is gone (500 `audio_missing`)."""
     wait = settings.SPEECH_SENTENCE_WAIT_SECONDS if wait_seconds is None else wait_seconds
-    clips = _sentence_clips(speech=speech, wait_seconds=wait)
+    answer_deadline = time.monotonic() + settings.SPEECH_DEADLINE_SECONDS
+    clips = _sentence_clips(speech=speech, wait_seconds=wait, answer_deadline=answer_deadline)
     if audio_format == "mp3" or (len(speech.sentences) == 1 and audio_format != "pcm"):
         first = next(clips)
         stored = speech_clip_stored(clip=first, audio_format=audio_format)

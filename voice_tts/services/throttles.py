@@ -46,3 +46,24 @@ def throttle_count(*, scope: str, user_id: Any, window_seconds: int) -> Throttle
         logger.warning("throttle counter unavailable; allowing the request", exc_info=True)
         return None
     return ThrottleWindow(count=count, ttl=ttl)
+
+
+def throttle_take(*, scope: str, user_id: Any, window_seconds: int, count: int, limit: int) -> ThrottleWindow | None:
+    """Take `count` units of `user_id`'s current window in `scope` at once (a request that queues several
+    syntheses), all or none: if the window would pass `limit` they are given back (INCRBY, then DECRBY), so a
+    request refused for being too big does not use up what a smaller one could still have. The window as it
+    would have been with them (`count` over `limit`: refused); None when Redis is down (then not counted)."""
+    key = throttle_key(scope, user_id)
+    try:
+        client = redis_client()
+        pipe = client.pipeline(transaction=False)
+        pipe.incrby(key, count)
+        pipe.expire(key, window_seconds, nx=True)
+        pipe.ttl(key)
+        total, _, ttl = pipe.execute()
+        if total > limit:
+            client.decrby(key, count)
+    except (redis.RedisError, OSError):
+        logger.warning("throttle counter unavailable; allowing the request", exc_info=True)
+        return None
+    return ThrottleWindow(count=total, ttl=ttl)

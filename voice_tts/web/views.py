@@ -240,7 +240,10 @@ def preview(request: HttpRequest) -> JsonResponse:
         _rate_checked(request, JobsThrottle())
         result = job_create(owner_id=request.user.id, text=PREVIEW_TEXT, language="ko")
     except ServiceError as exc:
-        return JsonResponse({"code": exc.code, "message": refusal_words(exc)}, status=error_status(exc.code))
+        refused = JsonResponse({"code": exc.code, "message": refusal_words(exc)}, status=error_status(exc.code))
+        if "retry_after" in exc.details:  # too_many_pending_jobs
+            refused["Retry-After"] = str(exc.details["retry_after"])
+        return refused
     if isinstance(result, ClipHit):
         return JsonResponse({"status": "succeeded", "words": clip_state_words("succeeded"),
                              "audio_url": reverse("web:clip-audio", kwargs={"cache_key": result.clip.cache_key})})

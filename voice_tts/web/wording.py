@@ -73,6 +73,8 @@ def refusal_words(exc: ServiceError) -> str:
         "audio_missing": _("The recording is missing. Please record it again."),
         "not_found": _("Not found."),
         "throttled": _("Too many tries in a short time. Please wait a while and try again."),
+        # Too many unfinished jobs: the caregiver's remedy is the same, waiting (the same words, translated).
+        "too_many_pending_jobs": _("Too many tries in a short time. Please wait a while and try again."),
         "invalid_timezone": _("Please choose a time zone from the list, for example Asia/Seoul."),
         "quiet_hours_incomplete": _("Quiet hours need both a start and an end."),
         "quiet_hours_empty": _("Quiet hours must start and end at different times."),
