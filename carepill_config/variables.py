@@ -114,6 +114,8 @@ _DECLARED = (
     Variable("JOB_TRANSIENT_RETRIES", _LIMITS, "retries of transient synthesis errors"),
     Variable("JOB_RETRY_BASE_SECONDS", _LIMITS, "first retry's longest wait (doubles, full jitter)"),
     Variable("JOB_RETRY_MAX_SECONDS", _LIMITS, "longest wait of any retry"),
+    Variable("JOBS_IN_FLIGHT_PER_USER", _LIMITS, "jobs of one user handed to the broker at once (fair turns)"),
+    Variable("JOBS_RELEASE_SECONDS", _LIMITS, "how often beat releases held jobs (fair turns' safety net)"),
     Variable("BROKER_WATCH_SECONDS", _LIMITS, "how often queued jobs are compared with the broker's messages"),
     Variable("BROKER_RECONCILE_GRACE_SECONDS", _LIMITS, "how old a send must be before it is looked for"),
     Variable("BROKER_RECONCILE_SCAN_LIMIT", _LIMITS, "most broker messages one check reads"),

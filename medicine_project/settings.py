@@ -270,6 +270,14 @@ BROKER_RECONCILE_SCAN_LIMIT = env.int("BROKER_RECONCILE_SCAN_LIMIT", 20000, mini
 JOB_TRANSIENT_RETRIES = env.int("JOB_TRANSIENT_RETRIES", 5, minimum=0)
 JOB_RETRY_BASE_SECONDS = env.float("JOB_RETRY_BASE_SECONDS", 2.0, minimum=0.0)
 JOB_RETRY_MAX_SECONDS = env.float("JOB_RETRY_MAX_SECONDS", 60.0, minimum=0.0)
+# Fair turns (voice_tts/services/turns.py, docs/operations.md#fair-turns-and-priority): the
+# database is the queue of record. Each user has at most JOBS_IN_FLIGHT_PER_USER jobs handed to the
+# broker at once (nightly batch jobs at most one fewer, so a user's own batch never takes the slot
+# their next request needs); the rest wait as rows and are released round-robin across users,
+# interactive before batch, as jobs finish. Beat releases every JOBS_RELEASE_SECONDS too: the
+# safety net for a release that a crash or a broker outage cut short.
+JOBS_IN_FLIGHT_PER_USER = env.int("JOBS_IN_FLIGHT_PER_USER", 2, minimum=1)
+JOBS_RELEASE_SECONDS = env.float("JOBS_RELEASE_SECONDS", 5.0, minimum=0.5)
 # Webhook targets that resolve to loopback/private/link-local/reserved addresses are
 # refused (SSRF) unless they fall in one of these networks, e.g. "127.0.0.1/32".
 WEBHOOK_ALLOWED_NETWORKS = env.networks("WEBHOOK_ALLOWED_NETWORKS")
@@ -353,6 +361,8 @@ CELERY_BEAT_SCHEDULE = {
     # checks do not pile up in the queue; the next one supersedes them.
     "broker-reconcile": {"task": "voice_tts.tasks.broker_reconcile_task", "schedule": BROKER_WATCH_SECONDS,
                          "options": {"expire_seconds": max(1, round(BROKER_WATCH_SECONDS))}},
+    "jobs-release": {"task": "voice_tts.tasks.jobs_release_task", "schedule": JOBS_RELEASE_SECONDS,
+                     "options": {"expire_seconds": max(1, round(JOBS_RELEASE_SECONDS))}},
 }
 # Queue names live here; `make run` starts a worker consuming all of them.
 SYNTHESIS_QUEUE = env.str("SYNTHESIS_QUEUE", "synthesis")
@@ -364,6 +374,7 @@ CELERY_TASK_ROUTES = {
     "voice_tts.tasks.jobs_sweep_task": {"queue": WEBHOOK_QUEUE},
     "voice_tts.tasks.clip_uses_flush_task": {"queue": WEBHOOK_QUEUE},
     "voice_tts.tasks.broker_reconcile_task": {"queue": WEBHOOK_QUEUE},
+    "voice_tts.tasks.jobs_release_task": {"queue": WEBHOOK_QUEUE},
 }
 # With queue_order_strategy=priority (below) a worker that consumes several queues polls
 # them in this order: webhook deliveries and the sweeper are short and must never starve

@@ -106,49 +106,60 @@ def send_to_stack(stack: ServiceStack, job_id: str, **options: Any) -> None:
         app.close()
 
 
-def test_redis_restarted_empty_under_a_running_worker_resends_every_queued_job_once(stack_factory, alice):
-    stack = stack_factory(env={**FAST, "TONE_DELAY_SECONDS": "2", "METRICS_TOKEN": "tok"}).start(beat=True)
+def test_redis_restarted_empty_under_a_running_worker_resends_every_released_job_once(stack_factory, alice):
+    stack = stack_factory(env={**FAST, "TONE_DELAY_SECONDS": "2", "METRICS_TOKEN": "tok",
+                               "JOBS_IN_FLIGHT_PER_USER": "2"}).start(beat=True)
     api = StackClient(stack, alice.token)
     assert api.upload_voice().status_code == 201
-    jobs = [api.job(f"evening reminder {n}") for n in range(4)]
+    jobs = [api.job(f"evening reminder {n}") for n in range(5)]
     running = api.wait(jobs[0]["id"], until=("running",))["id"]
     queued = [j["id"] for j in jobs if j["id"] != running]
-    assert Job.objects.filter(id__in=queued, status="queued").count() == 3  # their messages wait in Redis
+    assert Job.objects.filter(id__in=queued, status="queued").count() == 4
+    # Fair turns: alice's two slots are the running job and one message waiting in Redis; the
+    # other three wait as rows (held), with no message that Redis could lose.
+    sent = [str(i) for i in Job.objects.filter(id__in=queued, held=False).values_list("id", flat=True)]
+    held = [job_id for job_id in queued if job_id not in sent]
+    assert len(sent) == 1 and len(held) == 3
 
     before = len(full_log(stack))
     stack.redis.proc.kill()  # SIGKILL
     stack.redis.proc.wait()
-    stack.redis.start()  # no persistence: the three messages and the sentinel are gone
+    stack.redis.start()  # no persistence: the waiting message and the sentinel are gone
     back = time.monotonic()
 
     for job in jobs:
         assert api.wait(job["id"], timeout=120)["status"] == "succeeded"
     recovered = time.monotonic() - back
-    # Each lost message was sent again exactly once, by the watch (the sweeper's deadline is a day
-    # away); the job that was running when Redis went kept its one message.
-    assert {str(j.id): j.enqueue_count for j in Job.objects.filter(id__in=queued)} == dict.fromkeys(queued, 2)
+    # The lost message was sent again exactly once, by the watch (the sweeper's deadline is a day
+    # away); the job that was running when Redis went kept its one message, and the held jobs
+    # were sent once each, when their turn came (never by the watch: they had nothing to lose).
+    assert {str(j.id): j.enqueue_count for j in Job.objects.filter(id__in=queued)} == {
+        **dict.fromkeys(sent, 2), **dict.fromkeys(held, 1)}
     assert Job.objects.get(id=running).enqueue_count == 1
     earlier, runs = reconciles(stack, upto=before), reconciles(stack, since=before)
     assert earlier and sum(run["resent"] for run in earlier) == 0, earlier
     assert runs[0]["lost"] == "yes", runs  # the first check on the new Redis saw the loss
-    assert sum(run["resent"] for run in runs) == 3, runs
-    # Synthesised once each: four engine calls, four clips, four files.
-    wait_for("the last synthesis counted", lambda: syntheses(stack) >= 4, stack=stack)
-    assert syntheses(stack) == 4
-    assert Clip.objects.count() == 4 and len(clip_files()) == 4
+    assert sum(run["resent"] for run in runs) == 1, runs
+    # Synthesised once each: five engine calls, five clips, five files.
+    wait_for("the last synthesis counted", lambda: syntheses(stack) >= 5, stack=stack)
+    assert syntheses(stack) == 5
+    assert Clip.objects.count() == 5 and len(clip_files()) == 5
     metrics = api.session.get(stack.base_url + "/metrics", headers={"Authorization": "Bearer tok"}, timeout=30).text
-    assert "carepill_broker_jobs_resent_total 3.0" in metrics, metrics
+    assert "carepill_broker_jobs_resent_total 1.0" in metrics, metrics
     assert re.search(r"^carepill_broker_data_losses_total [1-9]", metrics, re.M), metrics
     print(f"\nbroker back -> last queued job finished: {recovered:.1f} s (watch 1 s, grace 1 s)")
 
 
 def test_jobs_queued_with_no_worker_are_resent_by_the_first_worker_to_start(stack_factory, alice):
-    stack = stack_factory(env=FAST)  # no beat: only the worker's check at start can re-send
+    # No beat: only the worker's check at start can re-send. Two slots: two of the three jobs are
+    # sent (and lost), the third waits as a row for its turn.
+    stack = stack_factory(env={**FAST, "JOBS_IN_FLIGHT_PER_USER": "2"})
     stack.redis.start()
     stack.start_web()
     api = StackClient(stack, alice.token)
     assert api.upload_voice().status_code == 201
     jobs = [api.job(f"morning reminder {n}")["id"] for n in range(3)]
+    assert Job.objects.filter(id__in=jobs, held=True).count() == 1
 
     stack.redis.stop()
     stack.redis.start()  # the messages are gone before any worker saw them
@@ -156,9 +167,10 @@ def test_jobs_queued_with_no_worker_are_resent_by_the_first_worker_to_start(stac
 
     for job_id in jobs:
         assert api.wait(job_id, timeout=120)["status"] == "succeeded"
-    assert sorted(Job.objects.filter(id__in=jobs).values_list("enqueue_count", flat=True)) == [2, 2, 2]
+    # The two lost messages sent again once each; the held job sent once, when its turn came.
+    assert sorted(Job.objects.filter(id__in=jobs).values_list("enqueue_count", flat=True)) == [1, 2, 2]
     runs = reconciles(stack)
-    assert [(run["lost"], run["resent"]) for run in runs] == [("yes", 3)], runs
+    assert [(run["lost"], run["resent"]) for run in runs] == [("yes", 2)], runs
     wait_for("the last synthesis counted", lambda: syntheses(stack) >= 3, stack=stack)
     assert syntheses(stack) == 3 and Clip.objects.count() == 3
 
@@ -184,7 +196,8 @@ def test_a_duplicate_message_for_a_job_synthesises_once(stack_factory, alice):
 def test_with_the_broker_intact_nothing_is_resent(stack_factory, alice):
     """Messages waiting in a queue, and a message a worker holds (a countdown, as a retry sends),
     are found: the watch checks them again and again and sends nothing."""
-    stack = stack_factory(env=FAST)
+    # Three slots: the three jobs below are all sent at once (none held).
+    stack = stack_factory(env={**FAST, "JOBS_IN_FLIGHT_PER_USER": "3"})
     stack.redis.start()
     stack.start_web()
     # A worker for the webhooks queue only: it runs the checks, and synthesis messages stay queued.
@@ -210,12 +223,12 @@ def test_with_the_broker_intact_nothing_is_resent(stack_factory, alice):
     for job_id in listed:
         assert api.wait(job_id)["status"] == "succeeded"
     # A job whose only message waits out a countdown in the worker (reserved: kombu's `unacked`).
-    held = Job.objects.create(owner=alice, voice_id=voice_id, text="dinner reminder", language="en",
-                              enqueued_at=timezone.now(), enqueue_count=1)
-    send_to_stack(stack, str(held.id), countdown=8)
+    waiting = Job.objects.create(owner=alice, voice_id=voice_id, text="dinner reminder", language="en",
+                                 enqueued_at=timezone.now(), enqueue_count=1)
+    send_to_stack(stack, str(waiting.id), countdown=8)
     wait_for("three checks that saw the reserved message", lambda: checks(3, checked=1, reserved=1),
              stack=stack, name="checker")
-    assert api.wait(str(held.id))["status"] == "succeeded"
+    assert api.wait(str(waiting.id))["status"] == "succeeded"
 
     assert [run["resent"] for run in runs()] == [0] * len(runs()), runs()
     # Only the first check of this new Redis found no sentinel, and sent nothing either.

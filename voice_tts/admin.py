@@ -78,11 +78,12 @@ class WebhookDeliveryInline(admin.TabularInline):
 @admin.register(Job)
 class JobAdmin(AudioAdminMixin, admin.ModelAdmin):
     list_display = ("id", "owner", "status", "text", "cache_hit", "error_code", "processing_time_ms", "created_at")
-    list_filter = ("status", "cache_hit", "error_code")
+    # `held`: waiting for its owner's turn (services.turns), not sent to the broker yet.
+    list_filter = ("status", "held", "priority", "cache_hit", "error_code")
     search_fields = ("id", "owner__username", "text")
-    readonly_fields = ("player", "status", "error_code", "error_message", "cache_hit", "cache_key", "clip", "attempts",
-                       "task_id", "enqueued_at", "enqueue_count", "webhook_status", "created_at", "started_at",
-                       "finished_at", "processing_time_ms")
+    readonly_fields = ("player", "status", "priority", "held", "released_at", "error_code", "error_message",
+                       "cache_hit", "cache_key", "clip", "attempts", "task_id", "enqueued_at", "enqueue_count",
+                       "webhook_status", "created_at", "started_at", "finished_at", "processing_time_ms")
     inlines = [WebhookDeliveryInline]
 
     def audio_name(self, obj: Job) -> str | None:

@@ -193,7 +193,15 @@ class Job(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
+    class Priority(models.IntegerChoices):
+        # Lower goes first: a caregiver's request, a /v1 stream's sentence, a reminder spoken now.
+        INTERACTIVE = 0
+        # Nightly pre-generation (the batch queue): runs when no interactive work is waiting.
+        BATCH = 1
+
     FINISHED = (Status.SUCCEEDED, Status.FAILED)
+    # Handed to the broker and not finished: what JOBS_IN_FLIGHT_PER_USER counts (services.turns).
+    IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tts_jobs")
@@ -221,6 +229,13 @@ class Job(models.Model):
     queue = models.CharField(max_length=64, blank=True, default="")
     # Celery task id of the message that claimed the job (see services.jobs.job_claim).
     task_id = models.CharField(max_length=64, blank=True, default="")
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.INTERACTIVE)
+    # Waiting in our own queue (services.turns): `queued` to clients, but no message was sent yet;
+    # its owner's turn releases it. False for every row written before fair turns (they were sent),
+    # so only job_create holds a job.
+    held = models.BooleanField(default=False)
+    # When its turn came (the first message was sent); the round-robin orders users by their latest.
+    released_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -228,7 +243,15 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            # services.turns: the held jobs, per owner in turn order; the jobs in flight, per owner.
+            models.Index(fields=["owner", "priority", "created_at"], condition=Q(status="queued", held=True),
+                         name="job_held_turn"),
+            models.Index(fields=["owner"], condition=Q(status__in=["queued", "running"], held=False),
+                         name="job_in_flight"),
+            models.Index(fields=["released_at"], condition=Q(released_at__isnull=False), name="job_released_at"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.id} ({self.status})"

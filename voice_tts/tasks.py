@@ -20,6 +20,7 @@ from voice_tts.services.clips import clip_uses_flush
 from voice_tts.services.jobs import job_fail, job_run
 from voice_tts.services.reminders import reminders_pregenerate
 from voice_tts.services.sweeper import jobs_sweep
+from voice_tts.services.turns import jobs_release
 from voice_tts.services.voice_adaptation import (
     voice_adaptation_slice,
     voice_adaptation_timed_out,
@@ -86,6 +87,16 @@ def jobs_sweep_task() -> None:
     resent = voice_adaptations_resend()
     if resent:
         logger.info("voice style searches resumed: %d", resent)
+
+
+@shared_task(acks_late=True)
+def jobs_release_task() -> None:
+    """Beat, every JOBS_RELEASE_SECONDS: the safety net of fair turns. Every finished job releases
+    the next turns itself; this pass catches a release cut short (a worker killed between the
+    finish and the release, a job failed by the sweeper, a database error)."""
+    report = jobs_release()
+    if report.released:
+        logger.info("beat released %d held jobs", report.released)
 
 
 @shared_task(acks_late=True)

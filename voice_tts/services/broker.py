@@ -193,8 +193,10 @@ def _sentinel_missing(*, client: redis.Redis) -> bool:
 
 def _candidates(*, cutoff: datetime, job_ids: Iterable[Any] | None = None) -> QuerySet[Job]:
     """Queued rows sent before `cutoff` with sends left (JOB_MAX_ENQUEUES bounds every send,
-    these included: past it the sweeper fails the job after its deadline)."""
-    rows = Job.objects.filter(status=Job.Status.QUEUED, enqueue_count__lt=settings.JOB_MAX_ENQUEUES).filter(
+    these included: past it the sweeper fails the job after its deadline). Held rows were never
+    sent (their turn has not come, services.turns): no message of theirs can be lost."""
+    rows = Job.objects.filter(status=Job.Status.QUEUED, held=False,
+                              enqueue_count__lt=settings.JOB_MAX_ENQUEUES).filter(
         Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)
     )
     return rows if job_ids is None else rows.filter(id__in=list(job_ids))

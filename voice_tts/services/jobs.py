@@ -35,6 +35,7 @@ from voice_tts.services.clips import (
 )
 from voice_tts.services.device_formats import clip_encodings_for_devices
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES, job_text_normalise
+from voice_tts.services.turns import jobs_release
 from voice_tts.services.voice_adaptation import voice_style_key, voice_style_key_of, voice_style_local_path
 from voice_tts.services.voices import voice_reference_path
 from voice_tts.services.webhook_targets import webhook_url_check
@@ -47,10 +48,11 @@ logger = logging.getLogger(__name__)
 
 
 def job_enqueue(*, job_id: Any) -> bool:
-    """Send the job's task message again (the sweeper, or the broker watch, for a message a
+    """Send a released job's task message again (the sweeper, or the broker watch, for a message a
     broker lost or never took), to the queue recorded on its row (interactive synthesis, or the
     batch queue for pre-generation). Recorded first, so that if the broker is down (or later
-    loses the message) the sweeper knows when to send it again. False: the broker refused it."""
+    loses the message) the sweeper knows when to send it again. False: the broker refused it.
+    Never for a held job: its first message is its turn (services.turns.jobs_release)."""
     Job.objects.filter(id=job_id).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
     text, queue = Job.objects.values_list("text", "queue").get(id=job_id)
     return job_synthesis_send(job_id=job_id, text_length=len(text), queue=queue)
@@ -192,18 +194,21 @@ def job_create(
             transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
             return job
 
-    # The first send is recorded on the row as it is inserted, for the sweeper to re-send if
-    # the broker is down or loses the message; the message goes out once the row is committed.
+    # Held: the row is the queue of record (services.turns). Once it is committed, this user's
+    # turn is taken: the job goes to the broker at once when the user has a free slot, else when
+    # one of their jobs finishes. The release records the send on the row (`enqueued_at`) for the
+    # sweeper and the broker watch to send again if the broker is down or loses the message.
+    queue = queue or ""
+    priority = Job.Priority.INTERACTIVE if queue in ("", settings.SYNTHESIS_QUEUE) else Job.Priority.BATCH
     with transaction.atomic():
-        job = Job.objects.create(**fields, use_cache=use_cache, queue=queue or "", enqueued_at=timezone.now(),
-                                 enqueue_count=1)
+        job = Job.objects.create(**fields, use_cache=use_cache, queue=queue, priority=priority, held=True)
         if pending_check and job.queue != settings.SYNTHESIS_BATCH_QUEUE:
             jobs_pending_admit(owner_id=owner_id)
     state = result_cache.job_state_of(job)
 
     def publish() -> None:
         result_cache.job_state_remember(state, generation=context.generation, writer=True)
-        job_synthesis_send(job_id=job.id, text_length=len(text), queue=job.queue)
+        jobs_release(owner_id=owner_id)
 
     transaction.on_commit(publish)
     return job
@@ -241,7 +246,8 @@ def job_claim(*, job_id: Any, task_id: str) -> bool:
     back (job_release), so `attempts` is this claim plus one per claim whose worker died
     (SIGKILL, OOM, segfault): JOB_MAX_ATTEMPTS bounds worker deaths, never transient retries."""
     return bool(
-        Job.objects.filter(id=job_id)
+        # Not a held job: a stray message must not run it out of its turn (and outside the count).
+        Job.objects.filter(id=job_id, held=False)
         .filter(Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, task_id=task_id))
         .update(status=Job.Status.RUNNING, task_id=task_id, started_at=timezone.now(), attempts=F("attempts") + 1)
     )
@@ -267,6 +273,10 @@ def _job_finish(*, job: Job, generation: int | None = None, **fields: Any) -> No
             transaction.on_commit(lambda: result_cache.job_finished_signal(job_id=job.id))
         if updated and job.webhook_url:
             transaction.on_commit(lambda: webhook_delivery_send(job_id=job.id))
+    if updated:
+        # A slot is free: the next turn goes out now, before this task's message is acknowledged,
+        # so the worker's next fetch already sees it (every user: the freed slot may be theirs).
+        jobs_release()
 
 
 def _job_finished_state(*, job: Job, changes: dict[str, Any], generation: int | None) -> None:

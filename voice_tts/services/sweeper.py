@@ -5,6 +5,7 @@ a job was committed, a worker killed while Redis also lost its unacked message).
 JOB_SWEEP_INTERVAL_SECONDS, Celery beat runs jobs_sweep(), which looks at rows, not at
 the queue: jobs stuck `queued` are sent again, jobs stuck `running` past the hard time
 limit are given back to the queue, and after bounded tries a job fails `worker_lost`.
+Held jobs (waiting for their turn, services.turns) were never sent: nothing of theirs is lost.
 Re-sending is always safe: a duplicate message finds the job claimed or finished.
 """
 
@@ -75,10 +76,11 @@ def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
             job_enqueue(job_id=job_id)
             report.released += 1
 
-    # Queued with no sign of life: its message may be lost. Send it again.
+    # Queued with no sign of life: its message may be lost. Send it again. Held jobs are not
+    # lost: they wait for their turn as rows (services.turns), however long that takes.
     queued_deadline = now - timedelta(seconds=settings.JOB_QUEUED_DEADLINE_SECONDS)
     stale_queued = list(
-        Job.objects.filter(status=Job.Status.QUEUED)
+        Job.objects.filter(status=Job.Status.QUEUED, held=False)
         .filter(Q(enqueued_at__lt=queued_deadline) | Q(enqueued_at__isnull=True, created_at__lt=queued_deadline))
         .values_list("id", "enqueue_count")[:_BATCH]
     )

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('voice_tts', '0011_encodings_device_audio_format'),
+        ('voice_tts', '0012_fair_turns'),
     ]
 
     operations = [
