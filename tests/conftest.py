@@ -212,9 +212,11 @@ def redis_keys_delete(pattern: str) -> None:
 @pytest.fixture(autouse=True)
 def _clip_use_counters_emptied() -> Iterator[None]:
     # Clip use counters are one hash for everyone: a test's counts must not reach the next test's
-    # flush.
+    # flush. The result cache goes too: a rolled-back test gives its user ids back (SQLite reuses
+    # them), and the next test's user 1 must not inherit the last one's cached active voice.
     yield
     redis_keys_delete("clip_use:*")
+    redis_keys_delete("hit:*")
 
 
 @pytest.fixture(scope="session", autouse=True)
