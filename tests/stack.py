@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import openai
 import redis
 import requests
 
@@ -194,3 +195,16 @@ class StackClient:
                 raise AssertionError(f"job {job_id} is {body['status']}, wanted {until}\n"
                                      f"worker log:\n{self.stack.log('worker')}")
             time.sleep(0.1)
+
+
+def speech_user_enrol(stack: ServiceStack, make_user: Any, prefix: str) -> Any:
+    """A new user with one voice enrolled through the stack's API: `.client` (StackClient), `.voice_id`,
+    and `.sdk`, the OpenAI SDK pointed at the stack's /v1 with the user's key (no retries: a test sees
+    every answer)."""
+    user = make_user(f"{prefix}{uuid.uuid4().hex[:8]}")
+    user.client = StackClient(stack, user.token)
+    voice = user.client.upload_voice()
+    assert voice.status_code == 201, voice.text
+    user.voice_id = voice.json()["id"]
+    user.sdk = openai.OpenAI(api_key=user.token, base_url=stack.base_url + "/v1", max_retries=0, timeout=60)
+    return user

@@ -25,7 +25,7 @@ import requests
 import soundfile
 
 from tests.audio_samples import assert_one_file
-from tests.stack import ServiceStack, StackClient
+from tests.stack import ServiceStack, StackClient, speech_user_enrol
 from voice_tts.models import ClipEncoding, Job
 from voice_tts.services.clips import clip_cache_key
 from voice_tts.services.jobs import job_fail
@@ -53,12 +53,7 @@ def stack(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ServiceStack
 @pytest.fixture
 def enrolled(stack: ServiceStack, transactional_db: Any, make_user: Any) -> Any:
     """A user (new for each test) with one enrolled voice, and an SDK client with their key."""
-    user = make_user(f"u{uuid.uuid4().hex[:8]}")
-    voice = StackClient(stack, user.token).upload_voice()
-    assert voice.status_code == 201, voice.text
-    user.voice_id = voice.json()["id"]
-    user.sdk = sdk(stack, user.token)
-    return user
+    return speech_user_enrol(stack, make_user, "u")
 
 
 def sdk(stack: ServiceStack, key: str) -> openai.OpenAI:

@@ -17,14 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import openai
 import pytest
 import requests
 import soundfile
 from django.core.files.storage import default_storage
 
 from tests.audio_samples import assert_one_file, wav_bytes
-from tests.stack import ServiceStack, StackClient
+from tests.stack import ServiceStack, speech_user_enrol
 from voice_tts.models import Clip, ClipEncoding
 from voice_tts.services.clips import clip_store
 from voice_tts.services.speech import SPEECH_SAMPLE_RATE, Speech, SpeechSentence, speech_audio
@@ -51,12 +50,7 @@ def stack(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ServiceStack
 
 @pytest.fixture
 def enrolled(stack: ServiceStack, transactional_db: Any, make_user: Any) -> Any:
-    user = make_user(f"s{uuid.uuid4().hex[:8]}")
-    voice = StackClient(stack, user.token).upload_voice()
-    assert voice.status_code == 201, voice.text
-    user.voice_id = voice.json()["id"]
-    user.sdk = openai.OpenAI(api_key=user.token, base_url=stack.base_url + "/v1", max_retries=0, timeout=60)
-    return user
+    return speech_user_enrol(stack, make_user, "s")
 
 
 def _encodings(owner_id: int, audio_format: str) -> dict[int, tuple[int, str, str, int]]:

@@ -25,7 +25,7 @@ import soundfile
 from django.conf import settings as django_settings
 
 from tests.audio_samples import wav_bytes
-from tests.stack import ServiceStack, StackClient
+from tests.stack import ServiceStack, speech_user_enrol
 from tests.test_openai_speech import TONE_SECONDS, _gate
 from tests.test_web_pages import signed_in
 from voice_tts.errors import ServiceError
@@ -150,12 +150,7 @@ def idle_stack(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Service
 
 
 def _enrol(stack: ServiceStack, make_user: Any) -> Any:
-    user = make_user(f"b{uuid.uuid4().hex[:8]}")
-    user.client = StackClient(stack, user.token)
-    voice = user.client.upload_voice()
-    assert voice.status_code == 201, voice.text
-    user.voice_id = voice.json()["id"]
-    user.sdk = openai.OpenAI(api_key=user.token, base_url=stack.base_url + "/v1", max_retries=0, timeout=60)
+    user = speech_user_enrol(stack, make_user, "b")
     # The uploads counted in the stack's Redis are not the jobs' counter; start each user's window empty.
     client = redis.Redis.from_url(stack.redis.url)
     keys = list(client.scan_iter(match=f"{stack.env['CAREPILL_REDIS_PREFIX']}throttle:jobs:*"))
