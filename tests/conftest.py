@@ -219,6 +219,40 @@ def _clip_use_counters_emptied() -> Iterator[None]:
     redis_keys_delete("hit:*")
 
 
+@pytest.fixture
+def stack_factory(transactional_db: Any) -> Iterator[Callable[..., Any]]:
+    """Makes private stacks (tests/stack.py: own Redis, web, worker), each shut down after the test."""
+    from tests.stack import ServiceStack  # tests/stack.py imports this module: no import at the top
+
+    stacks: list[ServiceStack] = []
+
+    def make(**kwargs: Any) -> ServiceStack:
+        stack = ServiceStack(**kwargs)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.shutdown()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., Any]]:
+    """Makes the Pi tests' fake service (tests/test_pi_repeat.py's FakeServer) on a given clock and Pi,
+    each stopped after the test."""
+    from tests.test_pi_repeat import FakeServer  # a test module: imported only by the Pi tests that use it
+
+    made: list[FakeServer] = []
+
+    def make(clock: Any, pi: Any) -> FakeServer:
+        made.append(FakeServer(clock, pi))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _redis_keys_removed_after_run() -> Iterator[None]:
     yield

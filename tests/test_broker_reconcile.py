@@ -45,20 +45,6 @@ RECONCILE = re.compile(
 )
 
 
-@pytest.fixture
-def stack_factory(transactional_db):
-    stacks: list[ServiceStack] = []
-
-    def make(**kwargs: Any) -> ServiceStack:
-        stack = ServiceStack(**kwargs)
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.shutdown()
-
-
 def full_log(stack: ServiceStack, name: str = "worker") -> str:
     path = stack.tmp / f"{name}.log"
     return path.read_text(errors="replace") if path.exists() else ""

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from tests.audio_samples import wav_bytes
 from tests.conftest import worker_start, worker_stop
-from tests.stack import ServiceStack, StackClient
+from tests.stack import StackClient
 from voice_tts.models import Clip, Job, Voice
 from voice_tts.redis_client import redis_client
 from voice_tts.services.broker import broker_messages_read, broker_reconcile
@@ -266,20 +266,6 @@ def test_one_users_flood_delays_another_users_job_by_at_most_its_slots(transacti
     # Never more than her slots in flight, and every job sent exactly once.
     assert most_in_flight([job for job in rows if job.owner_id == alice.id]) == settings.JOBS_IN_FLIGHT_PER_USER
     assert {job.enqueue_count for job in rows} == {1}
-
-
-@pytest.fixture
-def stack_factory(transactional_db):
-    stacks: list[ServiceStack] = []
-
-    def make(**kwargs: Any) -> ServiceStack:
-        stack = ServiceStack(**kwargs)
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.shutdown()
 
 
 @pytest.mark.worker

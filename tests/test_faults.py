@@ -16,24 +16,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.stack import ServiceStack, StackClient
+from tests.stack import StackClient
 from voice_tts.models import Clip, Job
 
 pytestmark = pytest.mark.worker
-
-
-@pytest.fixture
-def stack_factory(transactional_db):
-    stacks: list[ServiceStack] = []
-
-    def make(**kwargs) -> ServiceStack:
-        stack = ServiceStack(**kwargs)
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.shutdown()
 
 
 def clip_files() -> list[Path]:

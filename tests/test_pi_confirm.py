@@ -31,24 +31,11 @@ from carepill_voice.journal import (
 from tests import test_pi_client
 from tests.stack import ServiceStack, StackClient
 from tests.test_pi_client import Pi
-from tests.test_pi_repeat import KEY, FakeServer, plays_at, with_window
+from tests.test_pi_repeat import KEY, plays_at, with_window
 from tests.test_pi_schedule import MONDAY, SEOUL, FakeTime, bundle_on_disk, local, phrase, run_until, wait_for_text
 
 UTC = dt.UTC
 dead_url = test_pi_client.dead_url
-
-
-@pytest.fixture
-def servers():
-    made: list[FakeServer] = []
-
-    def make(clock: FakeTime, pi: Pi) -> FakeServer:
-        made.append(FakeServer(clock, pi))
-        return made[-1]
-
-    yield make
-    for server in made:
-        server.stop()
 
 
 def minutes_ago(minutes: float) -> dt.datetime:
@@ -194,7 +181,7 @@ def test_confirm_wakes_the_running_run_whose_repeat_then_never_plays_and_never_s
 # --- sending confirmations ----------------------------------------------------------------------
 
 
-def test_a_confirmation_made_offline_is_sent_later_exactly_once(tmp_path, dead_url, servers, capsys):
+def test_a_confirmation_made_offline_is_sent_later_exactly_once(tmp_path, dead_url, fake_server, capsys):
     pi = Pi(tmp_path, dead_url, "t")
     shas = bundle_on_disk(pi, [phrase(1, ["08:00"])])
     settings = {"repeat_minutes": 5.0, "repeat_times": 2}
@@ -207,7 +194,7 @@ def test_a_confirmation_made_offline_is_sent_later_exactly_once(tmp_path, dead_u
 
     # The server is back; `run` sends it with the waiting report, once.
     clock = FakeTime(local(MONDAY, "08:02"), until=local(MONDAY, "08:12"))
-    server = servers(clock, pi)
+    server = fake_server(clock, pi)
     run_until(pi, clock, server_url=server.url, **settings)
     [sent] = server.posts("/api/tts/doses/confirmations/")
     assert sent["body"] == {"phrase_id": 1, "scheduled_date": "2027-06-07", "scheduled_time": "08:00",
@@ -225,10 +212,10 @@ def test_a_confirmation_made_offline_is_sent_later_exactly_once(tmp_path, dead_u
     assert len(server.posts("/api/tts/doses/confirmations/")) == 1
 
 
-def test_confirm_sends_at_once_when_the_server_answers_and_what_each_answer_means(tmp_path, servers, capsys):
+def test_confirm_sends_at_once_when_the_server_answers_and_what_each_answer_means(tmp_path, fake_server, capsys):
     clock = FakeTime(local(MONDAY, "08:01"), until=local(MONDAY, "08:02"))
     pi = Pi(tmp_path, "http://unused", "t")
-    server = servers(clock, pi)
+    server = fake_server(clock, pi)
     bundle_on_disk(pi, [phrase(1, ["08:00"])])
     PlayedLog(pi.cache).mark(KEY, "played", local(MONDAY, "08:00"))
     client = Client(pi.config(server_url=server.url))
@@ -243,10 +230,10 @@ def test_confirm_sends_at_once_when_the_server_answers_and_what_each_answer_mean
     assert [client.confirmation_send(confirmation).delivery for _ in rules] == list(rules.values())
 
 
-def test_an_old_journaled_report_without_the_occurrence_still_sends(tmp_path, servers):
+def test_an_old_journaled_report_without_the_occurrence_still_sends(tmp_path, fake_server):
     clock = FakeTime(local(MONDAY, "08:01"), until=local(MONDAY, "08:02"))
     pi = Pi(tmp_path, "http://unused", "t")
-    server = servers(clock, pi)
+    server = fake_server(clock, pi)
     # As the previous client journaled it: no scheduled_date / scheduled_time.
     old = {"phrase_id": 1, "played_at": "2027-06-06T23:00:00+00:00", "outcome": "played", "source": "cache",
            "key": "abc:1:2027-06-07:08:00"}

@@ -338,19 +338,6 @@ class FakeServer(LoopbackServer):
         return [r for r in self.requests if r["method"] == "POST" and r["path"] == path]
 
 
-@pytest.fixture
-def fake_server(tmp_path):
-    made: list[FakeServer] = []
-
-    def make(clock: FakeTime, pi: Pi) -> FakeServer:
-        made.append(FakeServer(clock, pi))
-        return made[-1]
-
-    yield make
-    for server in made:
-        server.stop()
-
-
 def test_heartbeat_every_minute_after_each_sync_never_before_a_due_play(tmp_path, fake_server, caplog):
     caplog.set_level(logging.INFO, logger="carepill_voice")
     start = local(MONDAY, "07:57", seconds=40)
