@@ -136,6 +136,7 @@ def job_create(
     queue: str | None = None,
     voice_id: Any = None,
     pending_check: bool = True,
+    release: bool = True,
 ) -> Job | ClipHit:
     """Answer from the clip cache when possible, else queue a job.
 
@@ -145,6 +146,8 @@ def job_create(
     owner's: services.speech, once per request); None: the owner's active voice.
     A queued job counts against USER_MAX_PENDING_JOBS (`jobs_pending_admit`), except on the batch
     queue (pre-generation) and where the caller checks once for many jobs (`pending_check=False`).
+    `release=False`: the caller, queuing many jobs in one transaction, runs one release pass for the
+    owner after its commit (services.turns.jobs_release) instead of one per job.
     """
     params = params or {}
     text = job_text_normalise(text=text)
@@ -208,7 +211,8 @@ def job_create(
 
     def publish() -> None:
         result_cache.job_state_remember(state, generation=context.generation, writer=True)
-        jobs_release(owner_id=owner_id)
+        if release:
+            jobs_release(owner_id=owner_id)
 
     transaction.on_commit(publish)
     return job

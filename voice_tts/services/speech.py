@@ -68,6 +68,7 @@ from voice_tts.result_cache import ClipHit, job_finished_wait
 from voice_tts.services.clip_formats import clip_audio_encoded
 from voice_tts.services.job_text import job_text_normalise
 from voice_tts.services.jobs import job_create, job_state_get, jobs_pending_admit
+from voice_tts.services.turns import jobs_release
 from workers.speech_text.sentences import sentence_language, sentences_split
 
 # What OpenAI clients send as `model`; each one (and the engine's own name) means this deployment's engine.
@@ -201,7 +202,7 @@ def speech_create(
         for segment in segments:
             language = sentence_language(segment)
             result = job_create(owner_id=owner_id, text=segment, language=language, params=params,
-                                voice_id=voice_id, pending_check=False)
+                                voice_id=voice_id, pending_check=False, release=False)
             if isinstance(result, ClipHit):
                 sentences.append(SpeechSentence(text=segment, language=language, clip_id=result.clip.id, job_id=None))
             else:
@@ -211,6 +212,9 @@ def speech_create(
             jobs_pending_admit(owner_id=owner_id)
             if syntheses_admit is not None:
                 syntheses_admit(queued)  # last: the throttle's units are not given back by a rollback
+            # One release pass for all the request's jobs (in order: a stream's segments go out first to last),
+            # after the job states are kept (each job's own on_commit, registered before this one).
+            transaction.on_commit(lambda: jobs_release(owner_id=owner_id))
     return Speech(owner_id=owner_id, sentences=tuple(sentences), characters=len(text))
 
 
