@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import struct
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -310,21 +309,16 @@ def speech_clip_stored(*, clip: Clip, audio_format: str) -> bytes | None:
 
 
 def _wav_pcm16_data(data: bytes) -> bytes | None:
-    """The samples of a RIFF/WAVE file that is 16-bit PCM mono at SPEECH_SAMPLE_RATE: its `data` chunk's bytes,
-    which are exactly what a wav or pcm answer carries for it. None for any other WAV (or a malformed one)."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+    """The samples of a WAV file that is 16-bit PCM mono at SPEECH_SAMPLE_RATE, as the little-endian bytes a wav or
+    pcm answer carries (its `data` chunk, read by libsndfile: no conversion). None for any other WAV (or a malformed
+    one): the caller then converts the clip's samples itself."""
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as file:
+            if (file.format, file.subtype, file.channels, file.samplerate) != ("WAV", "PCM_16", 1, SPEECH_SAMPLE_RATE):
+                return None
+            return file.read(dtype="int16").astype("<i2", copy=False).tobytes()
+    except soundfile.LibsndfileError:
         return None
-    offset, pcm16_mono = 12, False
-    while offset + 8 <= len(data):
-        chunk_id, size = data[offset:offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
-        body = offset + 8
-        if chunk_id == b"fmt " and size >= 16:
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
-            pcm16_mono = (tag, channels, rate, bits) == (1, 1, SPEECH_SAMPLE_RATE, 16)
-        elif chunk_id == b"data":
-            return data[body:body + size] if pcm16_mono and body + size <= len(data) else None
-        offset = body + size + (size & 1)  # chunks are word-aligned
-    return None
 
 
 def _pcm_stream(clips: Iterable[Clip], audio_format: str) -> Iterator[bytes]:
