@@ -19,14 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -37,9 +36,13 @@ from django.utils import timezone
 from voice_tts.dispatch import reminders_pregenerate_send, voice_adapt_slice_send
 from voice_tts.models import AdaptationState, Voice
 from voice_tts.result_cache import owner_entries_invalidate
-from voice_tts.services.voices import _reference_cache_dir, voice_reference_path
+from voice_tts.services.voices import voice_file_local, voice_reference_path
 from voice_tts.worker import runtime
 from workers.engines.base import EngineError
+from workers.engines.neural_cpu import SAMPLE_RATE, style_table_dumps
+from workers.voice_match import VoiceMatchError, reference_analysis
+from workers.voice_style import search
+from workers.voice_style.encoder import SpeakerEncoder
 from workers.voice_style.search import StyleSearchError
 
 logger = logging.getLogger(__name__)
@@ -74,22 +77,7 @@ def voice_style_local_path(*, voice: Voice) -> Path | None:
     name = voice.adaptation_style
     if voice.adaptation_state != AdaptationState.DONE or not name:
         return None
-    try:
-        return Path(default_storage.path(name))
-    except NotImplementedError:
-        pass
-    local = _reference_cache_dir() / f"{voice.id}.wav.style-{voice.adaptation_style_sha[:16]}.npz"
-    if not local.exists():
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out, default_storage.open(name, "rb") as src:
-                out.write(src.read())
-            os.replace(tmp, local)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return local
+    return voice_file_local(voice_id=voice.id, name=name, suffix=f".style-{voice.adaptation_style_sha[:16]}.npz")
 
 
 def _fail(*, voice_id: Any, claim: str, code: str) -> None:
@@ -124,10 +112,6 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
     """Run one slice of the voice's search; returns what happened (for logs and tests):
     "skipped" (no claim: finished, failed, deleted or held by a live slice), "continued", "done",
     "failed" or "not_applicable"."""
-    from workers.engines.neural_cpu import SAMPLE_RATE, style_table_dumps
-    from workers.voice_match import VoiceMatchError, reference_analysis
-    from workers.voice_style import search
-
     claim = _claim(voice_id=voice_id)
     if claim is None:
         return "skipped"
@@ -153,8 +137,6 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
             with default_storage.open(old_state_file, "rb") as fh:
                 state = search.style_search_loads(fh.read())
         else:
-            import soundfile
-
             reference = voice_reference_path(voice=voice)
             samples, rate = soundfile.read(str(reference), dtype="float32", always_2d=False)
             start_voice = engine.voice_for_reference(reference_analysis(reference))
@@ -258,10 +240,8 @@ _ENCODER: Any = None
 
 
 def _encoder() -> Any:
-    # One encoder per worker process, loaded at its first slice (12 MB, ~0.1 s).
+    # One encoder per worker process, loaded at its first slice (12 MB, ~0.1 s; onnxruntime is imported then).
     global _ENCODER
     if _ENCODER is None:
-        from workers.voice_style.encoder import SpeakerEncoder
-
         _ENCODER = SpeakerEncoder(threads=1)
     return _ENCODER

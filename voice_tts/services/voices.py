@@ -100,8 +100,8 @@ def _reference_cache_dir() -> Path:
     return Path(settings.DATA_DIR) / "reference-cache"
 
 
-def _reference_cache_path(voice_id: Any) -> Path:
-    return _reference_cache_dir() / f"{voice_id}.wav"
+def _reference_cache_path(voice_id: Any, suffix: str = "") -> Path:
+    return _reference_cache_dir() / f"{voice_id}.wav{suffix}"
 
 
 def voice_reference_path(*, voice: Voice) -> Path:
@@ -112,18 +112,25 @@ def voice_reference_path(*, voice: Voice) -> Path:
     cache; engines may keep derived files (analysis sidecars) next to it, named `<path>.*`. The
     copy of a deleted voice is removed by voice_reference_cache_prune on each host that has one.
     """
+    return voice_file_local(voice_id=voice.id, name=voice.audio.name)
+
+
+def voice_file_local(*, voice_id: Any, name: str, suffix: str = "") -> Path:
+    """A local path of the stored file `name` (the voice's reference, or with a `suffix` a file derived from
+    it): the file itself on local storage; on remote storage a copy in this host's reference cache, made once,
+    named `<voice id>.wav<suffix>`, so that the prune removes it with the voice's other files."""
     try:
-        return Path(default_storage.path(voice.audio.name))
+        return Path(default_storage.path(name))
     except NotImplementedError:
         pass
-    local = _reference_cache_path(voice.id)
+    local = _reference_cache_path(voice_id, suffix)
     if not local.exists():
         local.parent.mkdir(parents=True, exist_ok=True)
         # Copied under a temp name and renamed: an engine never reads half a copy, and a worker
         # killed mid-copy leaves only a temp file, which the prune removes once it is old.
         fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=_REFERENCE_TMP_PREFIX)
         try:
-            with os.fdopen(fd, "wb") as out, default_storage.open(voice.audio.name, "rb") as src:
+            with os.fdopen(fd, "wb") as out, default_storage.open(name, "rb") as src:
                 shutil.copyfileobj(src, out)
             os.replace(tmp, local)
         except BaseException:
