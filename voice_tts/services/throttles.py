@@ -32,20 +32,24 @@ def throttle_key(scope: str, user_id: Any) -> str:
     return redis_key("throttle", scope, str(user_id))
 
 
+def _window_add(*, key: str, amount: int, window_seconds: int) -> ThrottleWindow:
+    """Add `amount` to the window's counter (opened with its expiry by the first add): one round trip."""
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.incrby(key, amount)
+    pipe.expire(key, window_seconds, nx=True)
+    pipe.ttl(key)
+    total, _, ttl = pipe.execute()
+    return ThrottleWindow(count=total, ttl=ttl)
+
+
 def throttle_count(*, scope: str, user_id: Any, window_seconds: int) -> ThrottleWindow | None:
     """Count one request of `user_id` in `scope`'s current window; None when Redis is down
     (refusing every caregiver would be worse than not counting)."""
-    key = throttle_key(scope, user_id)
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, window_seconds, nx=True)
-        pipe.ttl(key)
-        count, _, ttl = pipe.execute()
+        return _window_add(key=throttle_key(scope, user_id), amount=1, window_seconds=window_seconds)
     except (redis.RedisError, OSError):
         logger.warning("throttle counter unavailable; allowing the request", exc_info=True)
         return None
-    return ThrottleWindow(count=count, ttl=ttl)
 
 
 def throttle_take(*, scope: str, user_id: Any, window_seconds: int, count: int, limit: int) -> ThrottleWindow | None:
@@ -55,15 +59,10 @@ def throttle_take(*, scope: str, user_id: Any, window_seconds: int, count: int, 
     would have been with them (`count` over `limit`: refused); None when Redis is down (then not counted)."""
     key = throttle_key(scope, user_id)
     try:
-        client = redis_client()
-        pipe = client.pipeline(transaction=False)
-        pipe.incrby(key, count)
-        pipe.expire(key, window_seconds, nx=True)
-        pipe.ttl(key)
-        total, _, ttl = pipe.execute()
-        if total > limit:
-            client.decrby(key, count)
+        window = _window_add(key=key, amount=count, window_seconds=window_seconds)
+        if window.count > limit:
+            redis_client().decrby(key, count)
     except (redis.RedisError, OSError):
         logger.warning("throttle counter unavailable; allowing the request", exc_info=True)
         return None
-    return ThrottleWindow(count=total, ttl=ttl)
+    return window
