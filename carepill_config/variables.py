@@ -74,7 +74,7 @@ _DECLARED = (
     Variable("AUDIO_ACCEL_REDIRECT_PREFIX", _HTTP, "nginx's internal location aliased to MEDIA_ROOT"),
     Variable("WEB_WORKERS", _HTTP, "gunicorn worker processes (default: one per core)"),
     Variable("WEB_WORKER_CLASS", _HTTP, "gunicorn worker class: gthread or sync"),
-    Variable("WEB_THREADS", _HTTP, "threads per gunicorn process (gthread)"),
+    Variable("WEB_THREADS", _HTTP, "threads per gunicorn process (gthread): open streams + short requests"),
     # --- Voices, jobs and speech -----------------------------------------------------------------
     Variable("TTS_ENGINE", _VOICE, "the engine workers load: neural_cpu, espeak, gpt_sovits, gpt_sovits_http, tone"),
     Variable("VOICE_MAX_UPLOAD_BYTES", _VOICE, "largest voice upload (413 beyond it)"),

@@ -1,25 +1,22 @@
 """gunicorn settings for the web: `gunicorn -c medicine_project/gunicorn_conf.py medicine_project.wsgi`.
 
-Threaded workers (gthread), one process per core, WEB_THREADS threads each. Every API request is
-short (the API never waits on a model), but POST /v1/audio/speech (the OpenAI-compatible route)
-holds its request open while it streams a long text sentence by sentence: up to a minute or more
-of mostly sleeping between reads of its jobs' state. With sync workers (one request per process)
-two such streams would take both workers of a 2-core web and every other request, health checks
-included, would queue behind them; and a sync worker's `timeout` kills a request that runs longer
-than it. A gthread worker serves its other threads' requests meanwhile, and its `timeout` is only
-the process' heartbeat, so a long stream is never killed for its length.
+Threaded workers (gthread), one process per core, WEB_THREADS (48) threads each. Every API request is
+short (the API never waits on a model), but POST /v1/audio/speech (the OpenAI-compatible route, streamed
+by default) holds its request open while it streams a text sentence by sentence: up to minutes of
+mostly sleeping in Redis (a blocking pop, GIL released) until the worker pushes that the next sentence is
+ready. Each open stream holds one thread; the others serve the short requests. A gthread worker's
+`timeout` is only the process' heartbeat, so a long stream is never killed for its length; a client that
+hangs up frees its thread at once (voice_tts/http/disconnects.py).
 
-Why not ASGI (uvicorn) for that route: it would be a second server and a second stack behind one
-project (the rest is WSGI, the ORM and Redis calls are blocking, and DRF views are sync), for
-streams that spend their time sleeping in a thread anyway; a thread per open stream is cheap at
-the numbers a home deployment sees, and WEB_THREADS bounds it. (Measured on 2 cores: sync workers
-were slightly faster for short requests behind nginx, bench/RESULTS.md; WEB_WORKER_CLASS=sync brings
-that back for a deployment that does not use /v1/audio/speech.)
+Chosen against gevent workers, a split deployment (sync workers for /api, a second server for /v1 behind
+the proxy) and ASGI for the streaming route, side by side in one run (bench/web_config.py; docs/openai.md
+"Serving" says why): one server for `make run`, `make demo` and compose; short requests at or above sync
+workers' (gthread keeps connections alive: with gunicorn >= 23 a sync worker closes every connection
+gracefully, waiting for the client's FIN); 64 concurrent streams with the health check beside them.
+gevent blocks its whole process on SQLite's write lock (the `make run` default). WEB_WORKER_CLASS=sync
+brings sync workers back for a deployment that serves no streams.
 
-gthread also keeps client connections alive (keep-alive), which matters when clients talk to
-gunicorn directly: with gunicorn >= 23 a sync worker closes every connection gracefully (waits for
-the client's FIN), which cost 30-50% of requests/s against wrk here. Behind nginx, turn off proxy
-buffering for /v1/audio/speech (the view sends `X-Accel-Buffering: no`).
+Behind nginx, turn off proxy buffering for /v1/audio/speech (the view sends `X-Accel-Buffering: no`).
 """
 
 import os
@@ -33,8 +30,10 @@ env = Env()
 # One process per core; WEB_WORKERS overrides.
 workers = env.int("WEB_WORKERS", os.cpu_count() or 2, minimum=1)
 worker_class = env.choice("WEB_WORKER_CLASS", "gthread", ["gthread", "sync"])
-# Open streams + ordinary requests served at once per process; each open stream holds one thread.
-threads = env.int("WEB_THREADS", 8 if worker_class == "gthread" else 1, minimum=1)
+# Open streams + ordinary requests served at once per process; each open stream holds one thread, mostly
+# asleep in Redis (a blocking pop, which releases the GIL). 48: 64 streams over two processes and room
+# for the short requests beside them (bench/web_config.py).
+threads = env.int("WEB_THREADS", 48 if worker_class == "gthread" else 1, minimum=1)
 keepalive = 5
 timeout = 60
 # Recycle workers now and then so a slow leak can never grow without bound.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from voice_tts.apis.schema import RETRY_AFTER_HEADER
 from voice_tts.audio_codec import AUDIO_FORMATS
 from voice_tts.errors import ServiceError
 from voice_tts.http.authentication import CachedTokenAuthentication
+from voice_tts.http.disconnects import ClientWatch
 from voice_tts.http.errors import error_status, openai_error_json, service_error_headers
 from voice_tts.http.throttles import JobsThrottle, SpeechThrottle
 from voice_tts.services.speech import (
@@ -48,6 +50,7 @@ from voice_tts.services.speech import (
     speech_audio,
     speech_create,
     speech_models,
+    speech_wake,
 )
 from voice_tts.services.voices import voices_of
 
@@ -241,24 +244,28 @@ def _usage(speech: Speech) -> dict[str, int]:
     return {"input_tokens": speech.characters, "output_tokens": 0, "total_tokens": speech.characters}
 
 
-def _audio_body(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    if first:
-        yield first
-    for chunk in rest:  # a failure here ends the response without its last chunk: the client sees it cut off
-        if chunk:
-            yield chunk
+def _audio_body(first: bytes, rest: Iterator[bytes], watch: ClientWatch) -> Iterator[bytes]:
+    try:
+        if first:
+            yield first
+        for chunk in rest:  # a failure here ends the response without its last chunk: the client sees it cut off
+            if chunk:
+                yield chunk
+    finally:
+        watch.close()
+        rest.close()  # however the answer ends (the server closes it on a failed write), its held jobs go
 
 
 def _sse_event(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
-def _sse_events(speech: Speech, first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+def _sse_events(speech: Speech, first: bytes, rest: Iterator[bytes], watch: ClientWatch) -> Iterator[bytes]:
     def delta(chunk: bytes) -> bytes:
         return _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode("ascii")})
 
     try:
-        for chunk in _audio_body(first, rest):
+        for chunk in _audio_body(first, rest, watch):
             yield delta(chunk)
     except ServiceError as exc:
         # The status line is long gone: the stream ends with an error event instead of `done`.
@@ -296,16 +303,30 @@ class SpeechCreateApi(OpenAIApi):
                                speed=fields["speed"],
                                syntheses_admit=lambda count: self.syntheses_admit(request, count))
         audio_format = fields["response_format"]
-        chunks = speech_audio(speech=speech, audio_format=audio_format)
+        # A client that hangs up ends its answer at once (voice_tts/http/disconnects.py): its thread is free
+        # again and its sentences still waiting for their turn are not made.
+        gone = threading.Event()
+
+        def on_gone() -> None:
+            gone.set()
+            speech_wake(speech=speech)
+
+        watch = ClientWatch(request, on_gone)
+        chunks = speech_audio(speech=speech, audio_format=audio_format, client_gone=gone.is_set)
         # The status line goes out with the first bytes of audio, so that a failure before any audio is a plain
         # error answer: after the first sentence, or later where the encoder holds bytes back (an Ogg page; a
         # FLAC answer, which waits for the whole text, all of it: its errors, the deadline's too, are all here).
-        first = next((chunk for chunk in chunks if chunk), b"")
+        try:
+            first = next((chunk for chunk in chunks if chunk), b"")
+        except BaseException:
+            watch.close()
+            raise
         if fields["stream_format"] == "sse":
-            response = StreamingHttpResponse(_sse_events(speech, first, chunks), content_type="text/event-stream")
+            response = StreamingHttpResponse(_sse_events(speech, first, chunks, watch),
+                                             content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
         else:
-            response = StreamingHttpResponse(_audio_body(first, chunks),
+            response = StreamingHttpResponse(_audio_body(first, chunks, watch),
                                              content_type=AUDIO_FORMATS[audio_format].content_type)
         response["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on at once
         return response

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -59,16 +60,19 @@ import soxr
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
 from voice_tts.audio_codec import AudioStreamEncoder, audio_encode, audio_encoded_rate
 from voice_tts.errors import ServiceError
 from voice_tts.models import Clip, Job, Voice
-from voice_tts.result_cache import ClipHit, job_finished_wait
+from voice_tts.result_cache import ClipHit, job_finished_signal, job_finished_wait
 from voice_tts.services.clip_formats import clip_audio_encoded
 from voice_tts.services.job_text import job_text_normalise
-from voice_tts.services.jobs import job_create, job_state_get, jobs_pending_admit
+from voice_tts.services.jobs import job_create, job_state_get, job_state_refresh, jobs_pending_admit
 from voice_tts.services.turns import jobs_release
 from workers.speech_text.sentences import sentence_language, sentences_split
+
+logger = logging.getLogger(__name__)
 
 # What OpenAI clients send as `model`; each one (and the engine's own name) means this deployment's engine.
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
@@ -217,7 +221,12 @@ def speech_create(
     return Speech(owner_id=owner_id, sentences=tuple(sentences), characters=len(text))
 
 
-def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds: float, answer_deadline: float) -> int:
+class _SpeechAbandoned(Exception):
+    """The client has gone: the answer ends here, quietly."""
+
+
+def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds: float, answer_deadline: float,
+                      client_gone: Callable[[], bool] | None = None) -> int:
     if sentence.clip_id is not None:
         return sentence.clip_id
     deadline = min(time.monotonic() + wait_seconds, answer_deadline)
@@ -239,19 +248,62 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
         if left <= 0:
             raise ServiceError("speech_timeout", f"The sentence {sentence.text[:60]!r} was not ready after "
                                f"{wait_seconds:g} s (job {sentence.job_id} is {state.status}).")
-        # Woken by the worker's push as the job finishes; without one (lost), the state is read again anyway.
+        if client_gone is not None and client_gone():
+            raise _SpeechAbandoned
+        # A stream holds no database connection while it waits (the web has one per thread, and each open
+        # stream is a thread): a PostgreSQL server's connections are not spent on sleeping streams.
+        if not transaction.get_connection().in_atomic_block:
+            transaction.get_connection().close()
+        # Woken by the worker's push as the job finishes, or by `speech_wake` as the client hangs up; without
+        # either (a lost push), the state is read again anyway.
         job_finished_wait(job_id=sentence.job_id, seconds=min(left, settings.SPEECH_WAKE_FALLBACK_SECONDS))
+        if client_gone is not None and client_gone():
+            raise _SpeechAbandoned
+
+
+def speech_wake(*, speech: Speech) -> None:
+    """End the wait of a stream of this speech at once (its client has gone: it then sees `client_gone`).
+
+    It pushes onto the wake-up list of each of the speech's jobs, the one the worker pushes onto when the job
+    finishes: a spurious wake only makes the waiter read the job's state again."""
+    for sentence in speech.sentences:
+        if sentence.job_id is not None:
+            job_finished_signal(job_id=sentence.job_id)
+
+
+SPEECH_ABANDONED = "speech_abandoned"
+
+
+def speech_jobs_cancel(*, speech: Speech) -> int:
+    """Fail the speech's jobs that are still held in their owner's turn (services.turns: no worker has them), so
+    that an answer nobody reads any more is not synthesised; returns how many. Jobs already sent to a worker are
+    left to finish: their work is under way, at most JOBS_IN_FLIGHT_PER_USER of them, and each becomes a cached
+    clip that a retry of the same text is answered from. Each cancel is a conditional UPDATE on `held`, so a
+    release pass that took the job first wins, and the job then runs."""
+    job_ids = [sentence.job_id for sentence in speech.sentences if sentence.job_id is not None]
+    if not job_ids:
+        return 0
+    cancelled = list(Job.objects.filter(id__in=job_ids, status=Job.Status.QUEUED, held=True)
+                     .values_list("id", flat=True))
+    count = 0
+    for job_id in cancelled:
+        count += Job.objects.filter(id=job_id, status=Job.Status.QUEUED, held=True).update(
+            status=Job.Status.FAILED, held=False, finished_at=timezone.now(), error_code=SPEECH_ABANDONED,
+            error_message="The answer's client went away before this sentence was made, so it was not made.")
+        job_state_refresh(job_id=job_id, owner_id=speech.owner_id)
+    return count
 
 
 def _audio_missing(what: str) -> ServiceError:
     return ServiceError("audio_missing", f"A sentence's {what} is gone from storage.")
 
 
-def _sentence_clips(*, speech: Speech, wait_seconds: float, answer_deadline: float) -> Iterator[Clip]:
+def _sentence_clips(*, speech: Speech, wait_seconds: float, answer_deadline: float,
+                    client_gone: Callable[[], bool] | None = None) -> Iterator[Clip]:
     """Each sentence's clip, in order, as soon as it is ready."""
     for sentence in speech.sentences:
         clip_id = _sentence_clip_id(speech=speech, sentence=sentence, wait_seconds=wait_seconds,
-                                    answer_deadline=answer_deadline)
+                                    answer_deadline=answer_deadline, client_gone=client_gone)
         clip = Clip.objects.filter(id=clip_id, owner_id=speech.owner_id).first()
         if clip is None:
             raise ServiceError("audio_missing", "A sentence's clip was deleted before it could be read.")
@@ -343,17 +395,35 @@ def _encoded_stream(clips: Iterable[Clip], audio_format: str) -> Iterator[bytes]
     yield encoder.close()
 
 
-def speech_audio(*, speech: Speech, audio_format: str, wait_seconds: float | None = None) -> Iterator[bytes]:
+def speech_audio(*, speech: Speech, audio_format: str, wait_seconds: float | None = None,
+                 client_gone: Callable[[], bool] | None = None) -> Iterator[bytes]:
     """The answer in `audio_format`: one item per sentence, in order, as soon as that sentence is ready, then
     possibly a last one. An item may be b"" (an encoder holding bytes back: FLAC until the end, Ogg up to a
     page). Everything it yields, joined, is one file (see the module docstring for which parts are stored
     encodings). The first item is the first sentence's: a failure before any audio raises from the first
     `next()`. Raises ServiceError when a sentence's job failed (500, the job's error code), was not ready in time
     (504 `speech_timeout`: SPEECH_SENTENCE_WAIT_SECONDS for the sentence, or SPEECH_DEADLINE_SECONDS since the
-    first `next()` for the whole answer) or its clip or file is gone (500 `audio_missing`)."""
+    first `next()` for the whole answer) or its clip or file is gone (500 `audio_missing`).
+
+    `client_gone()` True (checked before and after each wait; `speech_wake` ends a wait at once) ends the answer
+    there, without an error. However the answer ends early (the client gone, an error, the caller closing it), the
+    request's jobs still held in its owner's turn are cancelled (`speech_jobs_cancel`)."""
     wait = settings.SPEECH_SENTENCE_WAIT_SECONDS if wait_seconds is None else wait_seconds
     answer_deadline = time.monotonic() + settings.SPEECH_DEADLINE_SECONDS
-    clips = _sentence_clips(speech=speech, wait_seconds=wait, answer_deadline=answer_deadline)
+    clips = _sentence_clips(speech=speech, wait_seconds=wait, answer_deadline=answer_deadline,
+                            client_gone=client_gone)
+    finished = False
+    try:
+        yield from _speech_audio_encoded(clips, speech=speech, audio_format=audio_format)
+        finished = True
+    except _SpeechAbandoned:
+        logger.info("speech for owner %s: the client hung up; its held sentences are cancelled", speech.owner_id)
+    finally:
+        if not finished:
+            speech_jobs_cancel(speech=speech)
+
+
+def _speech_audio_encoded(clips: Iterator[Clip], *, speech: Speech, audio_format: str) -> Iterator[bytes]:
     if audio_format == "mp3" or (len(speech.sentences) == 1 and audio_format != "pcm"):
         first = next(clips)
         stored = speech_clip_stored(clip=first, audio_format=audio_format)

@@ -1,0 +1,81 @@
+"""64 /v1/audio/speech streams open at once on the shipped web configuration, with short requests answered
+beside them (issue 25 item 1).
+
+Live stack: gunicorn with medicine_project/gunicorn_conf.py (gthread, 2 processes here), a private Redis, the
+test database, and at first no worker at all, so that every stream stays open. The proof is the order of events,
+never a clock: all 64 streams are seen waiting in Redis (their blocking pops in CLIENT LIST), and while they still
+wait, health checks and a job listing are answered; only then does the worker start, and every stream delivers
+its audio. With the configuration before this one (2 x 8 threads), the 17th stream and every request after it
+waited for a thread that no stream would give back until its audio came, so this test timed out.
+How fast short requests are answered beside the streams is measured in bench/web_config.py.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import redis
+import requests
+import soundfile
+
+from tests.stack import ServiceStack, speech_user_enrol
+from tests.test_speech_disconnect import _until
+
+STREAMS = 64
+USERS = 4
+
+
+@pytest.fixture
+def idle_stack(transactional_db: Any) -> Iterator[ServiceStack]:
+    stack = ServiceStack(engine="tone", concurrency=2, env={
+        "GUNICORN_CMD_ARGS": "-c medicine_project/gunicorn_conf.py",
+        "THROTTLE_SPEECH_RATE": "100000/min",
+        "THROTTLE_JOBS_RATE": "100000/min",
+    })
+    try:
+        stack.redis.start()
+        stack.start_web()
+        yield stack
+    finally:
+        stack.shutdown()
+
+
+def _waiting_streams(stack: ServiceStack) -> int:
+    clients = redis.Redis.from_url(stack.redis.url).client_list()
+    return sum(1 for client in clients if client.get("cmd") == "blmove")
+
+
+def test_64_streams_stay_open_while_short_requests_are_answered(idle_stack, make_user):
+    users = [speech_user_enrol(idle_stack, make_user, f"s{n}") for n in range(USERS)]
+    tag = uuid.uuid4().hex[:8]
+
+    def stream(n: int) -> bytes:
+        user = users[n % USERS]
+        response = requests.post(idle_stack.base_url + "/v1/audio/speech", timeout=300, json={
+            "model": "tts-1", "voice": "alloy", "input": f"Pill {n} of {tag}.", "response_format": "mp3"},
+            headers={"Authorization": f"Bearer {user.token}"})
+        assert response.status_code == 200, response.text
+        return response.content
+
+    with ThreadPoolExecutor(max_workers=STREAMS) as pool:
+        answers = [pool.submit(stream, n) for n in range(STREAMS)]
+        _until(lambda: _waiting_streams(idle_stack) >= STREAMS, f"{STREAMS} streams waiting for their sentence",
+               timeout=120)
+        # Every stream is open and waiting; the web still answers.
+        for _ in range(5):
+            health = requests.get(idle_stack.base_url + "/api/tts/health/", timeout=30)
+            assert health.status_code in (200, 503) and "status" in health.json()
+        listing = users[0].client.get("/api/tts/voices/")
+        assert listing.status_code == 200
+        assert not any(answer.done() for answer in answers)  # ... while no stream has ended
+
+        idle_stack.start_worker()
+        bodies = [answer.result(timeout=300) for answer in answers]
+    for body in bodies:
+        samples, rate = soundfile.read(io.BytesIO(body), dtype="float32")
+        assert len(samples) / rate > 0.1
