@@ -246,11 +246,13 @@ def speech_create(
         queued = sum(1 for sentence in sentences if sentence.job_id is not None)
         if queued:
             jobs_pending_admit(owner_id=owner_id)
+            # One release pass for all the request's jobs (in order: a stream's segments go out first to last),
+            # in this transaction (one commit less before the first segment's message leaves); its messages
+            # leave after the commit, once the job states are kept (each job's on_commit, registered first), and
+            # a refusal below rolls it back with the rows.
+            jobs_release(owner_id=owner_id)
             if syntheses_admit is not None:
                 syntheses_admit(queued)  # last: the throttle's units are not given back by a rollback
-            # One release pass for all the request's jobs (in order: a stream's segments go out first to last),
-            # after the job states are kept (each job's own on_commit, registered before this one).
-            transaction.on_commit(lambda: jobs_release(owner_id=owner_id))
     return Speech(owner_id=owner_id, sentences=tuple(sentences), characters=len(text))
 
 
