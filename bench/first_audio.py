@@ -97,7 +97,7 @@ def line(label: str, firsts: list[float], lasts: list[float]) -> str:
             f"last byte p50 {last['p50']:6.3f} s (min {min(lasts):5.3f}, max {max(lasts):5.3f})")
 
 
-def first_job_phases(db: Path, username: str, since: float, first_byte_at: float) -> tuple[float, ...] | None:
+def first_job_phases(db: Path, username: str, since: float, first_byte_at: float) -> tuple[Any, ...] | None:
     """Where the first sentence's time went, from its job row (the first this user created after `since`, epoch
     seconds; this box's clock for both): request -> job row, row -> worker start (queue), worker start -> finish,
     finish -> first byte (the web noticing and sending). None if the row is not found."""
@@ -107,13 +107,15 @@ def first_job_phases(db: Path, username: str, since: float, first_byte_at: float
     stamp = dt.datetime.fromtimestamp(since, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     with sqlite3.connect(db) as conn:
         row = conn.execute(
-            "SELECT j.created_at, j.started_at, j.finished_at FROM voice_tts_job j"
-            " JOIN auth_user u ON u.id = j.owner_id WHERE u.username = ? AND j.created_at >= ?"
-            " ORDER BY j.created_at LIMIT 1", (username, stamp)).fetchone()
+            "SELECT j.created_at, j.started_at, j.finished_at, c.duration_seconds, j.text FROM voice_tts_job j"
+            " JOIN auth_user u ON u.id = j.owner_id LEFT JOIN voice_tts_clip c ON c.id = j.clip_id"
+            " WHERE u.username = ? AND j.created_at >= ? ORDER BY j.created_at LIMIT 1", (username, stamp)).fetchone()
     if row is None or None in row:
         return None
-    created, started, finished = (dt.datetime.fromisoformat(v).replace(tzinfo=dt.UTC).timestamp() for v in row)
-    return created - since, started - created, finished - started, first_byte_at - finished
+    created, started, finished = (dt.datetime.fromisoformat(v).replace(tzinfo=dt.UTC).timestamp() for v in row[:3])
+    # The first segment's seconds of speech: the tiny random-weight model's output length does not follow the
+    # text (its GPT stops at a random EOS, or at max_sec), and its synthesis time follows that length.
+    return created - since, started - created, finished - started, first_byte_at - finished, row[3], row[4]
 
 
 def first_audio(args: argparse.Namespace) -> None:
@@ -144,7 +146,9 @@ def first_audio(args: argparse.Namespace) -> None:
                 timed_post(session, api.url + "/tts", api_v2_body(korean_text(1100), reference), {})
             results: dict[str, tuple[list[float], list[float]]] = {
                 "ours, streamed": ([], []), "ours, joined": ([], []), "api_v2 streaming_mode": ([], [])}
-            phases: list[tuple[float, ...]] = []
+            phases: list[tuple[Any, ...]] = []
+            synthesised: dict[str, tuple[list[float], list[float]]] = {"ours, streamed": ([], []),
+                                                                       "ours, joined": ([], [])}
             for round_no in range(args.rounds):
                 text = korean_text(round_no)
                 runs = [(label, url, speech_body(text, stream=label.endswith("streamed")),
@@ -161,21 +165,37 @@ def first_audio(args: argparse.Namespace) -> None:
                         raise RuntimeError(f"{label}: {exc}\n{logs}") from exc
                     results[label][0].append(first)
                     results[label][1].append(last)
-                    if label == "ours, streamed":
-                        found = first_job_phases(stack.tmp / "db.sqlite3", "streamed", since, since + first)
-                        if found is not None:
+                    if label.startswith("ours"):
+                        found = first_job_phases(stack.tmp / "db.sqlite3", label.split()[-1], since, since + first)
+                        # The text's first piece was synthesised in this round (its job is the first row), or it
+                        # was a cache hit: a first clause ("할머니,") said in an earlier round, which no row records.
+                        made = found is not None and text.startswith(found[5])
+                        if made:
+                            synthesised[label][0].append(first)
+                            synthesised[label][1].append(last)
+                        if made and label == "ours, streamed":
                             phases.append(found)
             for label, (firsts, lasts) in results.items():
                 if firsts:
                     print(line(label, firsts, lasts))
+            for label, (firsts, lasts) in synthesised.items():
+                print(f"  {label}: {len(firsts)} of {args.rounds} rounds synthesised the first piece, "
+                      f"{args.rounds - len(firsts)} found it in the cache")
+                if firsts:
+                    print(line(label.replace("ours, ", "") + ", 1st made", firsts, lasts))
             if phases:
                 names = ("request -> job row", "job row -> worker start", "worker start -> finished",
                          "finished -> first byte")
-                print(f"  ours, streamed: the first sentence's path, p50 over {len(phases)} rounds (job rows' times):")
+                print(f"  ours, streamed: the first piece's path where synthesised, p50 over {len(phases)} rounds "
+                      "(job rows' times):")
                 for index, name in enumerate(names):
                     values = [p[index] for p in phases]
                     print(f"    {name:<26} p50 {percentiles(values, (50,))['p50'] * 1000:7.1f} ms "
                           f"(min {min(values) * 1000:6.1f}, max {max(values) * 1000:6.1f})")
+                seconds = [p[4] for p in phases]
+                print(f"    {'first segment, audio':<26} p50 {percentiles(seconds, (50,))['p50']:7.2f} s  "
+                      f"(min {min(seconds):6.2f}, max {max(seconds):6.2f}); texts: "
+                      + " | ".join(p[5] for p in phases))
         finally:
             if api:
                 api.stop()

@@ -30,7 +30,8 @@ from tests.audio_samples import wav_bytes
 from tests.conftest import worker_start, worker_stop
 from tests.stack import StackClient
 from voice_tts.models import Clip, Job, Voice
-from voice_tts.redis_client import redis_client
+from voice_tts.redis_client import redis_client, redis_key
+from voice_tts.services import turns
 from voice_tts.services.broker import broker_messages_read, broker_reconcile
 from voice_tts.services.jobs import job_claim, job_create, job_fail, job_release
 from voice_tts.services.sweeper import jobs_sweep
@@ -206,6 +207,43 @@ def test_the_sweeper_and_the_broker_watch_leave_held_jobs_alone(
     rows = {str(job.id): job for job in Job.objects.all()}
     assert [(rows[i].status, rows[i].held, rows[i].enqueue_count) for i in held] == [("queued", True, 0)] * 2
     assert [rows[i].enqueue_count for i in sent] == [3, 3]
+
+
+def test_job_create_releases_inside_its_own_transaction_and_keeps_the_state_before_the_message(
+    transactional_db, alice, settings, monkeypatch,
+):
+    """The row and its release are committed together (no statement between the INSERT and the releasing UPDATE
+    runs outside the creating transaction: the row is never committed `held`, and no second transaction sits on
+    the path to the worker); the `queued` state is in Redis before the message is in the broker."""
+    queues = private_queues(settings)
+    voice_for(alice)
+    client = redis_client()
+    statements: list[tuple[str, bool]] = []
+    events: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append((sql, connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    real_send = turns.job_synthesis_send
+
+    def send_observed(**kwargs: Any) -> bool:  # the real send, with what Redis holds at that moment noted
+        kept = client.exists(redis_key("job", str(kwargs["job_id"])))
+        events.append("send, state kept" if kept else "send, no state")
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(turns, "job_synthesis_send", send_observed)
+    with connection.execute_wrapper(record):
+        job = job_create(owner_id=alice.id, text="Released at once.", language="en")
+    inserted = next(i for i, (sql, _) in enumerate(statements) if sql.startswith('INSERT INTO "voice_tts_job"'))
+    released = next(i for i, (sql, _) in enumerate(statements)
+                    if sql.startswith('UPDATE "voice_tts_job"') and '"held" = ' in sql.split("WHERE")[0])
+    assert inserted < released
+    assert all(in_atomic for _, in_atomic in statements[inserted:released + 1])
+    job.refresh_from_db()
+    assert not job.held and job.enqueued_at is not None
+    assert events == ["send, state kept"]
+    assert str(job.id) in broker_job_ids(queues)
 
 
 def test_concurrent_passes_never_exceed_the_slots(transactional_db, alice, settings):

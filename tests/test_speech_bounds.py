@@ -26,7 +26,7 @@ from django.conf import settings as django_settings
 
 from tests.audio_samples import wav_bytes
 from tests.stack import ServiceStack, speech_user_enrol
-from tests.test_openai_speech import TONE_SECONDS, _gate
+from tests.test_openai_speech import TONE_SECONDS, _gate, syntheses
 from tests.test_web_pages import signed_in
 from voice_tts.errors import ServiceError
 from voice_tts.models import Job
@@ -86,6 +86,31 @@ def test_languages_are_not_merged_unless_they_must_be():
 def test_a_text_that_cannot_fit_is_none():
     sentences = [f"Sentence number {n}." for n in range(10)]  # 19-20 characters each
     assert speech_segments(sentences, max_segments=3, max_chars=25) is None
+
+
+LONG_FIRST = "할머니, 아침 식사 후에 혈압약 한 알 드세요."
+
+
+def test_a_long_first_sentence_is_cut_at_its_first_clause():
+    sentences = [LONG_FIRST, "저녁에도, 잊지 말고 드세요.", "Good night."]
+    segments = speech_segments(sentences, max_segments=32, max_chars=500)
+    # First audio waits for "할머니," only; the later sentences keep their commas (only the first is cut).
+    assert segments == ["할머니,", "아침 식사 후에 혈압약 한 알 드세요.", "저녁에도, 잊지 말고 드세요.", "Good night."]
+    assert " ".join(segments) == " ".join(sentences)
+    assert speech_segments(sentences, max_segments=32, max_chars=500) == segments  # same text, same clips
+    # Not cut: a short sentence, a comma with no space after it, a clause too short before the mark.
+    for whole in ("Yes, now please.", "Take 1,000 units of vitamin D daily.", "Hi, take the blue pill now."):
+        assert speech_segments([whole, "Then rest."], max_segments=32, max_chars=500) == [whole, "Then rest."]
+    assert speech_segments(["Grandma; take the blue pill now."], max_segments=32, max_chars=500) == [
+        "Grandma;", "take the blue pill now."]
+
+
+def test_the_cut_is_dropped_when_it_would_not_fit_the_bound():
+    first = "Grandma, take your pill."  # 24 characters: "Grandma," + 15
+    second = "Then drink water now!!"
+    assert speech_segments([first], max_segments=2, max_chars=30) == ["Grandma,", "take your pill."]
+    # Cut, the text is three pieces and the last two (38 characters) cannot merge within 30: kept whole, it fits.
+    assert speech_segments([first, second], max_segments=2, max_chars=30) == [first, second]
 
 
 # --- The pending cap in the service (real DB and Redis, no worker) ------------------------
@@ -180,6 +205,24 @@ def test_a_flood_queues_at_most_32_syntheses_the_first_one_short(enrolled):
     assert all(job.status == Job.Status.SUCCEEDED for job in jobs)
     # One tone per segment: the answer is the segments' audio, not 200 sentences'.
     assert abs(_pcm_seconds(answer.content) - len(jobs) * TONE_SECONDS) < 0.08
+
+
+def test_a_long_first_sentence_goes_first_as_its_own_clause_and_repeats_are_hits(stack, enrolled):
+    text = f"{LONG_FIRST} 저녁에도 잊지 마세요."
+    answer = enrolled.sdk.audio.speech.create(model="tts-1", voice="alloy", input=text, response_format="pcm")
+    jobs = list(Job.objects.filter(owner_id=enrolled.id).order_by("created_at"))
+    assert [job.text for job in jobs] == ["할머니,", "아침 식사 후에 혈압약 한 알 드세요.", "저녁에도 잊지 마세요."]
+    assert all(job.status == Job.Status.SUCCEEDED and not job.cache_hit for job in jobs)
+    # The clause's job was claimed by the worker before either of the others.
+    assert min(jobs, key=lambda job: job.started_at).text == "할머니,"
+    assert jobs[0].started_at < jobs[1].started_at < jobs[2].started_at
+    assert abs(_pcm_seconds(answer.content) - 3 * TONE_SECONDS) < 0.08
+    # The same text again: the same three pieces, every one a cache hit, no synthesis.
+    made = syntheses(stack)
+    again = enrolled.sdk.audio.speech.create(model="tts-1", voice="alloy", input=text, response_format="pcm")
+    assert again.content == answer.content
+    assert syntheses(stack) == made
+    assert not Job.objects.filter(owner_id=enrolled.id, cache_hit=False).exclude(id__in=[j.id for j in jobs]).exists()
 
 
 def test_each_queued_synthesis_counts_against_the_jobs_throttle(stack, enrolled, make_user):

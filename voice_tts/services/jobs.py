@@ -147,7 +147,7 @@ def job_create(
     A queued job counts against USER_MAX_PENDING_JOBS (`jobs_pending_admit`), except on the batch
     queue (pre-generation) and where the caller checks once for many jobs (`pending_check=False`).
     `release=False`: the caller, queuing many jobs in one transaction, runs one release pass for the
-    owner after its commit (services.turns.jobs_release) instead of one per job.
+    owner at the end of that transaction (services.turns.jobs_release) instead of one per job.
     """
     params = params or {}
     text = job_text_normalise(text=text)
@@ -207,14 +207,16 @@ def job_create(
         job = Job.objects.create(**fields, use_cache=use_cache, queue=queue, priority=priority, held=True)
         if pending_check and job.queue != settings.SYNTHESIS_BATCH_QUEUE:
             jobs_pending_admit(owner_id=owner_id)
-    state = result_cache.job_state_of(job)
-
-    def publish() -> None:
-        result_cache.job_state_remember(state, generation=context.generation, writer=True)
+        state = result_cache.job_state_of(job)
+        # Registered before the release's send: the `queued` state is kept before a worker can claim the job
+        # and keep `running` (on_commit callbacks run in the order they were registered).
+        transaction.on_commit(
+            lambda: result_cache.job_state_remember(state, generation=context.generation, writer=True))
         if release:
+            # The release pass inside the job's own transaction (it takes the turns lock there; its message
+            # leaves after the commit), not in a second transaction after it: one commit less between the
+            # request and the worker (on SQLite, a second IMMEDIATE transaction and WAL write).
             jobs_release(owner_id=owner_id)
-
-    transaction.on_commit(publish)
     return job
 
 

@@ -6,9 +6,12 @@ said before, in any request, is a hit; the others are queued, all up front and i
 transaction (all or nothing; their messages leave once it commits). Then the sentences' audio
 is read back in order, each as soon as its job has finished, for the caller to stream.
 
-The work of one request is bounded (`speech_segments`): a text of more than SPEECH_MAX_SEGMENTS
-sentences keeps its first sentence alone (first audio comes after one sentence) and merges the
-rest, in order, into SPEECH_MAX_SEGMENTS - 1 segments. In the same transaction the new jobs are
+The first sentence, when it is long, is cut at its first clause boundary (`speech_first_clause`:
+"할머니, 아침 식사 후에 ..." gives "할머니," and the rest), so that first audio waits for one clause's
+synthesis, not a whole sentence's; the same text always gives the same pieces, so a repeat is all
+cache hits. The work of one request is bounded (`speech_segments`): a text of more than
+SPEECH_MAX_SEGMENTS pieces keeps its first piece alone (first audio comes after one clause or
+sentence) and merges the rest, in order, into SPEECH_MAX_SEGMENTS - 1 segments. In the same transaction the new jobs are
 checked against the owner's unfinished-job cap (`jobs_pending_admit`) and counted, by the caller,
 against the per-user jobs throttle (`syntheses_admit`): a refusal queues nothing.
 
@@ -144,7 +147,41 @@ def _segments_pack(sentences: list[str], *, limit: int, by_language: bool) -> li
     return segments
 
 
+# The first sentence is cut at its first clause boundary (a comma, `;`, `:`, `、` and their full-width forms, then
+# a space) when it is longer than FIRST_CLAUSE_SENTENCE_CHARS and the clause before the mark has at least
+# FIRST_CLAUSE_MIN_CHARS characters, so that first audio waits for the synthesis of that clause only (api_v2 cuts
+# every sentence on every punctuation mark, `cut5`; ours cuts the first sentence only, the others stay whole).
+FIRST_CLAUSE_SENTENCE_CHARS = 16
+FIRST_CLAUSE_MIN_CHARS = 3
+_CLAUSE_MARKS = ",;:、，；："
+
+
+def speech_first_clause(sentence: str) -> tuple[str, str] | None:
+    """(the first clause with its mark, the rest) of a long sentence, else None. Cut only where the mark is
+    followed by a space, so that the two pieces joined by a space are the sentence again."""
+    if len(sentence) <= FIRST_CLAUSE_SENTENCE_CHARS:
+        return None
+    for index, char in enumerate(sentence[:-1]):
+        if char in _CLAUSE_MARKS and sentence[index + 1] == " " and index >= FIRST_CLAUSE_MIN_CHARS:
+            head, rest = sentence[: index + 1], sentence[index + 2:].strip()
+            if any(ch.isalnum() for ch in head) and any(ch.isalnum() for ch in rest):
+                return head, rest
+    return None
+
+
 def speech_segments(sentences: list[str], *, max_segments: int, max_chars: int) -> list[str] | None:
+    """What one speech request synthesises (`_sentences_segments`), with the first sentence cut at its first
+    clause boundary when it is long (speech_first_clause): first audio comes after one clause. If the cut
+    would make the text not fit (one segment more), the first sentence stays whole."""
+    cut = speech_first_clause(sentences[0]) if sentences else None
+    if cut is not None:
+        segments = _sentences_segments([*cut, *sentences[1:]], max_segments=max_segments, max_chars=max_chars)
+        if segments is not None:
+            return segments
+    return _sentences_segments(sentences, max_segments=max_segments, max_chars=max_chars)
+
+
+def _sentences_segments(sentences: list[str], *, max_segments: int, max_chars: int) -> list[str] | None:
     """What one speech request synthesises: at most `max_segments` texts of at most `max_chars` characters
     (sentences as sentences_split cuts them, each within `max_chars`); None when they do not fit.
 
@@ -213,11 +250,13 @@ def speech_create(
         queued = sum(1 for sentence in sentences if sentence.job_id is not None)
         if queued:
             jobs_pending_admit(owner_id=owner_id)
+            # One release pass for all the request's jobs (in order: a stream's segments go out first to last),
+            # in this transaction (one commit less before the first segment's message leaves); its messages
+            # leave after the commit, once the job states are kept (each job's on_commit, registered first), and
+            # a refusal below rolls it back with the rows.
+            jobs_release(owner_id=owner_id)
             if syntheses_admit is not None:
                 syntheses_admit(queued)  # last: the throttle's units are not given back by a rollback
-            # One release pass for all the request's jobs (in order: a stream's segments go out first to last),
-            # after the job states are kept (each job's own on_commit, registered before this one).
-            transaction.on_commit(lambda: jobs_release(owner_id=owner_id))
     return Speech(owner_id=owner_id, sentences=tuple(sentences), characters=len(text))
 
 

@@ -11,7 +11,8 @@ delay another user's one job by at most that many syntheses per busy user, whate
 they were created in; across classes the workers' queue order does the rest (interactive queue
 first, kombu's `priority` cycle: docs/operations.md#fair-turns-and-priority).
 
-Who releases: job_create (after its commit: a lone job goes out at once), every finished job
+Who releases: job_create (inside its transaction, after the row: a lone job goes out at once when it
+commits, with no second transaction; speech_create likewise, once for all its segments), every finished job
 (after its commit, before its task message is acknowledged, so a single worker's next fetch
 already sees the next turn), and beat every JOBS_RELEASE_SECONDS (the safety net for a release a
 crash or a broker outage cut short).
