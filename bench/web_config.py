@@ -222,6 +222,9 @@ def stream_part(args: argparse.Namespace, candidates: list[str]) -> None:
           "health p50 ms | health p99 ms | target |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for candidate in candidates:
+        if candidate == "gevent" and args.stream_db == "sqlite":
+            print("| gevent | - | - | - | - | - | - | - | - | skipped: SQLite blocks a gevent process (see above) |")
+            continue
         result = streams(args, candidate, args.streams)
         errors = result["errors"] + result["bad_audio"]
         print(f"| {candidate} | {result['streams']} | {result['done'] - len(result['bad_audio'])} | {len(errors)}"
