@@ -340,7 +340,7 @@ def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path, *, metrics:
             sims.append(float(np.dot(emb, ref_emb) / (np.linalg.norm(emb) * np.linalg.norm(ref_emb))))
         points.append({"step": int(state["step"]), "own": round(float(state["best_score"]), 4),
                        "resemblyzer": round(float(np.mean(sims)), 4), "accepted": int(state["accepted"])})
-        print(f"  sweep {ref_path.stem} {points[-1]}", file=sys.stderr)
+        print(f"  sweep {ref_path.stem} {points[-1]} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
     state = search.style_search_start(
@@ -364,7 +364,7 @@ def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path, *, metrics:
                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     path = out_dir / f"{ref_path.stem}.style.npz"
     path.write_bytes(style_table_dumps(style=style, analysis=table_analysis))
-    print(f"adapted {ref_path.stem}: {summary}", file=sys.stderr)
+    print(f"adapted {ref_path.stem}: {summary}", file=sys.stderr, flush=True)
     return path, summary
 
 
@@ -374,10 +374,10 @@ def run(args: argparse.Namespace) -> list[Row]:
         refs = {Path(p).stem: Path(p) for p in args.reference}
     else:
         refs = {}
-        if args.references in ("synthetic", "all"):
-            refs.update(references_synthetic(out_dir))
         if args.references in ("festival", "all"):
             refs.update(references_festival(out_dir))
+        if args.references in ("synthetic", "all"):
+            refs.update(references_synthetic(out_dir))
     engine = engine_load(args.engine)
     metrics = Metrics(args.threads)
     modes = ["unmatched", "matched"] if hasattr(engine, "match_enabled") else ["stock"]
@@ -436,7 +436,12 @@ def run(args: argparse.Namespace) -> list[Row]:
                     if args.verbose:
                         print(f"  [{ref_name}/{mode}] {text!r} -> {heard!r} err={err:.2f}", file=sys.stderr)
             rows.append(row)
-            print(f"done {ref_name}/{mode}", file=sys.stderr)
+            # Each row as soon as it is measured: a run cut short still leaves its figures.
+            print(f"done {ref_name}/{mode}: ko CER {np.mean(row.cer_ko) if row.cer_ko else float('nan'):.3f}, "
+                  f"en WER {np.mean(row.wer_en) if row.wer_en else float('nan'):.3f}, "
+                  f"similarity {np.mean(row.similarity):.3f}, MOS {np.mean(row.mos):.3f}, "
+                  f"RTF {row.synth_s / max(row.audio_s, 1e-9):.3f}; load {os.getloadavg()[0]:.1f}",
+                  file=sys.stderr, flush=True)
     return rows
 
 
