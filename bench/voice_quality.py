@@ -10,8 +10,13 @@ with one engine, for each reference voice, with and without voice matching, and 
 
 Runs offline; needs requirements-bench.txt in its own venv (torch lives only there):
   .venv-bench/bin/python -m bench.voice_quality --engine neural_cpu
-Without --reference it builds two synthetic reference speakers (see `references_synthetic`):
-there are no recordings of real people in this repository, and none are downloaded.
+Without --reference it builds reference speakers (--references): two synthetic ones made with
+Kokoro (`references_synthetic`), and/or two made from recordings of real people that Debian ships
+as Festival voices (`references_festival`: kal_diphone, a diphone voice cut from a real male
+speaker's recordings; cmu_us_slt_arctic_hts, an HTS voice trained on a real female speaker's
+recordings). Festival speaks English only, so those two references say an English sentence.
+They need apt, never a download at run time:
+  apt-get install -y festival festvox-kallpc16k festvox-us-slt-hts
 """
 
 from __future__ import annotations
@@ -57,6 +62,16 @@ PHRASES_EN = [
     "Drink a full glass of water with 1 capsule.",
 ]
 REFERENCE_TEXT = "안녕하세요, 엄마예요. 오늘도 건강하게 지내시고, 약은 꼭 챙겨 드세요."
+# Festival's voices speak English only; a sentence that is not in the phrase set (about 6 s).
+REFERENCE_TEXT_EN = ("Hello, it is me. I hope you are keeping well today, "
+                     "and please remember to take your medicine after breakfast.")
+# name -> (Festival voice, where Debian's package installs it, the package)
+FESTIVAL_VOICES = {
+    "ref_festival_kal_male": ("voice_kal_diphone", "/usr/share/festival/voices/english/kal_diphone",
+                              "festvox-kallpc16k"),
+    "ref_festival_slt_female": ("voice_cmu_us_slt_arctic_hts", "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts",
+                                "festvox-us-slt-hts"),
+}
 
 
 # --- engines --------------------------------------------------------------------------
@@ -104,6 +119,39 @@ def references_synthetic(out_dir: Path) -> dict[str, Path]:
     male = male / (np.max(np.abs(male)) + 1e-9) * 0.8
     refs["ref_male"] = out_dir / "ref_male.wav"
     sf.write(refs["ref_male"], male.astype(np.float32), 24000)
+    return refs
+
+
+def references_festival(out_dir: Path) -> dict[str, Path]:
+    """Two references from recordings of real people, spoken by Debian's Festival voices (English).
+
+    kal_diphone is concatenated from a real male speaker's diphone recordings (16 kHz); slt's HTS
+    model was trained on a real female speaker's CMU ARCTIC recordings. Both are resampled to
+    24 kHz mono like the engine's output. text2wave comes from apt; nothing is downloaded.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    text2wave = shutil.which("text2wave")
+    missing = [pkg for _, (_, path, pkg) in FESTIVAL_VOICES.items() if not Path(path).is_dir()]
+    if text2wave is None or missing:
+        raise SystemExit("Festival references need apt's packages (nothing is downloaded at run time): "
+                         "apt-get install -y festival " + " ".join(sorted({v[2] for v in FESTIVAL_VOICES.values()})))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    refs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        text_file = Path(tmp) / "text.txt"
+        text_file.write_text(REFERENCE_TEXT_EN + "\n", encoding="utf-8")
+        for name, (voice, _, _) in FESTIVAL_VOICES.items():
+            raw = Path(tmp) / f"{name}.wav"
+            subprocess.run([text2wave, "-eval", f"({voice})", str(text_file), "-o", str(raw)],
+                           check=True, capture_output=True, timeout=120)
+            audio, sr = sf.read(raw, dtype="float32", always_2d=True)
+            audio = _resample(audio.mean(axis=1), sr, 24000)
+            audio = audio / (np.max(np.abs(audio)) + 1e-9) * 0.8
+            refs[name] = out_dir / f"{name}.wav"
+            sf.write(refs[name], audio.astype(np.float32), 24000)
     return refs
 
 
@@ -247,42 +295,96 @@ class Row:
     search_note: str = ""
 
 
-def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path) -> tuple[Path, dict]:  # noqa: ANN001
-    """Run the service's style search (all slices in one go) for one reference; the table file and a summary."""
+SWEEP_PHRASES = [("ko", p) for p in PHRASES_KO[:4]] + [("en", p) for p in PHRASES_EN[:2]]
+
+
+def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path, *, metrics: Metrics | None = None,  # noqa: ANN001
+                  sweep: tuple[int, ...] = (), post_scored: bool = False, seed: int = 1) -> tuple[Path, dict]:
+    """Run the service's style search (all slices in one go) for one reference; the table file and a summary.
+
+    At each step count in `sweep` (0 = the start voice), the table so far speaks SWEEP_PHRASES through
+    the engine (with its matching, as the service does) and resemblyzer scores them: the sweep of the
+    honest similarity against the search's own score. `post_scored`: the search scores candidates
+    after the engine's matching (envelope filter or WORLD), not on Kokoro's raw output.
+    """
     import resource
 
+    from workers.engines.base import STYLE_TABLE_PARAM
     from workers.engines.neural_cpu import SAMPLE_RATE, style_table_dumps
-    from workers.voice_match import reference_analysis
+    from workers.voice_match import reference_analysis, voice_analyse
     from workers.voice_style import search
     from workers.voice_style.encoder import SpeakerEncoder
 
     encoder = SpeakerEncoder(threads=1)
-    start = time.perf_counter()
     samples, rate = sf.read(ref_path, dtype="float32", always_2d=False)
     engine.match_enabled = True
+    analysis = reference_analysis(ref_path)
+    post = None
+    if post_scored:
+        def post(audio: np.ndarray) -> np.ndarray:
+            return engine.style_match(audio, reference=analysis, own=voice_analyse(audio, SAMPLE_RATE))
+
+    ref_emb = metrics.embedding(samples, int(rate)) if metrics and sweep else None
+    points: list[dict] = []
+    search_s = 0.0
+
+    def checkpoint(state: dict) -> None:
+        style, table_analysis = search.style_search_result(engine=engine, state=state, sample_rate=SAMPLE_RATE)
+        path = out_dir / f"{ref_path.stem}.sweep.style.npz"
+        path.write_bytes(style_table_dumps(style=style, analysis=table_analysis))
+        sims = []
+        for language, text in SWEEP_PHRASES:
+            audio, sr = engine.synthesize(text_normalise_for_speech(text, language), language, ref_path, None,
+                                          {"speed": 1.0, STYLE_TABLE_PARAM: str(path)})
+            emb = metrics.embedding(audio_as_float(audio), sr)
+            sims.append(float(np.dot(emb, ref_emb) / (np.linalg.norm(emb) * np.linalg.norm(ref_emb))))
+        points.append({"step": int(state["step"]), "own": round(float(state["best_score"]), 4),
+                       "resemblyzer": round(float(np.mean(sims)), 4), "accepted": int(state["accepted"])})
+        print(f"  sweep {ref_path.stem} {points[-1]} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
     state = search.style_search_start(
-        engine=engine, encoder=encoder, start_voice=engine.voice_for_reference(reference_analysis(ref_path)),
+        engine=engine, encoder=encoder, start_voice=engine.voice_for_reference(analysis),
         stock_voices=engine.candidate_voices, reference=samples, reference_rate=int(rate), steps_total=steps,
-        seed=1, sample_rate=SAMPLE_RATE)
+        seed=seed, sample_rate=SAMPLE_RATE, post=post)
+    search_s += time.perf_counter() - start
+    if 0 in sweep:
+        checkpoint(state)
     while not search.style_search_done(state):
-        search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=SAMPLE_RATE)
-    style, analysis = search.style_search_result(engine=engine, state=state, sample_rate=SAMPLE_RATE)
-    summary = {**search.style_search_summary(state), "seconds": time.perf_counter() - start,
+        start = time.perf_counter()
+        search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=SAMPLE_RATE, post=post)
+        search_s += time.perf_counter() - start
+        if int(state["step"]) in sweep:
+            checkpoint(state)
+    start = time.perf_counter()
+    style, table_analysis = search.style_search_result(engine=engine, state=state, sample_rate=SAMPLE_RATE)
+    search_s += time.perf_counter() - start
+    # seconds: the search alone (start, steps, result), not the sweep's scoring
+    summary = {**search.style_search_summary(state), "seconds": search_s, "sweep": points,
                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     path = out_dir / f"{ref_path.stem}.style.npz"
-    path.write_bytes(style_table_dumps(style=style, analysis=analysis))
-    print(f"adapted {ref_path.stem}: {summary}", file=sys.stderr)
+    path.write_bytes(style_table_dumps(style=style, analysis=table_analysis))
+    print(f"adapted {ref_path.stem}: {summary}", file=sys.stderr, flush=True)
     return path, summary
 
 
 def run(args: argparse.Namespace) -> list[Row]:
     out_dir = Path(args.out_dir)
-    refs = {Path(p).stem: Path(p) for p in args.reference} if args.reference else references_synthetic(out_dir)
+    if args.reference:
+        refs = {Path(p).stem: Path(p) for p in args.reference}
+    else:
+        refs = {}
+        if args.references in ("festival", "all"):
+            refs.update(references_festival(out_dir))
+        if args.references in ("synthetic", "all"):
+            refs.update(references_synthetic(out_dir))
     engine = engine_load(args.engine)
     metrics = Metrics(args.threads)
     modes = ["unmatched", "matched"] if hasattr(engine, "match_enabled") else ["stock"]
     if args.adapt_steps and hasattr(engine, "match_enabled"):
         modes.append("adapted")
+    if args.modes:
+        modes = [m for m in modes if m in args.modes.split(",")]
     phrases = [("ko", p) for p in PHRASES_KO] + [("en", p) for p in PHRASES_EN]
     rows = []
     for ref_name, ref_path in refs.items():
@@ -296,13 +398,21 @@ def run(args: argparse.Namespace) -> list[Row]:
             if mode == "adapted":
                 from workers.engines.base import STYLE_TABLE_PARAM
 
-                table_path, summary = adapted_table(engine, ref_path, args.adapt_steps, out_dir)
+                sweep = tuple(int(v) for v in args.adapt_sweep.split(",") if v.strip()) if args.adapt_sweep else ()
+                table_path, summary = adapted_table(engine, ref_path, args.adapt_steps, out_dir, metrics=metrics,
+                                                    sweep=sweep, post_scored=args.adapt_post_scored,
+                                                    seed=args.adapt_seed)
+                engine.match_enabled = True
                 params[STYLE_TABLE_PARAM] = str(table_path)
                 row.search_s, row.steps = summary["seconds"], summary["steps"]
                 row.search_rss_mb = summary["maxrss_mb"]
                 row.search_note = (f"encoder (search's own) {summary['start_score']:.3f} -> "
                                    f"{summary['best_score']:.3f}, {summary['accepted']} accepted, "
-                                   f"{summary['rejected_clarity']} rejected for clarity")
+                                   f"{summary['rejected_clarity']} rejected for clarity"
+                                   + (", scored after matching" if args.adapt_post_scored else ""))
+                if summary["sweep"]:
+                    row.search_note += "; sweep (step: resemblyzer on 6 phrases / own): " + ", ".join(
+                        f"{p['step']}: {p['resemblyzer']:.3f}/{p['own']:.3f}" for p in summary["sweep"])
             for i, (language, text) in enumerate(phrases):
                 start = time.perf_counter()
                 # The service normalises every job's text before any engine (jobs.job_run).
@@ -326,7 +436,12 @@ def run(args: argparse.Namespace) -> list[Row]:
                     if args.verbose:
                         print(f"  [{ref_name}/{mode}] {text!r} -> {heard!r} err={err:.2f}", file=sys.stderr)
             rows.append(row)
-            print(f"done {ref_name}/{mode}", file=sys.stderr)
+            # Each row as soon as it is measured: a run cut short still leaves its figures.
+            print(f"done {ref_name}/{mode}: ko CER {np.mean(row.cer_ko) if row.cer_ko else float('nan'):.3f}, "
+                  f"en WER {np.mean(row.wer_en) if row.wer_en else float('nan'):.3f}, "
+                  f"similarity {np.mean(row.similarity):.3f}, MOS {np.mean(row.mos):.3f}, "
+                  f"RTF {row.synth_s / max(row.audio_s, 1e-9):.3f}; load {os.getloadavg()[0]:.1f}",
+                  file=sys.stderr, flush=True)
     return rows
 
 
@@ -365,7 +480,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["neural_cpu", "espeak"], default="neural_cpu")
     parser.add_argument("--reference", action="append", default=[],
-                        help="reference voice WAV (repeatable); default: two synthetic speakers")
+                        help="reference voice WAV (repeatable); default: --references")
+    parser.add_argument("--references", choices=["synthetic", "festival", "all"], default="synthetic",
+                        help="built-in references: two synthetic Kokoro speakers, two Festival voices made from "
+                             "real people's recordings (English; needs `apt-get install festival "
+                             "festvox-kallpc16k festvox-us-slt-hts`, text2wave is run), or all four")
+    parser.add_argument("--modes", default="",
+                        help="comma list to keep of unmatched,matched,adapted (default: all that apply)")
     parser.add_argument("--out-dir", default=str(PROJECT_DIR / "var" / "bench" / "out"),
                         help="where the synthesised WAVs are written")
     parser.add_argument("--threads", type=int, default=2, help="torch / CTranslate2 threads")
@@ -374,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print every transcript")
     parser.add_argument("--adapt-steps", type=int, default=0,
                         help="also score the voice's own adapted style (issue 26) after a search of N steps")
+    parser.add_argument("--adapt-sweep", default="",
+                        help="comma list of step counts (e.g. 0,10,20,40) at which the table so far is scored "
+                             "by resemblyzer on 6 phrases: similarity against steps")
+    parser.add_argument("--adapt-post-scored", action="store_true",
+                        help="the search scores candidates after the engine's matching (an experiment)")
+    parser.add_argument("--adapt-seed", type=int, default=1, help="the search's seed")
     args = parser.parse_args(argv)
     os.environ.setdefault("CAREPILL_DATA_DIR", str(PROJECT_DIR / "var"))
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)

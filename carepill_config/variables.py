@@ -90,7 +90,7 @@ _DECLARED = (
     Variable("SPEECH_WAKE_FALLBACK_SECONDS", _VOICE, "a /v1 stream re-reads its job's state this often without a push"),
     Variable("SPEECH_DEADLINE_SECONDS", _VOICE, "/v1/audio/speech's wait for the whole answer"),
     Variable("SPEECH_MAX_SEGMENTS", _VOICE, "syntheses one /v1/audio/speech request may queue"),
-    Variable("VOICE_ADAPT_ENABLED", _VOICE, "adapt neural_cpu's style to each new voice (off: no gain measured yet)"),
+    Variable("VOICE_ADAPT_ENABLED", _VOICE, "adapt neural_cpu's style to each new voice (off: no honest gain yet)"),
     Variable("VOICE_ADAPT_STEPS", _VOICE, "steps of a voice's style search in all"),
     Variable("VOICE_ADAPT_STEPS_PER_SLICE", _VOICE, "steps of the style search per batch-queue task"),
     Variable("VOICE_ADAPT_SLICE_SOFT_SECONDS", _VOICE, "soft time limit of one style-search slice"),

@@ -541,10 +541,13 @@ SPECTACULAR_SETTINGS = {
 
 # neural_cpu style adaptation per voice (issue 26, services/voice_adaptation.py): steps of the
 # search in all, steps per slice (one task on the batch queue; interactive and reminder jobs wait
-# at most one slice), and a slice's time limits. ~2-4 s per step on 2 cores.
-# Off by default: its first benchmark (bench/RESULTS.md) showed no similarity gain over matching yet.
+# at most one slice), and a slice's time limits. ~3.5-4 s per step on 2 idle cores, ~8 s at load 7:
+# 60 steps keep one voice within the issue's 10 minutes even on the loaded box (and the walk's
+# own score stalled by ~30 steps in every run measured).
+# Off by default: its benchmarks (bench/RESULTS.md, four references, two from real speakers) showed no
+# similarity gain over matching by an encoder the search does not use.
 VOICE_ADAPT_ENABLED = env.bool("VOICE_ADAPT_ENABLED", False)
-VOICE_ADAPT_STEPS = env.int("VOICE_ADAPT_STEPS", 120, minimum=1)
+VOICE_ADAPT_STEPS = env.int("VOICE_ADAPT_STEPS", 60, minimum=1)
 VOICE_ADAPT_STEPS_PER_SLICE = env.int("VOICE_ADAPT_STEPS_PER_SLICE", 6, minimum=1)
 VOICE_ADAPT_SLICE_SOFT_SECONDS = env.int("VOICE_ADAPT_SLICE_SOFT_SECONDS", 120, minimum=5)
 VOICE_ADAPT_SLICE_HARD_SECONDS = VOICE_ADAPT_SLICE_SOFT_SECONDS + 30

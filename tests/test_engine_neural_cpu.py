@@ -19,7 +19,9 @@ from workers.engines.neural_cpu import (
     model_file_assemble,
 )
 from workers.engines.registry import ENGINE_PATHS, engine_build
-from workers.voice_match import VoiceAnalysis, analysis_sidecar_path, voice_analyse
+from workers.voice_match import VoiceAnalysis, analysis_sidecar_path, reference_analysis, voice_analyse
+from workers.voice_style import search
+from workers.voice_style.encoder import SpeakerEncoder
 
 
 @pytest.fixture(scope="module")
@@ -301,3 +303,34 @@ def test_quality_weight_is_configurable(monkeypatch: pytest.MonkeyPatch, cache_d
     with pytest.raises(EngineNotReady) as error:
         NeuralCpuEngine().load()
     assert error.value.code == "bad_config"
+
+
+def test_style_match_is_what_synthesize_does_to_kokoros_output(engine: NeuralCpuEngine, tmp_path: Path) -> None:
+    """The style search may score after the engine's matching (bench --adapt-post-scored): style_match on
+    the raw rendering of the chosen voice is exactly the clip synthesize returns, filter and WORLD alike."""
+    engine.match_enabled = True
+    text = "약 드실 시간입니다."
+    for f0, name in ((215.0, "near"), (95.0, "low")):  # whichever of the filter and WORLD applies
+        ref = tmp_path / f"ref_{name}.wav"
+        sf.write(ref, harmonic_voice(f0, seconds=2.0), 24000)
+        analysis = reference_analysis(ref)
+        voice = engine.voice_for_reference(analysis)
+        raw = engine.style_render(text=text, language="ko", style=engine.style_of(voice))
+        spoken, _ = engine.synthesize(text, "ko", ref, None, {})
+        post = engine.style_match(raw, reference=analysis, own=engine._candidates[voice])
+        assert post.shape == spoken.shape and not np.array_equal(post, raw)
+        np.testing.assert_allclose(post, spoken, atol=1e-6)
+
+
+def test_the_style_search_scores_after_post_when_given(engine: NeuralCpuEngine, tmp_path: Path) -> None:
+    """With post=, the search scores what post returns (here: the reference itself, cosine ~1), not the
+    raw rendering; clarity stays judged on the raw rendering."""
+    encoder = SpeakerEncoder(threads=1)
+    reference = harmonic_voice(150.0, seconds=3.0)
+    common = {"engine": engine, "encoder": encoder, "start_voice": engine.voice_female,
+              "stock_voices": engine.candidate_voices, "reference": reference, "reference_rate": 24000,
+              "steps_total": 1, "seed": 1, "sample_rate": 24000}
+    raw_state = search.style_search_start(**common)
+    post_state = search.style_search_start(**common, post=lambda audio: reference)
+    assert float(post_state["start_score"]) > 0.99 > float(raw_state["start_score"])
+    np.testing.assert_array_equal(post_state["baseline"], raw_state["baseline"])

@@ -17,10 +17,12 @@ import pytest
 import requests
 from django.utils import timezone
 
+from tests.audio_samples import wav_bytes
 from tests.browser import PagesServer, chromium, screenshot_dir, speech_wav
 from tests.test_care_pages import doses_today
 from voice_tts.models import AccessToken, ReminderPhrase, Voice
 from voice_tts.services.tokens import device_create
+from voice_tts.services.voices import voice_create
 from voice_tts.web.wording import READING_SCRIPT
 
 pytestmark = pytest.mark.worker
@@ -280,6 +282,31 @@ def test_a_too_short_recording_is_refused_in_korean(
         assert page.inner_text("#status").startswith("녹음이 너무 짧습니다.")  # announced (aria-live)
         assert not Voice.objects.filter(owner=carer).exists()
         shot(page, shots, "enrol-too-short")
+        context.close()
+
+
+def test_the_enrol_page_follows_the_voice_tuning_without_a_reload(
+    transactional_db: Any, pages: PagesServer, make_user: Any, playwright: Any, microphones: dict[str, Any],
+    shots: Path,
+) -> None:
+    """The tuning's words move (40% -> 80% -> done) as the row changes, in the same page load."""
+    carer = make_user("niece")
+    voice = voice_create(owner_id=carer.id, data=wav_bytes(4.0), transcript="niece")
+    Voice.objects.filter(id=voice.id).update(adaptation_state="running", adaptation_progress=0.4)
+    with chromium(playwright, microphone_wav=microphones["short"]) as browser:
+        context, page = new_page(browser)
+        log_in(page, pages.url, carer)
+        page.goto(pages.url + "/voice/enrol/")
+        assert page.inner_text("#voice-adaptation") == "목소리를 맞추는 중… 40%"
+        page.evaluate("window.loadedOnce = true")  # gone if the page were reloaded
+        Voice.objects.filter(id=voice.id).update(adaptation_progress=0.8)
+        page.wait_for_function("document.getElementById('voice-adaptation').textContent.includes('80%')",
+                               timeout=20_000)
+        Voice.objects.filter(id=voice.id).update(adaptation_state="done", adaptation_progress=1.0)
+        page.wait_for_selector('#voice-adaptation[data-state="done"]', timeout=20_000)
+        assert page.inner_text("#voice-adaptation").startswith("맞춤 완료")
+        assert page.evaluate("window.loadedOnce") is True
+        shot(page, shots, "enrol-tuned")
         context.close()
 
 

@@ -379,3 +379,24 @@ def test_an_unknown_job_or_voice_is_404(db: Any, alice: Any) -> None:
     assert client.get("/voice/clips/nope/audio/").status_code == 404
     assert client.post("/voice/preview/").json()["message"] == "먼저 목소리를 녹음해 주세요."
 
+
+
+def test_the_enrol_page_reads_its_own_voices_tuning_state(db: Any, alice: Any, bob: Any) -> None:
+    """enrol/adaptation/ (the enrol page's poll) answers the signed-in user's own voice only, in words."""
+    assert signed_in(alice).get("/voice/enrol/adaptation/").status_code == 404  # no voice yet
+    voice = voice_create(owner_id=alice.id, data=wav_bytes(4.0), transcript="alice")
+    Voice.objects.filter(id=voice.id).update(adaptation_state="running", adaptation_progress=0.4)
+    bobs = voice_create(owner_id=bob.id, data=wav_bytes(4.0), transcript="bob")
+    Voice.objects.filter(id=bobs.id).update(adaptation_state="done", adaptation_progress=1.0)
+
+    mine = signed_in(alice, HTTP_ACCEPT_LANGUAGE="ko").get("/voice/enrol/adaptation/")
+    assert mine.status_code == 200
+    assert mine.json() == {"voice": str(voice.id), "state": "running", "progress": 0.4,
+                           "words": "목소리를 맞추는 중… 40%"}
+    page = signed_in(alice, HTTP_ACCEPT_LANGUAGE="ko").get("/voice/enrol/").content.decode()
+    assert 'data-url="/voice/enrol/adaptation/"' in page and "목소리를 맞추는 중… 40%" in page
+    theirs = signed_in(bob, HTTP_ACCEPT_LANGUAGE="ko").get("/voice/enrol/adaptation/").json()
+    assert theirs["voice"] == str(bobs.id) and theirs["state"] == "done"
+    signed_out = Client().get("/voice/enrol/adaptation/")
+    assert signed_out.status_code == 302 and "/voice/login/" in signed_out["Location"]
+    assert signed_in(alice).post("/voice/enrol/adaptation/").status_code in (403, 405)

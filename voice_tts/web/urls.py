@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("enrol/", views.enrol, name="enrol"),
     path("enrol/record/", views.enrol_record, name="enrol-record"),
+    path("enrol/adaptation/", views.enrol_adaptation, name="enrol-adaptation"),
     path("enrol/upload/", views.enrol_upload, name="enrol-upload"),
     path("voices/<uuid:voice_id>/audio/", views.voice_audio, name="voice-audio"),
     path("preview/", views.preview, name="preview"),

@@ -188,6 +188,20 @@ def enrol(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def enrol_adaptation(request: HttpRequest) -> JsonResponse:
+    """The enrol page polls this while the user's voice is being tuned (services/voice_adaptation.py):
+    the state, the progress and the words it shows. Only the signed-in user's own active voice."""
+    voice = Voice.objects.filter(owner=request.user, is_active=True).first()
+    if voice is None:
+        return JsonResponse({"code": "not_found", "message": _("No voice yet.")}, status=404)
+    return JsonResponse({
+        "voice": str(voice.id), "state": voice.adaptation_state, "progress": round(voice.adaptation_progress, 3),
+        "words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress),
+    })
+
+
+@login_required
 @require_POST
 def enrol_record(request: HttpRequest) -> JsonResponse:
     """The page's recording (a WAV the page encoded), with the reading script as its transcript."""

@@ -449,15 +449,7 @@ class NeuralCpuEngine:
         speed = float(np.clip(float(params.get("speed", 1.0) or 1.0), _SPEED_MIN, _SPEED_MAX))
         # params["seed"] is accepted and ignored: Kokoro and WORLD are deterministic.
 
-        from workers.voice_match import (
-            PITCH_TOLERANCE_LOG,
-            VoiceMatchError,
-            envelope_correction_apply,
-            envelope_correction_db,
-            pitch_gap_log,
-            reference_analysis,
-            voice_match_apply,
-        )
+        from workers.voice_match import VoiceMatchError, reference_analysis
 
         analysis = None
         if self.match_enabled:
@@ -488,18 +480,32 @@ class NeuralCpuEngine:
             raise EngineError("empty_text", "nothing speakable in the text")
         with self._lock:
             audio = self._render(phonemes, voice, speed)
+        if analysis is not None and audio.size:
+            audio = self.style_match(audio, reference=analysis, own=chosen)
+        return audio.astype(np.float32), SAMPLE_RATE
+
+    def style_match(self, audio: np.ndarray, *, reference: Any, own: Any) -> np.ndarray:
+        """What matching does to Kokoro's output for a reference (both VoiceAnalysis; `own` is the
+        voice's, None when unknown). synthesize applies it; the style search may score after it."""
+        from workers.voice_match import (
+            PITCH_TOLERANCE_LOG,
+            envelope_correction_apply,
+            envelope_correction_db,
+            pitch_gap_log,
+            voice_match_apply,
+        )
+
         # WORLD only when even the closest blend is still far from the reference's pitch
         # (a very low or very high voice): it costs time and quality, so it is the exception.
-        if analysis is not None and audio.size:
-            if chosen is None or pitch_gap_log(chosen, analysis) > PITCH_TOLERANCE_LOG:
-                audio = voice_match_apply(audio, SAMPLE_RATE, analysis)
-            elif self.envelope_strength > 0:
-                # The usual case: the blend's pitch is close, its timbre is not quite the
-                # speaker's. Filter the clip by part of the long-term envelope difference between
-                # the blend (its stored analysis) and the reference: one FFT per clip, no vocoder.
-                correction = envelope_correction_db(chosen, analysis, strength=self.envelope_strength)
-                audio = envelope_correction_apply(audio, SAMPLE_RATE, correction)
-        return audio.astype(np.float32), SAMPLE_RATE
+        if own is None or pitch_gap_log(own, reference) > PITCH_TOLERANCE_LOG:
+            return voice_match_apply(audio, SAMPLE_RATE, reference)
+        if self.envelope_strength > 0:
+            # The usual case: the blend's pitch is close, its timbre is not quite the
+            # speaker's. Filter the clip by part of the long-term envelope difference between
+            # the blend (its stored analysis) and the reference: one FFT per clip, no vocoder.
+            correction = envelope_correction_db(own, reference, strength=self.envelope_strength)
+            return envelope_correction_apply(audio, SAMPLE_RATE, correction)
+        return audio
 
 
 def blend_parts(name: str) -> list[tuple[str, float]]:

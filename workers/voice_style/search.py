@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -103,8 +104,13 @@ def style_search_start(
     steps_total: int,
     seed: int,
     sample_rate: int,
+    post: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The search's first state: the start voice's table, the target d-vector, the baseline."""
+    """The search's first state: the start voice's table, the target d-vector, the baseline.
+
+    `post`, when given, turns Kokoro's raw output into what the engine will really speak (its
+    matching: envelope filter or WORLD) before it is scored; clarity is judged on the raw output.
+    Pass the same `post` to every step."""
     if steps_total < 1:
         raise StyleSearchError("bad_budget", "steps_total must be >= 1")
     base = engine.style_of(start_voice)
@@ -116,7 +122,7 @@ def style_search_start(
     if audio.size == 0:
         raise StyleSearchError("probe_silent", "the start voice rendered no audio")
     baseline = clarity_measure(audio, sample_rate)
-    score = cosine(encoder.embed(audio, sample_rate), target)
+    score = cosine(encoder.embed(post(audio) if post else audio, sample_rate), target)
     return {
         "version": np.array(SEARCH_VERSION),
         "start_voice": np.array(start_voice),
@@ -136,7 +142,14 @@ def style_search_start(
     }
 
 
-def style_search_step(*, engine: StyleEngine, encoder: SpeakerEncoder, state: dict[str, Any], sample_rate: int) -> None:
+def style_search_step(
+    *,
+    engine: StyleEngine,
+    encoder: SpeakerEncoder,
+    state: dict[str, Any],
+    sample_rate: int,
+    post: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> None:
     """One candidate: draw, synthesise, score, check, keep or drop. Mutates `state`."""
     step = int(state["step"])
     if step >= int(state["steps_total"]):
@@ -150,7 +163,7 @@ def style_search_step(*, engine: StyleEngine, encoder: SpeakerEncoder, state: di
     audio = engine.style_render(text=PROBE_TEXT, language=PROBE_LANGUAGE, style=style)
     accepted = False
     if audio.size:
-        score = cosine(encoder.embed(audio, sample_rate), state["target"])
+        score = cosine(encoder.embed(post(audio) if post else audio, sample_rate), state["target"])
         if score > float(state["best_score"]):
             duration, voiced, nuclei = (float(v) for v in state["baseline"])
             problem = clarity_problem(clarity_measure(audio, sample_rate),

@@ -260,3 +260,27 @@
   saveButton.addEventListener("click", save);
   previewButton.addEventListener("click", preview);
 })();
+
+// 목소리 맞춤: while the voice is being tuned (pending or running), ask the server every few
+// seconds and show its words, so "목소리를 맞추는 중… 40%" moves without a reload. It stops at
+// done, failed or not_applicable, and after a failed request (the words on the page stay true).
+(() => {
+  const line = document.getElementById("voice-adaptation");
+  if (!line || !line.dataset.url) return;
+  const moving = (state) => state === "pending" || state === "running";
+  async function poll() {
+    if (!moving(line.dataset.state)) return;
+    try {
+      const response = await fetch(line.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const body = await response.json();
+      if (body.words !== line.textContent) line.textContent = body.words;
+      line.dataset.state = body.state;
+      line.dataset.progress = String(body.progress);
+    } catch (error) {
+      return;
+    }
+    window.setTimeout(poll, 3000);
+  }
+  window.setTimeout(poll, 3000);
+})();
