@@ -8,13 +8,12 @@ ready. Each open stream holds one thread; the others serve the short requests. A
 `timeout` is only the process' heartbeat, so a long stream is never killed for its length; a client that
 hangs up frees its thread at once (voice_tts/http/disconnects.py).
 
-Chosen against gevent workers, a split deployment (sync workers for /api, a second server for /v1 behind
-the proxy) and ASGI for the streaming route, side by side in one run (bench/web_config.py; docs/openai.md
-"Serving" says why): one server for `make run`, `make demo` and compose; short requests at or above sync
-workers' (gthread keeps connections alive: with gunicorn >= 23 a sync worker closes every connection
-gracefully, waiting for the client's FIN); 64 concurrent streams with the health check beside them.
-gevent blocks its whole process on SQLite's write lock (the `make run` default). WEB_WORKER_CLASS=sync
-brings sync workers back for a deployment that serves no streams.
+Measured against gevent workers, a split deployment (sync workers for /api, a second server for /v1
+behind the proxy) and sync workers, side by side (bench/web_config.py; docs/openai.md "Serving"): gthread
+is the one server that holds 64 streams for `make run`, `make demo` and compose alike; on a quiet box its
+short requests trail sync workers' (0.8-0.9x requests/s, p99 3.5-5x), which the split deployment would
+avoid (not built yet). gevent blocks its whole process on SQLite's write lock (the `make run` default).
+WEB_WORKER_CLASS=sync brings sync workers back for a deployment that serves no streams.
 
 Behind nginx, turn off proxy buffering for /v1/audio/speech (the view sends `X-Accel-Buffering: no`).
 """
