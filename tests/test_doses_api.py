@@ -32,6 +32,13 @@ def _phrase(user_api: Any, text: str, times: list[str], days: list[int] | None =
 
 
 @pytest.fixture
+def noon() -> dt.datetime:
+    """Today at 12:00 in Seoul: the schedule's clock for the tests that count today's doses (at 01:00 in Seoul
+    today's 08:00 is still ahead, at 13:00 it is not; and London's date is Seoul's only from 09:00)."""
+    return dt.datetime.combine(dt.datetime.now(SEOUL).date(), dt.time(12), SEOUL)
+
+
+@pytest.fixture
 def tomorrow() -> dt.date:
     return dt.datetime.now(SEOUL).date() + dt.timedelta(days=1)
 
@@ -59,25 +66,25 @@ def test_doses_are_made_ahead_in_the_household_zone_and_stay_private(alice, bob,
     assert alice_api.get("/api/tts/doses/", {"date": "tomorrow"}).json()["code"] == "invalid_date"
 
 
-def test_a_zone_set_on_the_pages_moves_the_upcoming_doses(alice, alice_api, tomorrow):
+def test_a_zone_set_on_the_pages_moves_the_upcoming_doses(alice, alice_api, tomorrow, noon):
     _phrase(alice_api, "Evening pills", ["20:00"])
-    doses_schedule()
+    doses_schedule(now=noon)
     CareSettings.objects.create(owner=alice, timezone="Europe/London")
-    summary = doses_schedule()
+    summary = doses_schedule(now=noon)
     dose = Dose.objects.get(owner=alice, local_date=tomorrow)
     assert summary.moved >= 1
     assert dose.timezone == "Europe/London"
     assert dose.scheduled_for == dt.datetime.combine(tomorrow, dt.time(20), zoneinfo.ZoneInfo("Europe/London"))
 
 
-def test_weekdays_and_paused_phrases(alice, alice_api, tomorrow):
+def test_weekdays_and_paused_phrases(alice, alice_api, tomorrow, noon):
     other_day = tomorrow.isoweekday() % 7 + 1
     _phrase(alice_api, "Only on another weekday", ["08:00"], [other_day])
     paused = _phrase(alice_api, "Soon paused", ["08:00"])
-    doses_schedule()
+    doses_schedule(now=noon)
     assert [d.text for d in Dose.objects.filter(local_date=tomorrow)] == ["Soon paused"]
     assert alice_api.patch(f"/api/tts/phrases/{paused}/", {"is_active": False}, format="json").status_code == 200
-    assert doses_schedule().removed == 1
+    assert doses_schedule(now=noon).removed == 1  # tomorrow's (today's 08:00 has passed at noon)
     assert not Dose.objects.filter(local_date=tomorrow).exists()
 
 
