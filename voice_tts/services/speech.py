@@ -281,8 +281,8 @@ def _sentence_clip_id(*, speech: Speech, sentence: SpeechSentence, wait_seconds:
         if time.monotonic() >= answer_deadline:
             raise ServiceError("speech_timeout", f"The answer was not ready within SPEECH_DEADLINE_SECONDS "
                                f"({settings.SPEECH_DEADLINE_SECONDS} s): the sentence {sentence.text[:60]!r} is "
-                               f"{state.status} (job {sentence.job_id}). Its jobs go on: a retry finds the "
-                               f"sentences made by then in the cache.")
+                               f"{state.status} (job {sentence.job_id}). Its sentences already with a worker go "
+                               f"on: a retry finds those made by then in the cache.")
         left = deadline - time.monotonic()
         if left <= 0:
             raise ServiceError("speech_timeout", f"The sentence {sentence.text[:60]!r} was not ready after "
