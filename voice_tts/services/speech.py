@@ -326,10 +326,11 @@ def speech_jobs_cancel(*, speech: Speech) -> int:
                      .values_list("id", flat=True))
     count = 0
     for job_id in cancelled:
-        count += Job.objects.filter(id=job_id, status=Job.Status.QUEUED, held=True).update(
-            status=Job.Status.FAILED, held=False, finished_at=timezone.now(), error_code=SPEECH_ABANDONED,
-            error_message="The answer's client went away before this sentence was made, so it was not made.")
-        job_state_refresh(job_id=job_id, owner_id=speech.owner_id)
+        if Job.objects.filter(id=job_id, status=Job.Status.QUEUED, held=True).update(
+                status=Job.Status.FAILED, held=False, finished_at=timezone.now(), error_code=SPEECH_ABANDONED,
+                error_message="The answer's client went away before this sentence was made, so it was not made."):
+            count += 1
+            job_state_refresh(job_id=job_id, owner_id=speech.owner_id)  # only a job this call changed
     return count
 
 
