@@ -10,7 +10,7 @@ SECRET = $${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secret
 GPU_VENV ?= .venv-gpu
 GPU_BIN := $(GPU_VENV)/bin
 
-.PHONY: demo run web worker beat soak worker-gpu test test-sqlite test-postgres test-gpu test-compose test-compose-gpu-image lint venv venv-gpu clean flower pregenerate assets
+.PHONY: demo run web web-stream worker beat soak worker-gpu test test-sqlite test-postgres test-gpu test-compose test-compose-gpu-image lint venv venv-gpu clean flower pregenerate assets
 
 venv: $(VENV)/.installed
 
@@ -45,13 +45,17 @@ assets: venv
 demo: assets
 	DJANGO_SECRET_KEY=$(SECRET) $(BIN)/python manage.py demo
 
-## Web + worker in the foreground for real use (set DJANGO_SECRET_KEY, or DJANGO_DEBUG=1 locally).
+## Web (:8000), /v1 stream server (:8001), worker and beat in the foreground for real use (set DJANGO_SECRET_KEY, or DJANGO_DEBUG=1 locally).
 run: assets
 	$(BIN)/python manage.py runstack
 
 web: assets
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python -m gunicorn medicine_project.wsgi:application -c medicine_project/gunicorn_conf.py --bind $${WEB_BIND:-127.0.0.1:8000}
+
+## The /v1 stream server alone (gthread; STREAM_BIND, STREAM_WORKERS, STREAM_THREADS).
+web-stream: assets
+	$(BIN)/python -m gunicorn medicine_project.wsgi:application -c medicine_project/gunicorn_stream_conf.py --bind $${STREAM_BIND:-127.0.0.1:8001}
 
 worker: venv
 	$(BIN)/python -m celery -A medicine_project worker -l info

@@ -2,14 +2,15 @@
 
 Candidates (gunicorn, medicine_project/gunicorn_conf.py, WEB_WORKERS processes = one per core):
   sync     WEB_WORKER_CLASS=sync: one request per process (the baseline for short requests)
-  gthread  WEB_WORKER_CLASS=gthread: WEB_THREADS (8) threads per process (the default before this change)
+  gthread  WEB_WORKER_CLASS=gthread: WEB_THREADS (48) threads per process, one server for everything
   gevent   `--worker-class gevent` (needs `pip install gevent`): one event loop per process, a greenlet per
            connection, the standard library (sockets: psycopg >= 3.1.14, redis-py) made cooperative by gunicorn's
            monkey-patching. PostgreSQL only: with SQLite a greenlet waiting in SQLite's busy handler for the
            write lock blocks its whole process, the lock's holder (another greenlet) included, until the 30 s
            timeout (measured: 8 concurrent streams on SQLite all answered 500)
-  split    sync workers for /api and the pages, a second gunicorn (gthread) for /v1 only; here the two
-           ports are driven directly (the compose proxy that would route them is left out)
+  split    the shipped default: sync workers for /api and the pages, the stream server
+           (medicine_project/gunicorn_stream_conf.py, gthread) for /v1; the two ports are driven directly, as
+           `make run` runs them (compose's Caddy, which routes by path, is left out)
 
 Part 1, short requests (per database): cache-hit POST /api/tts/jobs/ and GET of a finished job, with wrk
 (bench/wrk_job.lua, 16 connections), rounds interleaved over the candidates' stacks, all started before
@@ -187,7 +188,8 @@ def streams(args: argparse.Namespace, candidate: str, count: int) -> dict[str, A
                     web_extra=_web_extra(candidate)) as stack:
         stream_base = stack.base_url
         if candidate == "split":  # the stream service: gthread with the default threads
-            stream_base = stack.start_web(name="stream", port=free_port(), env={"WEB_WORKER_CLASS": "gthread"})
+            stream_base = stack.start_web(name="stream", port=free_port(),
+                                          config=stack.app_root / "medicine_project" / "gunicorn_stream_conf.py")
         tokens = [stack.client(f"user{n}").token for n in range(args.users)]
         url = stream_base + "/v1/audio/speech"
         _stream(url, tokens[0], stream_text(10_000))  # warm-up: the first stream imports the encoders

@@ -73,8 +73,10 @@ _DECLARED = (
     Variable("AUDIO_SENDFILE", _HTTP, "who sends audio bytes: empty (Django), x-accel-redirect or x-sendfile"),
     Variable("AUDIO_ACCEL_REDIRECT_PREFIX", _HTTP, "nginx's internal location aliased to MEDIA_ROOT"),
     Variable("WEB_WORKERS", _HTTP, "gunicorn worker processes (default: one per core)"),
-    Variable("WEB_WORKER_CLASS", _HTTP, "gunicorn worker class: gthread or sync"),
-    Variable("WEB_THREADS", _HTTP, "threads per gunicorn process (gthread): open streams + short requests"),
+    Variable("WEB_WORKER_CLASS", _HTTP, "the web's gunicorn worker class: sync, or gthread to hold streams too"),
+    Variable("WEB_THREADS", _HTTP, "threads per web process with WEB_WORKER_CLASS=gthread"),
+    Variable("STREAM_WORKERS", _HTTP, "the /v1 stream server's gunicorn processes (default: one per core)"),
+    Variable("STREAM_THREADS", _HTTP, "threads per stream server process: open /v1 streams + short /v1 requests"),
     # --- Voices, jobs and speech -----------------------------------------------------------------
     Variable("TTS_ENGINE", _VOICE, "the engine workers load: neural_cpu, espeak, gpt_sovits, gpt_sovits_http, tone"),
     Variable("VOICE_MAX_UPLOAD_BYTES", _VOICE, "largest voice upload (413 beyond it)"),

@@ -12,8 +12,9 @@ Run after deploy/docker_engine.sh (a daemon and `docker compose`) and deploy/sta
    cpu), and every service of that profile must turn healthy (migrate: exit 0).
 3. Through the Caddy proxy over HTTPS (127.0.0.1:443 as CAREPILL_HOSTNAME), trusting Caddy's own
    root certificate as the docs say: log in, enrol a voice, a job succeeds and its MP3 decodes,
-   /v1/audio/speech answers audio, and failed logins lock out the client's address (not Caddy's,
-   and not one the client claims in X-Forwarded-For).
+   /v1/audio/speech answers audio, the proxy routes /v1 to `web-stream` and the rest to `web` (read
+   from each server's access log), four streams at once all deliver while /api answers, and failed
+   logins lock out the client's address (not Caddy's, and not one the client claims in X-Forwarded-For).
 4. `down`, `up -d`: the user, the voice and the job's audio are still there (the volumes).
 5. `down -v`: no container, volume or network of the project is left.
 6. `gpu-image` (make test-compose-gpu-image, CI's next step): the GPU image (compose's worker-gpu
@@ -38,6 +39,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import wave
@@ -305,6 +307,46 @@ def first_run(compose: Compose, https: Https, user: dict[str, str], timings: dic
     return {"token": token, "voice": voice["id"], "job": job["id"], "mp3": mp3}
 
 
+def split_routing(compose: Compose, https: Https, token: str) -> None:
+    """The split web behind Caddy (deploy/Caddyfile): /v1 reaches web-stream (gthread), the rest web (sync),
+    told apart by a marker in the query string that each server's access log shows."""
+    v1_mark, api_mark = f"v1probe{secrets.token_hex(4)}", f"apiprobe{secrets.token_hex(4)}"
+    https.json("GET", f"/v1/models?{v1_mark}", 200, headers={"Authorization": f"Bearer {token}"})
+    https.json("GET", f"/api/tts/health/?{api_mark}", (200, 503))
+    stream_log = compose.out("logs", "--no-log-prefix", "web-stream")
+    web_log = compose.out("logs", "--no-log-prefix", "web")
+    check(v1_mark in stream_log and v1_mark not in web_log, "GET /v1/models did not reach web-stream alone")
+    check(api_mark in web_log and api_mark not in stream_log, "GET /api/tts/health/ did not reach web alone")
+    log("proxy: /v1 served by web-stream, /api by web (their access logs)")
+
+    # Four streams at once, each several sentences, while /api keeps answering through the same proxy.
+    results: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+
+    def one(n: int) -> None:
+        text = f"{n}번 약을 드세요. 물과 함께 드세요. 드신 뒤에 버튼을 눌러 주세요."
+        status, _, body = https.request(
+            "POST", "/v1/audio/speech", body=json.dumps({"model": "tts-1", "input": text, "voice": "alloy",
+                                                         "response_format": "wav"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, timeout=300)
+        with lock:
+            results.append((status, body))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    health = [https.request("GET", "/api/tts/health/")[0] for _ in range(5)]
+    for thread in threads:
+        thread.join(timeout=360)
+    check(all(status in (200, 503) for status in health), f"/api/tts/health/ beside the streams: {health}")
+    check(len(results) == 4 and all(status == 200 for status, _ in results),
+          f"four streams: {[(status, body[:200]) for status, body in results]}")
+    for _, body in results:
+        frames, rate = decode_audio(compose, body)
+        check(frames / rate > 1.0, f"a stream decodes to {frames} frames at {rate} Hz")
+    log(f"four /v1 streams at once through the proxy: all decode; /api health answered {health} beside them")
+
+
 def login_throttle(compose: Compose, https: Https) -> None:
     """Failed logins through the proxy count against the client's address as Caddy saw it (here the
     Docker network's gateway: the host), never Caddy's own address or a forged X-Forwarded-For."""
@@ -406,6 +448,7 @@ def stack(work: Path, timings: dict[str, float]) -> bool:
         cafile.write_bytes(compose.run("exec", "-T", "proxy", "cat", CADDY_ROOT, capture=True).stdout)
         https = Https(env["CAREPILL_HOSTNAME"], cafile)
         state = first_run(compose, https, user, timings)
+        split_routing(compose, https, state["token"])
         login_throttle(compose, https)
 
         compose.run("down")

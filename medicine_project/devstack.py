@@ -117,9 +117,18 @@ def worker_args(*, concurrency: int | None = None) -> list[str]:
 
 
 def web_args(*, bind: str, workers: int = 2) -> list[str]:
-    # gunicorn_conf.py: gthread workers, recycling; the explicit flags below win over it.
+    """The web: pages, /api, the admin (gunicorn_conf.py: sync workers, recycling; the flags below win)."""
+    return _gunicorn("gunicorn_conf.py", bind=bind, workers=workers)
+
+
+def stream_args(*, bind: str, workers: int = 2) -> list[str]:
+    """The stream server for /v1 (gunicorn_stream_conf.py: gthread, STREAM_THREADS threads per process)."""
+    return _gunicorn("gunicorn_stream_conf.py", bind=bind, workers=workers)
+
+
+def _gunicorn(conf: str, *, bind: str, workers: int) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "medicine_project.wsgi:application",
-            "-c", str(ROOT / "medicine_project" / "gunicorn_conf.py"), "--bind", bind,
+            "-c", str(ROOT / "medicine_project" / conf), "--bind", bind,
             "--workers", str(workers), "--access-logfile", "-", "--timeout", "60"]
 
 

@@ -20,7 +20,7 @@ import openai
 import redis
 import requests
 
-from medicine_project.devstack import free_port, redis_binary
+from medicine_project.devstack import free_port, redis_binary, stream_args, web_args
 from tests.audio_samples import wav_bytes
 from tests.conftest import ROOT, database_url_for_subprocess
 
@@ -98,14 +98,31 @@ class ServiceStack:
     def start_web(self) -> None:
         self._spawn("web", [sys.executable, "-m", "gunicorn", "medicine_project.wsgi:application", "--bind",
                             f"127.0.0.1:{self.port}", "--workers", "2", "--timeout", "60"])
+        self._wait_answering("web", self.base_url)
+
+    def start_split(self) -> str:
+        """The shipped split web, as `make run` starts it (medicine_project/devstack.py): the web (sync
+        workers, gunicorn_conf.py) on base_url, the /v1 stream server (gthread, gunicorn_stream_conf.py)
+        on the URL returned."""
+        stream_port = free_port()
+        while stream_port in (self.port, self.redis.port):
+            stream_port = free_port()
+        self._spawn("web", web_args(bind=f"127.0.0.1:{self.port}", workers=2))
+        self._spawn("stream", stream_args(bind=f"127.0.0.1:{stream_port}", workers=2))
+        stream_url = f"http://127.0.0.1:{stream_port}"
+        self._wait_answering("web", self.base_url)
+        self._wait_answering("stream", stream_url)
+        return stream_url
+
+    def _wait_answering(self, name: str, base_url: str) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(self.base_url + "/api/tts/health/", timeout=5)
+                requests.get(base_url + "/api/tts/health/", timeout=5)
                 return
             except requests.RequestException:
-                if time.monotonic() > deadline or self.procs["web"].poll() is not None:
-                    raise RuntimeError("web did not start:\n" + self.log("web"))
+                if time.monotonic() > deadline or self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} did not start:\n" + self.log(name))
                 time.sleep(0.1)
 
     def start_worker(self) -> None:

@@ -131,7 +131,8 @@ def test_the_deployment_is_served_over_https():
 def test_ports_match_what_the_processes_bind():
     assert option(command("web"), "--bind").endswith(":8000")
     assert SERVICES["web"]["ports"] == ["127.0.0.1:${WEB_PORT:-8000}:8000"]  # the LAN goes through proxy
-    assert option(SERVICES["proxy"]["command"], "--to") == "web:8000"
+    assert option(command("web-stream"), "--bind").endswith(":8000")
+    assert "ports" not in SERVICES["web-stream"]  # reached only through the proxy
     assert SERVICES["proxy"]["ports"] == ["80:80", "443:443"]
     assert option(command("flower"), "--port") == "5555"
     assert SERVICES["flower"]["ports"] == ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]  # not on the LAN
@@ -252,3 +253,52 @@ def test_the_images_build_tools_stay_in_the_builder_stage():
     assert "--create-home" in runtime  # the app user owns its home (gunicorn's control socket, celery)
     assert SERVICES["worker-gpu"]["build"]["args"]["BUILD_TOOLS"] == "build-essential cmake"
     assert "BUILD_TOOLS" not in COMPOSE["x-app"]["build"].get("args", {})
+
+
+# --- The split web behind the proxy (issue 25; docs/openai.md "Serving") ---------------------------
+
+CADDYFILE = (ROOT / "deploy" / "Caddyfile").read_text()
+
+
+def caddy_routes() -> list[tuple[str, str]]:
+    """(path matcher or "", upstream) for each `handle` block of the Caddyfile, in order."""
+    return re.findall(r"^\thandle ?(\S*) \{\n\t\treverse_proxy (\S+)", CADDYFILE, re.M)
+
+
+def test_the_proxy_runs_the_caddyfile_it_mounts():
+    proxy = SERVICES["proxy"]
+    config = option(proxy["command"], "--config")
+    assert f"./deploy/Caddyfile:{config}:ro" in proxy["volumes"]
+    assert option(proxy["command"], "--adapter") == "caddyfile"
+    # The site is the name .env sets, with the local CA (as `--internal-certs` was).
+    assert CADDYFILE.count("{$CAREPILL_HOSTNAME} {") == 1 and "\ttls internal\n" in CADDYFILE
+    assert "CAREPILL_HOSTNAME" in proxy["environment"]
+    assert set(proxy["depends_on"]) == {"web", "web-stream"}
+    assert all(dep["condition"] == "service_healthy" for dep in proxy["depends_on"].values())
+
+
+def test_the_proxy_sends_v1_to_the_stream_server_and_the_rest_to_the_web():
+    assert caddy_routes() == [("/v1/*", "web-stream:8000"), ("", "web:8000")]
+    stream_block = CADDYFILE[CADDYFILE.index("handle /v1/*"):CADDYFILE.index("\thandle {")]
+    assert "flush_interval -1" in stream_block  # each sentence leaves at once
+    assert option(command("web"), "-c") == "medicine_project/gunicorn_conf.py"
+    assert option(command("web-stream"), "-c") == "medicine_project/gunicorn_stream_conf.py"
+    assert SERVICES["web-stream"]["healthcheck"]["test"] == SERVICES["web"]["healthcheck"]["test"]
+
+
+def test_every_openai_route_is_under_the_prefix_the_proxy_routes():
+    # A new /v1 route outside /v1/ would reach the sync web and hold one of its processes.
+    from django.urls import get_resolver
+
+    def paths(patterns, prefix=""):
+        for pattern in patterns:
+            here = prefix + str(pattern.pattern)
+            if hasattr(pattern, "url_patterns"):
+                yield from paths(pattern.url_patterns, here)
+            else:
+                yield here
+
+    every = list(paths(get_resolver().url_patterns))
+    openai = [path for path in every if "v1" in path.split("/")[0]]
+    assert openai and all(path.startswith("v1/") for path in openai), openai
+    assert any("audio/speech" in path for path in openai)

@@ -1,13 +1,15 @@
-"""64 /v1/audio/speech streams open at once on the shipped web configuration, with short requests answered
-beside them (issue 25 item 1).
+"""64 /v1/audio/speech streams open at once on the shipped split web, with short requests answered beside
+them (issue 25 item 1).
 
-Live stack: gunicorn with medicine_project/gunicorn_conf.py (gthread, 2 processes here), a private Redis, the
-test database, and at first no worker at all, so that every stream stays open. The proof is the order of events,
-never a clock: all 64 streams are seen waiting in Redis (their blocking pops in CLIENT LIST), and while they still
-wait, health checks and a job listing are answered; only then does the worker start, and every stream delivers
-its audio. With the configuration before this one (2 x 8 threads), the 17th stream and every request after it
-waited for a thread that no stream would give back until its audio came, so this test timed out.
-How fast short requests are answered beside the streams is measured in bench/web_config.py.
+Live stack, started as `make run` starts it (medicine_project/devstack.py): the web (sync workers,
+gunicorn_conf.py, 2 processes) and the /v1 stream server (gthread, gunicorn_stream_conf.py, 2 processes), a
+private Redis, the test database, and at first no worker at all, so that every stream stays open. The proof is
+the order of events, never a clock: all 64 streams are seen waiting in Redis (their blocking pops in CLIENT
+LIST), and while they still wait, the web answers health checks and a voice listing, and the stream server
+itself answers /v1/models; only then does the worker start, and every stream delivers its audio. With the stream
+server at 2 x 8 threads (the configuration before issue 25), the 17th stream waited for a thread that no stream
+would give back until its audio came, so this test timed out. How fast short requests are answered beside the
+streams is measured in bench/web_config.py.
 """
 
 from __future__ import annotations
@@ -33,13 +35,12 @@ USERS = 4
 @pytest.fixture
 def idle_stack(transactional_db: Any) -> Iterator[ServiceStack]:
     stack = ServiceStack(engine="tone", concurrency=2, env={
-        "GUNICORN_CMD_ARGS": "-c medicine_project/gunicorn_conf.py",
         "THROTTLE_SPEECH_RATE": "100000/min",
         "THROTTLE_JOBS_RATE": "100000/min",
     })
     try:
         stack.redis.start()
-        stack.start_web()
+        stack.stream_url = stack.start_split()
         yield stack
     finally:
         stack.shutdown()
@@ -56,7 +57,7 @@ def test_64_streams_stay_open_while_short_requests_are_answered(idle_stack, make
 
     def stream(n: int) -> bytes:
         user = users[n % USERS]
-        response = requests.post(idle_stack.base_url + "/v1/audio/speech", timeout=300, json={
+        response = requests.post(idle_stack.stream_url + "/v1/audio/speech", timeout=300, json={
             "model": "tts-1", "voice": "alloy", "input": f"Pill {n} of {tag}.", "response_format": "mp3"},
             headers={"Authorization": f"Bearer {user.token}"})
         assert response.status_code == 200, response.text
@@ -71,7 +72,10 @@ def test_64_streams_stay_open_while_short_requests_are_answered(idle_stack, make
             health = requests.get(idle_stack.base_url + "/api/tts/health/", timeout=30)
             assert health.status_code in (200, 503) and "status" in health.json()
         listing = users[0].client.get("/api/tts/voices/")
-        assert listing.status_code == 200
+        assert listing.status_code == 200 and len(listing.json()["results"]) == 1
+        models = requests.get(idle_stack.stream_url + "/v1/models", timeout=30,
+                              headers={"Authorization": f"Bearer {users[1].token}"})
+        assert models.status_code == 200 and models.json()["data"]
         assert not any(answer.done() for answer in answers)  # ... while no stream has ended
 
         idle_stack.start_worker()

@@ -1,7 +1,8 @@
 """A /v1/audio/speech client that hangs up mid-stream ends its answer at once (issue 25 item 1).
 
-Live stack: gunicorn with the shipped gunicorn_conf.py (gthread), a private Redis, the test database, one
-Celery worker process with the `tone` engine sleeping TONE_SECONDS per sentence (a GPU's pace). Nothing mocked.
+Live stack: gunicorn with the shipped stream server's gunicorn_stream_conf.py (gthread), a private Redis, the
+test database, one Celery worker process with the `tone` engine sleeping TONE_SECONDS per sentence (a GPU's
+pace). Nothing mocked.
 
 What "at once" means is proven by the order of events, never by a clock: Alice's five-sentence stream is waiting
 for its first sentence (running in the worker: her first two sentences are sent, JOBS_IN_FLIGHT_PER_USER = 2,
@@ -42,8 +43,8 @@ def _text(tag: str) -> str:
 def stack(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ServiceStack]:
     with django_db_blocker.unblock():
         stack = ServiceStack(engine="tone", concurrency=2, env={
-            # The shipped web configuration (medicine_project/gunicorn_conf.py: gthread).
-            "GUNICORN_CMD_ARGS": "-c medicine_project/gunicorn_conf.py",
+            # The shipped stream server's configuration (gunicorn_stream_conf.py: gthread), which serves /v1.
+            "GUNICORN_CMD_ARGS": "-c medicine_project/gunicorn_stream_conf.py",
             "TONE_DELAY_SECONDS": str(TONE_SECONDS),
             "THROTTLE_SPEECH_RATE": "100000/min",
             "THROTTLE_JOBS_RATE": "100000/min",
