@@ -270,7 +270,7 @@ def test_the_proxy_runs_the_caddyfile_it_mounts():
     config = option(proxy["command"], "--config")
     assert f"./deploy/Caddyfile:{config}:ro" in proxy["volumes"]
     assert option(proxy["command"], "--adapter") == "caddyfile"
-    # The site is the name .env sets, with the local CA (as `--internal-certs` was).
+    # The site is the name .env sets, signed by Caddy's local CA.
     assert CADDYFILE.count("{$CAREPILL_HOSTNAME} {") == 1 and "\ttls internal\n" in CADDYFILE
     assert "CAREPILL_HOSTNAME" in proxy["environment"]
     assert set(proxy["depends_on"]) == {"web", "web-stream"}
