@@ -169,6 +169,7 @@ _DECLARED = (
     Variable("GPTSOVITS_SOVITS_WEIGHTS", _ENGINES, "gpt_sovits: a fine-tuned SoVITS checkpoint, not the release's"),
     Variable("GPTSOVITS_DEVICE", _ENGINES, "gpt_sovits: cuda, cuda:N or cpu; empty: CUDA when there is one"),
     Variable("GPTSOVITS_TORCH_THREADS", _ENGINES, "gpt_sovits: torch threads per process (CPU default 1)"),
+    Variable("GPTSOVITS_PROMPT_CACHE", _ENGINES, "gpt_sovits: references whose prompt features a worker keeps (16)"),
     Variable("GPTSOVITS_HOME", _ENGINES, "gpt_sovits: an upstream GPT-SoVITS checkout instead of the package"),
     Variable("GPT_SOVITS_DATA_DIR", _ENGINES, "gpt_sovits: parent of each process' private data directory"),
     Variable("GPTSOVITS_API_URL", _ENGINES, "gpt_sovits_http: the GPT-SoVITS api_v2 server"),

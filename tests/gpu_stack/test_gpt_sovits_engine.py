@@ -90,6 +90,51 @@ def test_same_seed_same_audio(loaded_engine: GptSovitsEngine, reference_wav: Pat
     assert np.array_equal(first, second)
 
 
+def _count_reference_loads(engine: GptSovitsEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the TTS object (re)computes prompt features for, from now on in this test."""
+    loads: list[str] = []
+    original = engine._tts.set_ref_audio
+
+    def counted(path: str) -> None:
+        loads.append(path)
+        original(path)
+
+    monkeypatch.setattr(engine._tts, "set_ref_audio", counted)
+    return loads
+
+
+def test_alternating_references_keep_their_prompt_features(
+    loaded_engine: GptSovitsEngine, reference_wav: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Jobs of two voices in turn: each reference's features are made once, then put back (first audio of
+    # /v1/audio/speech paid 0.2-0.4 s per voice switch before), and the audio is what a fresh run makes.
+    first = shutil.copy(reference_wav, tmp_path / "a.wav")
+    second = write_reference_wav(tmp_path / "b.wav", seconds=5.0, sample_rate=24000)
+    loads = _count_reference_loads(loaded_engine, monkeypatch)
+    made = loaded_engine.synthesize("약 드실 시간입니다.", "ko", Path(first), "참고 음성 문장입니다.", {"seed": 42})[0]
+    other = loaded_engine.synthesize("약 드실 시간입니다.", "ko", second, None, {"seed": 42})[0]
+    again = loaded_engine.synthesize("약 드실 시간입니다.", "ko", Path(first), "참고 음성 문장입니다.", {"seed": 42})[0]
+    loaded_engine.synthesize("물과 함께 드세요.", "ko", second, None, {"seed": 3})
+    assert loads == [str(first), str(second)]
+    assert np.array_equal(made, again)
+    assert not np.array_equal(made, other)
+
+
+def test_reference_changed_in_place_is_read_again(
+    loaded_engine: GptSovitsEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The TTS object's own cache knows a reference by its path only; ours also by its bytes.
+    path = write_reference_wav(tmp_path / "voice.wav", seconds=4.0)
+    loaded_engine.synthesize("안녕하세요.", "ko", path, None, {"seed": 9})
+    write_reference_wav(path, seconds=6.0, sample_rate=24000)
+    fresh = write_reference_wav(tmp_path / "fresh.wav", seconds=6.0, sample_rate=24000)
+    loads = _count_reference_loads(loaded_engine, monkeypatch)
+    changed = loaded_engine.synthesize("안녕하세요.", "ko", path, None, {"seed": 9})[0]
+    expected = loaded_engine.synthesize("안녕하세요.", "ko", fresh, None, {"seed": 9})[0]
+    assert loads == [str(path), str(fresh)]
+    assert np.array_equal(changed, expected)
+
+
 def test_speed_changes_duration(loaded_engine: GptSovitsEngine, reference_wav: Path) -> None:
     args: tuple[Any, ...] = ("천천히 말해 주세요.", "ko", reference_wav, "참고 음성 문장입니다.")
     normal, _ = loaded_engine.synthesize(*args, {"seed": 5, "speed": 1.0})
@@ -207,6 +252,15 @@ def test_bad_torch_threads_is_not_ready(tiny_model: Path, monkeypatch: pytest.Mo
         engine.load()
     assert info.value.code == "engine_bad_config"
     assert "GPTSOVITS_TORCH_THREADS" in info.value.message
+
+
+def test_bad_prompt_cache_size_is_not_ready(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = engine_for(tiny_model, monkeypatch)
+    monkeypatch.setenv("GPTSOVITS_PROMPT_CACHE", "-1")
+    with pytest.raises(EngineNotReady) as info:
+        engine.load()
+    assert info.value.code == "engine_bad_config"
+    assert "GPTSOVITS_PROMPT_CACHE" in info.value.message
 
 
 def test_torch_threads_setting_reaches_torch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -69,6 +70,8 @@ LANGUAGES = frozenset({"ko", "en", "ja", "zh", "yue", "auto", "auto_yue", "all_k
 # Chinese, and then reloads all its weights; checking first gives a clear message and skips that.
 REFERENCE_MIN_S = 3.0
 REFERENCE_MAX_S = 10.0
+# References whose prompt features (HuBERT semantic tokens, spectrogram) each worker keeps, most recently used first.
+PROMPT_CACHE_DEFAULT = 16
 
 _import_lock = threading.Lock()
 _import_state: dict[str, Any] = {}
@@ -229,6 +232,22 @@ def _decode_speed_serially(tts: Any) -> None:
     tts.non_vocoder_synthesis_batched_infer = decode
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _prompt_snapshot(prompt_cache: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the TTS object's `prompt_cache` that later runs cannot change: the package replaces the
+    tensors it holds, but updates its lists and dicts in place (`refer_spec[0] = ...`, the `runtime` entries), so
+    those are copied one level down. The tensors are shared, never copied."""
+    return {key: (list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value)
+            for key, value in prompt_cache.items()}
+
+
 class GptSovitsEngine:
     name: ClassVar[str] = "gpt_sovits"
 
@@ -242,6 +261,13 @@ class GptSovitsEngine:
         self._tts: Any = None
         # The TTS object caches the last reference's prompt features; one synthesis at a time.
         self._lock = threading.Lock()
+        # The TTS object keeps the prompt features of one reference only, by its path: each job for another
+        # voice than the last job's recomputes them (decoding the clip twice, HuBERT, the spectrogram: 0.2-0.4 s
+        # with the tiny model on CPU, bench/RESULTS.md). Kept here for the last GPTSOVITS_PROMPT_CACHE
+        # references, keyed by the file's path and sha256 (a changed file is a miss), and put back before run().
+        self._prompts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._prompt_key: tuple[str, str] | None = None  # whose features the TTS object holds now
+        self._prompt_cache_size = PROMPT_CACHE_DEFAULT
 
     @property
     def loaded(self) -> bool:
@@ -274,6 +300,11 @@ class GptSovitsEngine:
                 "engine_weights_missing",
                 f"GPT-SoVITS {sovits_version} weights missing under {model_dir}: {V2PRO_SV} (see models/README.md)",
             )
+
+        try:
+            prompt_cache_size = _env.int("GPTSOVITS_PROMPT_CACHE", PROMPT_CACHE_DEFAULT, minimum=0)
+        except ConfigError as exc:
+            raise EngineNotReady("engine_bad_config", str(exc)) from None
 
         import torch
 
@@ -338,6 +369,9 @@ class GptSovitsEngine:
 
         self._tts = tts
         self._torch = torch
+        self._prompts.clear()  # features made by the previous weights
+        self._prompt_key = None
+        self._prompt_cache_size = prompt_cache_size
         self.device = device
         self.version = sovits_version
         self.model_dir = model_dir
@@ -424,11 +458,13 @@ class GptSovitsEngine:
             "return_fragment": False,
         }
         torch = self._torch
+        try:
+            prompt_key = (str(reference), _file_sha256(Path(reference)))
+        except OSError as exc:
+            raise EngineError("engine_bad_input", f"reference clip {reference} is not readable: {exc}") from exc
         with self._lock:
             try:
-                # run() is a generator; on failure it first yields 1 s of silence and then raises,
-                # so it must be drained (never just next()) or an error would pass as silent audio.
-                chunks = list(self._tts.run(inputs))
+                chunks = self._run(inputs, prompt_key)
             except torch.cuda.OutOfMemoryError as exc:
                 self._free_cuda(torch)
                 raise EngineError("engine_oom", f"out of GPU memory: {exc}") from exc
@@ -444,6 +480,36 @@ class GptSovitsEngine:
         sample_rate = int(chunks[0][0])
         samples = np.concatenate([np.asarray(chunk, dtype=np.int16).reshape(-1) for _, chunk in chunks])
         return samples, sample_rate
+
+    def _run(self, inputs: dict[str, Any], prompt_key: tuple[str, str]) -> list[Any]:
+        """TTS.run() with the reference's prompt features put back first when they are kept (run() then finds
+        them under the reference's path and skips set_ref_audio), and kept after it. Under self._lock."""
+        tts = self._tts
+        if prompt_key != self._prompt_key:
+            kept = self._prompts.get(prompt_key)
+            if kept is not None:
+                tts.prompt_cache.update(_prompt_snapshot(kept))
+                self._prompts.move_to_end(prompt_key)
+            else:
+                # Not kept, or the file changed under the same path: run() must make them again.
+                tts.prompt_cache["ref_audio_path"] = None
+            self._prompt_key = prompt_key if kept is not None else None
+        try:
+            # run() is a generator; on failure it first yields 1 s of silence and then raises,
+            # so it must be drained (never just next()) or an error would pass as silent audio.
+            chunks = list(tts.run(inputs))
+        except BaseException:
+            # The run may have stopped half-way through replacing the features: made again next time.
+            tts.prompt_cache["ref_audio_path"] = None
+            self._prompt_key = None
+            raise
+        self._prompt_key = prompt_key
+        if self._prompt_cache_size:
+            self._prompts[prompt_key] = _prompt_snapshot(tts.prompt_cache)
+            self._prompts.move_to_end(prompt_key)
+            while len(self._prompts) > self._prompt_cache_size:
+                self._prompts.popitem(last=False)
+        return chunks
 
     @staticmethod
     def _check_reference(reference: Path) -> None:
