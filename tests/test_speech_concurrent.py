@@ -4,8 +4,10 @@ them (issue 25 item 1).
 Live stack, started as `make run` starts it (medicine_project/devstack.py): the web (sync workers,
 gunicorn_conf.py, 2 processes) and the /v1 stream server (gthread, gunicorn_stream_conf.py, 2 processes), a
 private Redis, the test database, and at first no worker at all, so that every stream stays open. The proof is
-the order of events, never a clock: all 64 streams are seen waiting in Redis (their blocking pops in CLIENT
-LIST), and while they still wait, the web answers health checks and a voice listing, and the stream server
+the order of events, never a clock: all 64 streams are inside the server at once (each has made its sentence's
+job, which no worker can finish yet, and none has answered), streams are seen waiting in Redis (blocking pops in
+CLIENT LIST; a stream leaves its pop every SPEECH_WAKE_FALLBACK_SECONDS to re-read its job, so not all 64 are in
+one snapshot under load), and while they still wait, the web answers health checks and a voice listing, and the stream server
 itself answers /v1/models; only then does the worker start, and every stream delivers its audio. With the stream
 server at 2 x 8 threads (the configuration before issue 25), the 17th stream waited for a thread that no stream
 would give back until its audio came, so this test timed out. How fast short requests are answered beside the
@@ -26,6 +28,7 @@ import requests
 import soundfile
 
 from tests.stack import ServiceStack, speech_user_enrol
+from voice_tts.models import Job
 from tests.test_speech_disconnect import _until
 
 STREAMS = 64
@@ -65,8 +68,9 @@ def test_64_streams_stay_open_while_short_requests_are_answered(idle_stack, make
 
     with ThreadPoolExecutor(max_workers=STREAMS) as pool:
         answers = [pool.submit(stream, n) for n in range(STREAMS)]
-        _until(lambda: _waiting_streams(idle_stack) >= STREAMS, f"{STREAMS} streams waiting for their sentence",
-               timeout=120)
+        _until(lambda: Job.objects.filter(text__contains=tag).count() >= STREAMS,
+               f"{STREAMS} streams inside the server, each with its job", timeout=240)
+        _until(lambda: _waiting_streams(idle_stack) > 0, "streams waiting in Redis for their sentence")
         # Every stream is open and waiting; the web still answers.
         for _ in range(5):
             health = requests.get(idle_stack.base_url + "/api/tts/health/", timeout=30)
