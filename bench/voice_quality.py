@@ -299,13 +299,15 @@ SWEEP_PHRASES = [("ko", p) for p in PHRASES_KO[:4]] + [("en", p) for p in PHRASE
 
 
 def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path, *, metrics: Metrics | None = None,  # noqa: ANN001
-                  sweep: tuple[int, ...] = (), post_scored: bool = False, seed: int = 1) -> tuple[Path, dict]:
+                  sweep: tuple[int, ...] = (), post_scored: bool = False, seed: int = 1,
+                  radius: float | None = None) -> tuple[Path, dict]:
     """Run the service's style search (all slices in one go) for one reference; the table file and a summary.
 
     At each step count in `sweep` (0 = the start voice), the table so far speaks SWEEP_PHRASES through
     the engine (with its matching, as the service does) and resemblyzer scores them: the sweep of the
     honest similarity against the search's own score. `post_scored`: the search scores candidates
-    after the engine's matching (envelope filter or WORLD), not on Kokoro's raw output.
+    after the engine's matching (envelope filter or WORLD), not on Kokoro's raw output. `radius`:
+    the search's trust region (None: the service's default; 0: off, the walk-1 search).
     """
     import resource
 
@@ -339,14 +341,16 @@ def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path, *, metrics:
             emb = metrics.embedding(audio_as_float(audio), sr)
             sims.append(float(np.dot(emb, ref_emb) / (np.linalg.norm(emb) * np.linalg.norm(ref_emb))))
         points.append({"step": int(state["step"]), "own": round(float(state["best_score"]), 4),
-                       "resemblyzer": round(float(np.mean(sims)), 4), "accepted": int(state["accepted"])})
+                       "resemblyzer": round(float(np.mean(sims)), 4), "accepted": int(state["accepted"]),
+                       "distance": round(search.trust_distance(state["best_offset"], state), 3)})
         print(f"  sweep {ref_path.stem} {points[-1]} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
     state = search.style_search_start(
         engine=engine, encoder=encoder, start_voice=engine.voice_for_reference(analysis),
         stock_voices=engine.candidate_voices, reference=samples, reference_rate=int(rate), steps_total=steps,
-        seed=seed, sample_rate=SAMPLE_RATE, post=post)
+        seed=seed, sample_rate=SAMPLE_RATE, post=post,
+        radius=search.TRUST_RADIUS if radius is None else radius)
     search_s += time.perf_counter() - start
     if 0 in sweep:
         checkpoint(state)
@@ -401,14 +405,16 @@ def run(args: argparse.Namespace) -> list[Row]:
                 sweep = tuple(int(v) for v in args.adapt_sweep.split(",") if v.strip()) if args.adapt_sweep else ()
                 table_path, summary = adapted_table(engine, ref_path, args.adapt_steps, out_dir, metrics=metrics,
                                                     sweep=sweep, post_scored=args.adapt_post_scored,
-                                                    seed=args.adapt_seed)
+                                                    seed=args.adapt_seed, radius=args.adapt_radius)
                 engine.match_enabled = True
                 params[STYLE_TABLE_PARAM] = str(table_path)
                 row.search_s, row.steps = summary["seconds"], summary["steps"]
                 row.search_rss_mb = summary["maxrss_mb"]
                 row.search_note = (f"encoder (search's own) {summary['start_score']:.3f} -> "
                                    f"{summary['best_score']:.3f}, {summary['accepted']} accepted, "
-                                   f"{summary['rejected_clarity']} rejected for clarity"
+                                   f"{summary['rejected_clarity']} rejected for clarity, "
+                                   f"trust radius {summary['radius']} ({summary['projected']} projected, "
+                                   f"final distance {summary['distance']})"
                                    + (", scored after matching" if args.adapt_post_scored else ""))
                 if summary["sweep"]:
                     row.search_note += "; sweep (step: resemblyzer on 6 phrases / own): " + ", ".join(
@@ -501,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-post-scored", action="store_true",
                         help="the search scores candidates after the engine's matching (an experiment)")
     parser.add_argument("--adapt-seed", type=int, default=1, help="the search's seed")
+    parser.add_argument("--adapt-radius", type=float, default=None,
+                        help="the search's trust region radius in stock-spread units (default: the service's; "
+                             "0: off, the walk-1 search, for a before/after comparison)")
     args = parser.parse_args(argv)
     os.environ.setdefault("CAREPILL_DATA_DIR", str(PROJECT_DIR / "var"))
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)

@@ -334,3 +334,41 @@ def test_the_style_search_scores_after_post_when_given(engine: NeuralCpuEngine, 
     post_state = search.style_search_start(**common, post=lambda audio: reference)
     assert float(post_state["start_score"]) > 0.99 > float(raw_state["start_score"])
     np.testing.assert_array_equal(post_state["baseline"], raw_state["baseline"])
+
+
+def test_the_style_search_stays_in_the_trust_region(engine: NeuralCpuEngine) -> None:
+    """walk-2's guard against fooling the encoder: every candidate is projected, before it is synthesised,
+    into the stock voices' box and a ball of `radius` stock spreads; the best offset never leaves it, even
+    with the step size at its maximum. radius=0 is the unguarded walk-1 search (the benchmark's 'before')."""
+    encoder = SpeakerEncoder(threads=1)
+    common = {"engine": engine, "encoder": encoder, "start_voice": engine.voice_female,
+              "stock_voices": engine.candidate_voices, "reference": harmonic_voice(180.0, seconds=3.0),
+              "reference_rate": 24000, "steps_total": 2, "seed": 3, "sample_rate": 24000}
+    state = search.style_search_start(**common, radius=0.3)
+    assert float(state["radius"]) == 0.3
+    assert np.all(state["offset_low"] <= 0) and np.all(state["offset_high"] >= 0)
+    # A far offset is pulled back onto the ball, inside the box; one already inside is left alone.
+    far = 10.0 * state["scale"]
+    pulled, moved = search.trust_region_project(far, state)
+    assert moved and search.trust_distance(pulled, state) == pytest.approx(0.3, rel=1e-4)
+    assert np.all(pulled >= state["offset_low"] - 1e-6) and np.all(pulled <= state["offset_high"] + 1e-6)
+    near = 0.01 * state["scale"]
+    kept, moved = search.trust_region_project(near, state)
+    assert not moved and np.array_equal(kept, near)
+    # The real engine, the step size at its maximum: every candidate is projected, the best stays inside.
+    state["sigma"] = np.float64(1.0)
+    while not search.style_search_done(state):
+        search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=24000)
+    assert int(state["projected"]) == 2
+    assert search.trust_distance(state["best_offset"], state) <= 0.3 + 1e-4
+    summary = search.style_search_summary(state)
+    assert summary["projected"] == 2 and summary["radius"] == 0.3
+    # Off: no projection (the same seeded draws as walk-1), the state still round-trips.
+    off = search.style_search_start(**common, radius=0.0)
+    off["sigma"] = np.float64(1.0)
+    search.style_search_step(engine=engine, encoder=encoder, state=off, sample_rate=24000)
+    assert int(off["projected"]) == 0
+    again = search.style_search_loads(search.style_search_dumps(state))
+    np.testing.assert_array_equal(again["offset_high"], state["offset_high"])
+    with pytest.raises(search.StyleSearchError):
+        search.style_search_start(**common, radius=float("nan"))
