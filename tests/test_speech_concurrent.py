@@ -5,13 +5,13 @@ Live stack, started as `make run` starts it (medicine_project/devstack.py): the 
 gunicorn_conf.py, 2 processes) and the /v1 stream server (gthread, gunicorn_stream_conf.py, 2 processes), a
 private Redis, the test database, and at first no worker at all, so that every stream stays open. The proof is
 the order of events, never a clock: all 64 streams are inside the server at once (each has made its sentence's
-job, which no worker can finish yet, and none has answered), streams are seen waiting in Redis (blocking pops in
-CLIENT LIST; a stream leaves its pop every SPEECH_WAKE_FALLBACK_SECONDS to re-read its job, so not all 64 are in
-one snapshot under load), and while they still wait, the web answers health checks and a voice listing, and the stream server
-itself answers /v1/models; only then does the worker start, and every stream delivers its audio. With the stream
-server at 2 x 8 threads (the configuration before issue 25), the 17th stream waited for a thread that no stream
-would give back until its audio came, so this test timed out. How fast short requests are answered beside the
-streams is measured in bench/web_config.py.
+job, which no worker can finish yet, and none has answered), streams are seen waiting in Redis (blocking pops
+in CLIENT LIST; a stream leaves its pop every SPEECH_WAKE_FALLBACK_SECONDS to re-read its job, so not all 64 are
+in one snapshot under load), and while they still wait, the web answers health checks and a voice listing, and
+the stream server itself answers /v1/models; only then does the worker start, and every stream delivers its
+audio. With the stream server at 2 x 8 threads (the configuration before issue 25), the 17th stream waited for a
+thread that no stream would give back until its audio came, so this test timed out (STREAM_THREADS=8: 16 jobs,
+never 64). How fast short requests are answered beside the streams is measured in bench/web_config.py.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import requests
 import soundfile
 
 from tests.stack import ServiceStack, speech_user_enrol
-from voice_tts.models import Job
 from tests.test_speech_disconnect import _until
+from voice_tts.models import Job
 
 STREAMS = 64
 USERS = 4
