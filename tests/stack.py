@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,21 @@ class PrivateRedis:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
+
+
+def web_wait_answering(base_url: str, proc: subprocess.Popen, failure: Callable[[], str],
+                       timeout: float = 60.0) -> None:
+    """Return once `base_url` answers /api/tts/health/ (any status); raise with `failure()` if `proc` exits
+    first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(base_url + "/api/tts/health/", timeout=5)
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(failure()) from None
+            time.sleep(0.1)
 
 
 class ServiceStack:
@@ -115,15 +131,7 @@ class ServiceStack:
         return stream_url
 
     def _wait_answering(self, name: str, base_url: str) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(base_url + "/api/tts/health/", timeout=5)
-                return
-            except requests.RequestException:
-                if time.monotonic() > deadline or self.procs[name].poll() is not None:
-                    raise RuntimeError(f"{name} did not start:\n" + self.log(name))
-                time.sleep(0.1)
+        web_wait_answering(base_url, self.procs[name], lambda: f"{name} did not start:\n" + self.log(name))
 
     def start_worker(self) -> None:
         self._spawn("worker", [sys.executable, "-m", "celery", "-A", "medicine_project", "worker", "-c",

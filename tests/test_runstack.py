@@ -28,7 +28,7 @@ import soundfile
 from medicine_project.devstack import free_port
 from tests.audio_samples import wav_bytes
 from tests.conftest import ROOT, database_url_for_subprocess
-from tests.stack import PrivateRedis
+from tests.stack import PrivateRedis, web_wait_answering
 
 
 def _cmdlines() -> dict[int, str]:
@@ -40,18 +40,6 @@ def _cmdlines() -> dict[int, str]:
             except OSError:
                 continue
     return found
-
-
-def _wait_answering(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            requests.get(url + "/api/tts/health/", timeout=5)
-            return
-        except requests.RequestException:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise AssertionError(f"{url} did not answer:\n{log.read_text(errors='replace')[-4000:]}") from None
-            time.sleep(0.2)
 
 
 @pytest.fixture
@@ -76,8 +64,11 @@ def runstack(transactional_db: Any) -> Iterator[dict[str, Any]]:
                             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         web, stream = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{stream_port}"
-        _wait_answering(web, proc, log)
-        _wait_answering(stream, proc, log)
+        def failure() -> str:
+            return f"runstack's servers did not answer:\n{log.read_text(errors='replace')[-4000:]}"
+
+        for url in (web, stream):
+            web_wait_answering(url, proc, failure, timeout=120)
         yield {"proc": proc, "web": web, "stream": stream, "web_port": web_port, "stream_port": stream_port,
                "log": log}
     finally:
