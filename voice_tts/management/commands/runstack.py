@@ -19,7 +19,7 @@ from medicine_project.devstack import Stack, beat_args, redis_ensured, stream_ar
 
 
 class Command(BaseCommand):
-    help = "Run the web server and a worker in the foreground until interrupted."
+    help = "Run the web, the /v1 stream server, a worker and beat in the foreground until interrupted."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="the web: pages, /api, the admin")
