@@ -24,7 +24,14 @@ workers = env.int("STREAM_WORKERS", os.cpu_count() or 2, minimum=1)
 worker_class = "gthread"
 # Open streams + the short /v1 requests (models, voices) served at once per process.
 threads = env.int("STREAM_THREADS", 48, minimum=1)
-keepalive = 5
+# A process takes no more connections than it has threads. gthread otherwise accepts up to 1000 per process
+# and queues the requests beyond its threads, so with streams spread unevenly over the processes (one took
+# 50 of 64 while the other had threads free) a new request could land behind 48 open streams and wait for
+# minutes. At its cap a process stops accepting, and the other one takes the connection from the shared
+# listen socket (tests/test_speech_concurrent.py asks /v1/models while 64 streams are open).
+worker_connections = threads
+# No kept-alive connections, then: each would hold a connection slot (and gunicorn warns that none fit).
+keepalive = 0
 timeout = 60
 max_requests = 20000
 max_requests_jitter = 2000

@@ -80,7 +80,8 @@ def test_64_streams_stay_open_while_short_requests_are_answered(idle_stack, make
         models = requests.get(idle_stack.stream_url + "/v1/models", timeout=30,
                               headers={"Authorization": f"Bearer {users[1].token}"})
         assert models.status_code == 200 and models.json()["data"]
-        assert not any(answer.done() for answer in answers)  # ... while no stream has ended
+        ended = [answer for answer in answers if answer.done()]  # ... while no stream has ended
+        assert not ended, [repr(answer.exception()) for answer in ended][:3]
 
         idle_stack.start_worker()
         bodies = [answer.result(timeout=300) for answer in answers]
