@@ -205,10 +205,10 @@ def test_other_engines_fail_on_a_typo_naming_the_variable(monkeypatch, engine_na
     assert next(iter(env)) in error.value.message
 
 
-def gunicorn(*args: str, **env: str) -> subprocess.CompletedProcess:
-    """The real gunicorn (the console script the image runs) with the project's config file."""
+def gunicorn(*args: str, conf: str = "gunicorn_conf.py", **env: str) -> subprocess.CompletedProcess:
+    """The real gunicorn (the console script the image runs) with one of the project's config files."""
     script = Path(sys.executable).with_name("gunicorn")
-    return subprocess.run([str(script), *args, "-c", "medicine_project/gunicorn_conf.py",
+    return subprocess.run([str(script), *args, "-c", f"medicine_project/{conf}",
                            "medicine_project.wsgi:application"],
                           cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=120)
 
@@ -328,22 +328,15 @@ def test_the_config_package_stands_alone():
     assert result.stdout.strip() == "[]", result.stderr
 
 
-def gunicorn_stream(*args: str, **env: str) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("gunicorn")
-    return subprocess.run([str(script), *args, "-c", "medicine_project/gunicorn_stream_conf.py",
-                           "medicine_project.wsgi:application"],
-                          cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=120)
-
-
 def test_the_web_serves_with_sync_workers_and_the_stream_server_with_threads(tmp_path):
     common = {"DJANGO_SECRET_KEY": "x" * 50, "CAREPILL_DATA_DIR": str(tmp_path), "STATIC_ROOT": str(tmp_path / "s")}
     pattern = r"^(workers|threads|worker_class)\s+= (\S+)$"
     web = gunicorn("--print-config", WEB_WORKERS="2", **common)
     assert web.returncode == 0, web.stderr
     assert dict(re.findall(pattern, web.stdout, re.M)) == {"workers": "2", "threads": "1", "worker_class": "sync"}
-    stream = gunicorn_stream("--print-config", STREAM_WORKERS="3", **common)
+    stream = gunicorn("--print-config", conf="gunicorn_stream_conf.py", STREAM_WORKERS="3", **common)
     assert stream.returncode == 0, stream.stderr
     assert dict(re.findall(pattern, stream.stdout, re.M)) == {"workers": "3", "threads": "48",
                                                                "worker_class": "gthread"}
-    bad = gunicorn_stream("--check-config", STREAM_THREADS="none", **common)
+    bad = gunicorn("--check-config", conf="gunicorn_stream_conf.py", STREAM_THREADS="none", **common)
     assert bad.returncode != 0 and "STREAM_THREADS must be an integer, got 'none'" in bad.stderr
