@@ -78,7 +78,7 @@ def runstack(transactional_db: Any) -> Iterator[dict[str, Any]]:
         private_redis.stop()
 
 
-def test_make_run_serves_the_pages_and_api_on_one_port_and_v1_streams_on_the_other(runstack, make_user):
+def test_make_run_serves_the_api_on_one_port_and_v1_streams_on_the_other(runstack, make_user):
     alice = make_user(f"alice{uuid.uuid4().hex[:6]}")
     auth = {"Authorization": f"Token {alice.token}"}
     web, stream = runstack["web"], runstack["stream"]
@@ -90,7 +90,7 @@ def test_make_run_serves_the_pages_and_api_on_one_port_and_v1_streams_on_the_oth
     assert web_line and all("medicine_project/gunicorn_conf.py" in line for line in web_line), web_line
     assert stream_line and all("medicine_project/gunicorn_stream_conf.py" in line for line in stream_line)
 
-    # The web: the API (the pages need built static files: tests/test_pages_browser.py serves them).
+    # The web: the API (the pages need built static files: tests/test_web_browser.py builds and serves them).
     health = requests.get(web + "/api/tts/health/", timeout=30)
     assert health.status_code in (200, 503) and health.json()["engine"] == "tone"
     voice = requests.post(web + "/api/tts/voices/", headers=auth, timeout=60,
