@@ -14,11 +14,11 @@ GPU_BIN := $(GPU_VENV)/bin
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-s3.txt clients/pi/pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-adapt.txt requirements-dev.txt requirements-s3.txt clients/pi/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-adapt.txt
 	$(BIN)/pip install -q -e clients/pi
 	touch $@
 

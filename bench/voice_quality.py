@@ -299,32 +299,33 @@ SWEEP_PHRASES = [("ko", p) for p in PHRASES_KO[:4]] + [("en", p) for p in PHRASE
 
 
 def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path, *, metrics: Metrics | None = None,  # noqa: ANN001
-                  sweep: tuple[int, ...] = (), post_scored: bool = False, seed: int = 1,
+                  sweep: tuple[int, ...] = (), seed: int = 1,
                   radius: float | None = None) -> tuple[Path, dict]:
     """Run the service's style search (all slices in one go) for one reference; the table file and a summary.
 
     At each step count in `sweep` (0 = the start voice), the table so far speaks SWEEP_PHRASES through
     the engine (with its matching, as the service does) and resemblyzer scores them: the sweep of the
-    honest similarity against the search's own score. `post_scored`: the search scores candidates
-    after the engine's matching (envelope filter or WORLD), not on Kokoro's raw output. `radius`:
+    honest similarity against the search's own score. `radius`:
     the search's trust region (None: the service's default; 0: off, the walk-1 search).
     """
     import resource
 
     from workers.engines.base import STYLE_TABLE_PARAM
     from workers.engines.neural_cpu import SAMPLE_RATE, style_table_dumps
-    from workers.voice_match import reference_analysis, voice_analyse
+    from workers.voice_match import reference_analysis
     from workers.voice_style import search
     from workers.voice_style.encoder import SpeakerEncoder
 
     encoder = SpeakerEncoder(threads=1)
     samples, rate = sf.read(ref_path, dtype="float32", always_2d=False)
+    from workers.voice_style.asr import ProbeRecogniser
+
     engine.match_enabled = True
     analysis = reference_analysis(ref_path)
-    post = None
-    if post_scored:
-        def post(audio: np.ndarray) -> np.ndarray:
-            return engine.style_match(audio, reference=analysis, own=voice_analyse(audio, SAMPLE_RATE))
+    # As the service does (services/voice_adaptation.py): score after the engine's matching, and
+    # check the probe with the worker's recogniser.
+    post = search.matching_post(engine=engine, reference=analysis, sample_rate=SAMPLE_RATE)
+    hearer = ProbeRecogniser(threads=1)
 
     ref_emb = metrics.embedding(samples, int(rate)) if metrics and sweep else None
     points: list[dict] = []
@@ -349,14 +350,15 @@ def adapted_table(engine, ref_path: Path, steps: int, out_dir: Path, *, metrics:
     state = search.style_search_start(
         engine=engine, encoder=encoder, start_voice=engine.voice_for_reference(analysis),
         stock_voices=engine.candidate_voices, reference=samples, reference_rate=int(rate), steps_total=steps,
-        seed=seed, sample_rate=SAMPLE_RATE, post=post,
+        seed=seed, sample_rate=SAMPLE_RATE, post=post, hearer=hearer,
         radius=search.TRUST_RADIUS if radius is None else radius)
     search_s += time.perf_counter() - start
     if 0 in sweep:
         checkpoint(state)
     while not search.style_search_done(state):
         start = time.perf_counter()
-        search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=SAMPLE_RATE, post=post)
+        search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=SAMPLE_RATE, post=post,
+                                 hearer=hearer)
         search_s += time.perf_counter() - start
         if int(state["step"]) in sweep:
             checkpoint(state)
@@ -404,7 +406,7 @@ def run(args: argparse.Namespace) -> list[Row]:
 
                 sweep = tuple(int(v) for v in args.adapt_sweep.split(",") if v.strip()) if args.adapt_sweep else ()
                 table_path, summary = adapted_table(engine, ref_path, args.adapt_steps, out_dir, metrics=metrics,
-                                                    sweep=sweep, post_scored=args.adapt_post_scored,
+                                                    sweep=sweep,
                                                     seed=args.adapt_seed, radius=args.adapt_radius)
                 engine.match_enabled = True
                 params[STYLE_TABLE_PARAM] = str(table_path)
@@ -412,10 +414,12 @@ def run(args: argparse.Namespace) -> list[Row]:
                 row.search_rss_mb = summary["maxrss_mb"]
                 row.search_note = (f"encoder (search's own) {summary['start_score']:.3f} -> "
                                    f"{summary['best_score']:.3f}, {summary['accepted']} accepted, "
-                                   f"{summary['rejected_clarity']} rejected for clarity, "
+                                   f"rejected: {summary['rejected_timbre']} timbre, {summary['rejected_clarity']} "
+                                   f"clarity, {summary['rejected_asr']} recogniser (start probe errors "
+                                   f"{summary['probe_errors_start']}); timbre {summary['start_timbre']:.3f} -> "
+                                   f"{summary['best_timbre']:.3f}; "
                                    f"trust radius {summary['radius']} ({summary['projected']} projected, "
-                                   f"final distance {summary['distance']})"
-                                   + (", scored after matching" if args.adapt_post_scored else ""))
+                                   f"final distance {summary['distance']})")
                 if summary["sweep"]:
                     row.search_note += "; sweep (step: resemblyzer on 6 phrases / own): " + ", ".join(
                         f"{p['step']}: {p['resemblyzer']:.3f}/{p['own']:.3f}" for p in summary["sweep"])
@@ -504,8 +508,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-sweep", default="",
                         help="comma list of step counts (e.g. 0,10,20,40) at which the table so far is scored "
                              "by resemblyzer on 6 phrases: similarity against steps")
-    parser.add_argument("--adapt-post-scored", action="store_true",
-                        help="the search scores candidates after the engine's matching (an experiment)")
     parser.add_argument("--adapt-seed", type=int, default=1, help="the search's seed")
     parser.add_argument("--adapt-radius", type=float, default=None,
                         help="the search's trust region radius in stock-spread units (default: the service's; "

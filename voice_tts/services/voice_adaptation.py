@@ -42,6 +42,7 @@ from workers.engines.base import EngineError
 from workers.engines.neural_cpu import SAMPLE_RATE, style_table_dumps
 from workers.voice_match import VoiceMatchError, reference_analysis
 from workers.voice_style import search
+from workers.voice_style.asr import ProbeRecogniser
 from workers.voice_style.encoder import SpeakerEncoder
 from workers.voice_style.search import StyleSearchError
 
@@ -132,25 +133,29 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
     started = time.monotonic()
     old_state_file = voice.adaptation_state_file
     try:
-        encoder = _encoder()
+        encoder, hearer = _encoder(), _hearer()
+        reference = voice_reference_path(voice=voice)
+        analysis = reference_analysis(reference)
+        # Candidates are scored as the listener will hear them: through the engine's matching.
+        post = search.matching_post(engine=engine, reference=analysis, sample_rate=SAMPLE_RATE)
         if old_state_file:
             with default_storage.open(old_state_file, "rb") as fh:
                 state = search.style_search_loads(fh.read())
         else:
-            reference = voice_reference_path(voice=voice)
             samples, rate = soundfile.read(str(reference), dtype="float32", always_2d=False)
-            start_voice = engine.voice_for_reference(reference_analysis(reference))
+            start_voice = engine.voice_for_reference(analysis)
             # Seeded by the voice: a rerun takes the same steps; two voices never share a walk.
             seed = int(hashlib.sha256(str(voice.id).encode()).hexdigest()[:8], 16)
             state = search.style_search_start(
                 engine=engine, encoder=encoder, start_voice=start_voice, stock_voices=engine.candidate_voices,
                 reference=np.asarray(samples), reference_rate=int(rate), steps_total=steps_total, seed=seed,
-                sample_rate=SAMPLE_RATE,
+                sample_rate=SAMPLE_RATE, post=post, hearer=hearer,
             )
         for _ in range(settings.VOICE_ADAPT_STEPS_PER_SLICE):
             if search.style_search_done(state):
                 break
-            search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=SAMPLE_RATE)
+            search.style_search_step(engine=engine, encoder=encoder, state=state, sample_rate=SAMPLE_RATE,
+                                     post=post, hearer=hearer)
         summary = {**search.style_search_summary(state),
                    "seconds": round(float(voice.adaptation_summary.get("seconds", 0.0))
                                     + time.monotonic() - started, 1)}
@@ -237,6 +242,7 @@ def voice_adaptation_timed_out(*, voice_id: Any) -> None:
 
 
 _ENCODER: Any = None
+_HEARER: Any = None
 
 
 def _encoder() -> Any:
@@ -245,3 +251,11 @@ def _encoder() -> Any:
     if _ENCODER is None:
         _ENCODER = SpeakerEncoder(threads=1)
     return _ENCODER
+
+
+def _hearer() -> Any:
+    # One Whisper-base per worker process, loaded at its first slice (~150 MB, ~1-2 s).
+    global _HEARER
+    if _HEARER is None:
+        _HEARER = ProbeRecogniser(threads=1)
+    return _HEARER

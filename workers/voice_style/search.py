@@ -22,6 +22,14 @@ blend of the others. A style vector outside that region is a voice no recording 
 encoder likes there is more likely a flaw of the encoder than the speaker. Projection (not
 rejection) keeps every step's synthesis useful: the walk slides along the boundary.
 
+Agreement (walk-3): the trust region did not stop the walk fooling its encoder (on slt its own score
+rose from 0.33 to 0.68 while the independent encoder fell from 0.64 to 0.55). A candidate is now kept
+only if (1) the encoder's score of what the engine will really speak (Kokoro's output after the
+engine's matching, `post`) rose, (2) an encoder-free measure (timbre.py: mel-cepstral statistics)
+says it did not move away from the speaker, and (3) Whisper-base (asr.py) understands the probe at
+least as well as the start voice's rendering. A walk that none of these agree with stays where it is:
+the voice keeps the start blend, which is today's matching, never worse.
+
 Clarity (Korean intelligibility) is guarded in the worker by a cheap check against the start
 voice's own rendering of the same sentences: a candidate whose duration, voiced share or number
 of syllable nuclei drifts far from it is rejected, whatever its score (a style vector that fools the
@@ -38,9 +46,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from workers.voice_style.asr import hangul_errors
 from workers.voice_style.encoder import SpeakerEncoder, cosine
+from workers.voice_style.timbre import timbre_distance, timbre_profile
 
-SEARCH_VERSION = "walk-2"
+SEARCH_VERSION = "walk-3"
 # Two short reminder sentences: one synthesis (~3.5 s of audio) per step.
 PROBE_TEXT = "약 드실 시간입니다. 물 한 컵과 함께 드세요."
 PROBE_LANGUAGE = "ko"
@@ -59,6 +69,12 @@ class StyleEngine(Protocol):
     def style_render(self, *, text: str, language: str, style: np.ndarray, speed: float = 1.0) -> np.ndarray: ...
 
     def style_of(self, voice: str) -> np.ndarray: ...
+
+    def style_match(self, audio: np.ndarray, *, reference: Any, own: Any) -> np.ndarray: ...
+
+
+class ProbeHearer(Protocol):
+    def hear(self, audio: np.ndarray, sample_rate: int, *, language: str) -> str: ...
 
 
 class StyleSearchError(RuntimeError):
@@ -108,6 +124,17 @@ def clarity_problem(measure: dict[str, float], baseline: dict[str, float]) -> st
     return None
 
 
+def matching_post(*, engine: StyleEngine, reference: Any, sample_rate: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Kokoro's raw output -> what the engine will really speak for this reference (its matching,
+    judged on the candidate's own WORLD analysis): the search scores that, as the listener hears it."""
+    from workers.voice_match import voice_analyse
+
+    def post(audio: np.ndarray) -> np.ndarray:
+        return engine.style_match(audio, reference=reference, own=voice_analyse(audio, sample_rate))
+
+    return post
+
+
 def style_search_start(
     *,
     engine: StyleEngine,
@@ -121,13 +148,16 @@ def style_search_start(
     sample_rate: int,
     post: Callable[[np.ndarray], np.ndarray] | None = None,
     radius: float = TRUST_RADIUS,
+    hearer: ProbeHearer | None = None,
 ) -> dict[str, Any]:
     """The search's first state: the start voice's table, the target d-vector, the baseline.
 
     `post`, when given, turns Kokoro's raw output into what the engine will really speak (its
     matching: envelope filter or WORLD) before it is scored; clarity is judged on the raw output.
     Pass the same `post` to every step. `radius`: the trust region's radius (module docstring); 0 or
-    less turns the trust region off (the walk-1 behaviour, for the benchmark's comparison)."""
+    less turns the trust region off (the walk-1 behaviour, for the benchmark's comparison).
+    `hearer`: the speech recogniser of the intelligibility check (asr.py); pass the same to every step
+    (None: no such check, as in walk-2)."""
     if steps_total < 1:
         raise StyleSearchError("bad_budget", "steps_total must be >= 1")
     if not math.isfinite(radius):
@@ -142,11 +172,17 @@ def style_search_start(
     low = (means.min(axis=0) - _BOX_MARGIN * scale - base_mean).astype(np.float32)
     high = (means.max(axis=0) + _BOX_MARGIN * scale - base_mean).astype(np.float32)
     target = encoder.embed(reference, reference_rate)
+    try:
+        target_timbre = timbre_profile(reference, reference_rate)
+    except ValueError as exc:
+        raise StyleSearchError("reference_unusable", f"reference: {exc}") from exc
     audio = engine.style_render(text=PROBE_TEXT, language=PROBE_LANGUAGE, style=base)
-    if audio.size == 0:
+    if audio.size < sample_rate // 2:
         raise StyleSearchError("probe_silent", "the start voice rendered no audio")
     baseline = clarity_measure(audio, sample_rate)
     score = cosine(encoder.embed(post(audio) if post else audio, sample_rate), target)
+    # -1: no recogniser, the check is off for the whole search.
+    errors = hangul_errors(PROBE_TEXT, hearer.hear(audio, sample_rate, language=PROBE_LANGUAGE)) if hearer else -1
     return {
         "version": np.array(SEARCH_VERSION),
         "start_voice": np.array(start_voice),
@@ -157,6 +193,12 @@ def style_search_start(
         "radius": np.float64(radius),
         "projected": np.int64(0),
         "target": target,
+        "target_timbre": target_timbre,
+        "start_timbre": np.float64(timbre_distance(timbre_profile(audio, sample_rate), target_timbre)),
+        "best_timbre": np.float64(timbre_distance(timbre_profile(audio, sample_rate), target_timbre)),
+        "baseline_errors": np.int64(errors),
+        "rejected_timbre": np.int64(0),
+        "rejected_asr": np.int64(0),
         "best_offset": np.zeros(base.shape[-1], np.float32),
         "start_score": np.float64(score),
         "best_score": np.float64(score),
@@ -195,8 +237,12 @@ def style_search_step(
     state: dict[str, Any],
     sample_rate: int,
     post: Callable[[np.ndarray], np.ndarray] | None = None,
+    hearer: ProbeHearer | None = None,
 ) -> None:
-    """One candidate: draw, synthesise, score, check, keep or drop. Mutates `state`."""
+    """One candidate: draw, synthesise, score, check, keep or drop. Mutates `state`.
+
+    Kept only if the encoder's score rose, the timbre distance did not, the cheap clarity checks
+    pass and (with a hearer) the probe is heard with no more errors than the start voice's."""
     step = int(state["step"])
     if step >= int(state["steps_total"]):
         return
@@ -211,23 +257,35 @@ def style_search_step(
     style = state["base"] + candidate
     audio = engine.style_render(text=PROBE_TEXT, language=PROBE_LANGUAGE, style=style)
     accepted = False
-    if audio.size:
+    if audio.size >= sample_rate // 2:
         score = cosine(encoder.embed(post(audio) if post else audio, sample_rate), state["target"])
         if score > float(state["best_score"]):
+            # The cheapest disagreement first: timbre (numpy), then clarity (WORLD), then the recogniser.
+            timbre = timbre_distance(timbre_profile(audio, sample_rate), state["target_timbre"])
             duration, voiced, nuclei = (float(v) for v in state["baseline"])
-            problem = clarity_problem(clarity_measure(audio, sample_rate),
-                                      {"duration_s": duration, "voiced": voiced, "nuclei": nuclei})
-            if problem is None:
+            if timbre > float(state["best_timbre"]):
+                _count(state, "rejected_timbre")
+            elif clarity_problem(clarity_measure(audio, sample_rate),
+                                 {"duration_s": duration, "voiced": voiced, "nuclei": nuclei}) is not None:
+                _count(state, "rejected_clarity")
+            elif (hearer is not None and int(state["baseline_errors"]) >= 0
+                  and hangul_errors(PROBE_TEXT, hearer.hear(audio, sample_rate, language=PROBE_LANGUAGE))
+                  > int(state["baseline_errors"])):
+                _count(state, "rejected_asr")
+            else:
                 state["best_offset"] = candidate
                 state["best_score"] = np.float64(score)
-                state["accepted"] = np.int64(int(state["accepted"]) + 1)
+                state["best_timbre"] = np.float64(timbre)
+                _count(state, "accepted")
                 accepted = True
-            else:
-                state["rejected_clarity"] = np.int64(int(state["rejected_clarity"]) + 1)
     # Widen after a success, narrow after a failure (a 1/5th-success-rule flavour).
     sigma = sigma * (1.5 if accepted else 0.92)
     state["sigma"] = np.float64(min(_SIGMA_MAX, max(_SIGMA_MIN, sigma)))
     state["step"] = np.int64(step + 1)
+
+
+def _count(state: dict[str, Any], key: str) -> None:
+    state[key] = np.int64(int(state[key]) + 1)
 
 
 def style_search_done(state: dict[str, Any]) -> bool:
@@ -261,7 +319,7 @@ def style_search_loads(data: bytes) -> dict[str, Any]:
         raise StyleSearchError("state_unreadable", f"search state unreadable: {exc}") from exc
     if str(state.get("version")) != SEARCH_VERSION:
         raise StyleSearchError("state_version", f"search state version {state.get('version')!s}")
-    for key in ("base", "best_offset", "scale", "target", "offset_low", "offset_high"):
+    for key in ("base", "best_offset", "scale", "target", "target_timbre", "offset_low", "offset_high"):
         if not np.all(np.isfinite(state[key])):
             raise StyleSearchError("state_unreadable", f"search state {key} not finite")
     return state
@@ -275,6 +333,11 @@ def style_search_summary(state: dict[str, Any]) -> dict[str, Any]:
         "steps": int(state["step"]),
         "accepted": int(state["accepted"]),
         "rejected_clarity": int(state["rejected_clarity"]),
+        "rejected_timbre": int(state["rejected_timbre"]),
+        "rejected_asr": int(state["rejected_asr"]),
+        "start_timbre": round(float(state["start_timbre"]), 4),
+        "best_timbre": round(float(state["best_timbre"]), 4),
+        "probe_errors_start": int(state["baseline_errors"]),
         "projected": int(state["projected"]),
         "radius": round(float(state["radius"]), 3),
         "distance": round(trust_distance(state["best_offset"], state), 3),
