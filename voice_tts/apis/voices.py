@@ -4,7 +4,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -162,7 +168,12 @@ class VoiceAdaptationPreviewApi(APIView):
 
     @extend_schema(
         operation_id="voices_adaptation_preview",
-        parameters=[IF_NONE_MATCH_HEADER, ETAG_HEADER],
+        parameters=[
+            OpenApiParameter("side", str, OpenApiParameter.PATH, enum=["before", "after"],
+                             description="`before`: the voice as it spoke before the search; `after`: with its "
+                                         "own style."),
+            IF_NONE_MATCH_HEADER, ETAG_HEADER,
+        ],
         responses={
             **audio_response("A short reminder in the voice: `before` with the stock match it started with, "
                              "`after` with its own style (16-bit PCM WAV)."),
