@@ -21,7 +21,11 @@ from voice_tts.errors import ServiceError
 from voice_tts.http.audio import AudioContentNegotiation, audio_file_response
 from voice_tts.http.throttles import UploadsThrottle
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
-from voice_tts.services.voice_adaptation import voice_adaptation_preview_get, voice_adaptation_previews
+from voice_tts.services.voice_adaptation import (
+    PREVIEW_SIDES,
+    voice_adaptation_preview_get,
+    voice_adaptation_previews,
+)
 from voice_tts.services.voices import voice_create, voice_delete, voice_get, voices_of
 
 if TYPE_CHECKING:  # annotations only: the API gets its models from the services (pyproject.toml)
@@ -59,7 +63,7 @@ class VoiceAdaptationSerializer(serializers.Serializer):
             return None
         request = self.context.get("request")
         urls = {}
-        for side in ("before", "after"):
+        for side in PREVIEW_SIDES:
             path = reverse("voice_tts:voice-adaptation-preview", kwargs={"voice_id": voice.id, "side": side})
             urls[side] = request.build_absolute_uri(path) if request is not None else path
         return urls
@@ -169,7 +173,7 @@ class VoiceAdaptationPreviewApi(APIView):
     @extend_schema(
         operation_id="voices_adaptation_preview",
         parameters=[
-            OpenApiParameter("side", str, OpenApiParameter.PATH, enum=["before", "after"],
+            OpenApiParameter("side", str, OpenApiParameter.PATH, enum=list(PREVIEW_SIDES),
                              description="`before`: the voice as it spoke before the search; `after`: with its "
                                          "own style."),
             IF_NONE_MATCH_HEADER, ETAG_HEADER,

@@ -275,7 +275,7 @@ def voice_adaptation_previews(*, voice: Voice) -> dict[str, str] | None:
     none (search not done, a voice of another engine, or a preview that failed)."""
     if voice.adaptation_state != AdaptationState.DONE:
         return None
-    names = {"before": voice.adaptation_preview_before, "after": voice.adaptation_preview_after}
+    names = dict(zip(PREVIEW_SIDES, (voice.adaptation_preview_before, voice.adaptation_preview_after), strict=True))
     return names if all(names.values()) else None
 
 

@@ -32,7 +32,11 @@ from voice_tts.services.jobs import job_create, job_state_get
 from voice_tts.services.logins import login_failed, login_succeeded, login_wait
 from voice_tts.services.phrases import phrase_bundle, phrase_create, phrase_delete, phrase_update, phrases_failed
 from voice_tts.services.tokens import device_create, device_revoke, devices_of
-from voice_tts.services.voice_adaptation import voice_adaptation_preview_get, voice_adaptation_previews
+from voice_tts.services.voice_adaptation import (
+    PREVIEW_SIDES,
+    voice_adaptation_preview_get,
+    voice_adaptation_previews,
+)
 from voice_tts.services.voices import voice_create
 from voice_tts.web.care_views import care_home_context
 from voice_tts.web.forms import WEEKDAYS, ReminderForm, VoiceUploadForm
@@ -176,7 +180,7 @@ def _adaptation_preview_urls(voice: Voice) -> dict[str, str] | None:
     if voice_adaptation_previews(voice=voice) is None:
         return None
     return {side: reverse("web:voice-adaptation-preview", kwargs={"voice_id": voice.id, "side": side})
-            for side in ("before", "after")}
+            for side in PREVIEW_SIDES}
 
 
 def _enrol_page(request: HttpRequest, *, form: VoiceUploadForm, status: int = 200) -> HttpResponse:
