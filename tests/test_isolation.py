@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.audio_samples import voice_like, wav_bytes
 from tests.conftest import api_client
-from voice_tts.models import Clip, Dose, Job, PhrasePlay, ReminderPhrase, Voice
+from voice_tts.models import AdaptationState, Clip, Dose, Job, PhrasePlay, ReminderPhrase, Voice
 from voice_tts.services.clips import clip_cache_key, clip_store
 
 
@@ -55,6 +57,15 @@ def _upload() -> Any:
     return SimpleUploadedFile("sample.wav", wav_bytes(4.0), content_type="audio/wav")
 
 
+def _preview(voice: Voice) -> None:
+    """A finished style search's before/after preview beside the reference, named on the row."""
+    names = {side: default_storage.save(f"{voice.audio.name}.preview-{side}.wav", ContentFile(wav_bytes(1.0)))
+             for side in ("before", "after")}
+    Voice.objects.filter(id=voice.id).update(adaptation_state=AdaptationState.DONE,
+                                             adaptation_preview_before=names["before"],
+                                             adaptation_preview_after=names["after"])
+
+
 def _clip_and_jobs(user: Any, voice: Voice) -> tuple[Clip, Job, Job]:
     text = "약 드실 시간입니다"
     key = clip_cache_key(voice_id=voice.id, text=text, language="ko", engine="tone", model_version="t1", params={})
@@ -71,6 +82,7 @@ def world(alice: Any, bob: Any, django_capture_on_commit_callbacks: Any) -> Worl
     with django_capture_on_commit_callbacks(execute=True):
         alice_voice, bob_voice = _voice(alice), _voice(bob)
     clip, done, queued = _clip_and_jobs(alice, alice_voice)
+    _preview(alice_voice)
     phrase = ReminderPhrase.objects.create(owner=alice, text=clip.text, language="ko", times=["08:00"], days=[1, 3])
     PhrasePlay.objects.create(owner=alice, phrase=phrase, key="pi-a:1:2027-01-04:08:00", outcome="played",
                               source="cache", played_at=timezone.now())
@@ -88,6 +100,8 @@ OBJECT_ENDPOINTS: list[tuple[str, str, Callable[[World], str], Callable[[], str]
      lambda: f"/api/tts/voices/{uuid.uuid4()}/", 200),
     ("voice-delete", "delete", lambda w: f"/api/tts/voices/{w.alice_voice.id}/",
      lambda: f"/api/tts/voices/{uuid.uuid4()}/", 204),
+    ("voice-adaptation-preview", "get", lambda w: f"/api/tts/voices/{w.alice_voice.id}/adaptation/preview/after/",
+     lambda: f"/api/tts/voices/{uuid.uuid4()}/adaptation/preview/after/", 200),
     ("job-detail", "get", lambda w: f"/api/tts/jobs/{w.alice_job.id}/",
      lambda: f"/api/tts/jobs/{uuid.uuid4()}/", 200),
     ("job-audio", "get", lambda w: f"/api/tts/jobs/{w.alice_job.id}/audio/",
@@ -390,6 +404,7 @@ def test_every_api_route_is_in_the_matrix() -> None:
     walk(get_resolver().url_patterns, "")
     covered = {
         "api/tts/voices/", "api/tts/voices/<uuid:voice_id>/", "api/tts/upload-voice/", "api/tts/jobs/",
+        "api/tts/voices/<uuid:voice_id>/adaptation/preview/<str:side>/",
         "api/tts/jobs/<uuid:job_id>/", "api/tts/jobs/<uuid:job_id>/audio/", "api/tts/generate/",
         "api/tts/cache/<str:cache_key>/", "api/tts/cache/<str:cache_key>/audio/", "api/tts/webhook-secret/",
         "api/tts/webhook-secret/rotate/", "api/tts/phrases/", "api/tts/phrases/bundle/",

@@ -288,8 +288,16 @@ def test_a_voices_own_style_table_lives_in_the_bucket_is_used_by_the_worker_and_
     eventually(lambda: Voice.objects.get(id=voice_id).adaptation_state == AdaptationState.DONE,
                what="the style search finished", timeout=300)
     voice = Voice.objects.get(id=voice_id)
-    # The table is one object beside the reference; the search state between slices is gone.
-    assert stack.s3.keys(f"voices/{alice.id}/") == {voice.audio.name, voice.adaptation_style}
+    # The table is one object beside the reference, with the before/after preview (two WAVs); the search
+    # state between slices is gone.
+    assert voice.adaptation_preview_before and voice.adaptation_preview_after
+    assert stack.s3.keys(f"voices/{alice.id}/") == {voice.audio.name, voice.adaptation_style,
+                                                    voice.adaptation_preview_before, voice.adaptation_preview_after}
+    # The web serves the preview from the bucket.
+    preview = api.get(f"/api/tts/voices/{voice_id}/adaptation/preview/after/")
+    assert preview.status_code == 200 and preview.headers["Content-Type"] == "audio/wav"
+    samples, _rate = decoded(preview.content)
+    assert samples.size > 0 and float(np.abs(samples).max()) > 0.01
     # The next synthesis speaks with it: a new cache key, and the worker's own copy of the table.
     after = speak(api, "Morning pills.")
     assert after["cache_key"] != before["cache_key"]

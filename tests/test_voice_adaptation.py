@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from django.core.files.storage import default_storage
+from django.test import Client
 
 from voice_tts.dispatch import REMINDERS_PREGENERATE_TASK, VOICE_ADAPT_SLICE_TASK
 from voice_tts.models import AdaptationState, Voice
@@ -118,6 +119,26 @@ def _search_files(owner_id: int) -> list[str]:
     return [name for name in _stored(owner_id) if ".adapt-" in name or ".style-" in name]
 
 
+def _preview_files(owner_id: int) -> list[str]:
+    return [name for name in _stored(owner_id) if ".preview-" in name]
+
+
+def _previews(voice: Voice) -> tuple[np.ndarray, np.ndarray]:
+    """The voice's stored before/after preview, decoded; each a real sentence (not silence)."""
+    decoded = []
+    for name, side in ((voice.adaptation_preview_before, "before"), (voice.adaptation_preview_after, "after")):
+        assert name.startswith(voice.audio.name + ".preview-") and name.endswith(f"-{side}.wav"), name
+        with default_storage.open(name, "rb") as fh:
+            info = sf.info(fh)
+            fh.seek(0)
+            samples, rate = sf.read(fh, dtype="float32")
+        assert (info.format, info.subtype, info.channels, rate) == ("WAV", "PCM_16", 1, SAMPLE_RATE)
+        assert 0.5 < samples.size / rate < 5.0  # "약 드실 시간입니다."
+        assert float(np.sqrt(np.mean(samples**2))) > 0.01
+        decoded.append(samples)
+    return decoded[0], decoded[1]
+
+
 def _run_to_end(voice_id: Any, capture: Any) -> list[str]:
     outcomes = []
     for _ in range(10):
@@ -165,6 +186,12 @@ def test_search_runs_pending_running_done_and_the_table_is_used(
     assert voice.adaptation_summary["steps"] == 3
     # The search state is gone; the table is stored beside the reference.
     assert _search_files(alice.id) == [Path(voice.adaptation_style).name]
+    # With it the before/after preview: one sentence as the voice spoke (today's matching) and as it
+    # speaks now (its own table), two 16-bit WAVs beside the reference, named on the row.
+    before, after = _previews(voice)
+    assert _preview_files(alice.id) == sorted([Path(voice.adaptation_preview_before).name,
+                                               Path(voice.adaptation_preview_after).name])
+    assert before.size != after.size or not np.allclose(before, after, atol=1e-3)
 
     # A rerun of a slice of a finished search is a no-op.
     assert voice_adaptation_slice(voice_id=voice.id) == "skipped"
@@ -188,7 +215,7 @@ def test_the_api_and_the_page_say_the_state(
 ) -> None:
     voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
     body = alice_api.get(f"/api/tts/voices/{voice.id}/").json()
-    assert body["adaptation"] == {"state": "pending", "progress": 0.0, "error_code": ""}
+    assert body["adaptation"] == {"state": "pending", "progress": 0.0, "error_code": "", "preview": None}
     with django_capture_on_commit_callbacks(execute=True):
         voice_adaptation_slice(voice_id=voice.id)
     body = alice_api.get(f"/api/tts/voices/{voice.id}/").json()
@@ -197,6 +224,117 @@ def test_the_api_and_the_page_say_the_state(
     client.force_login(alice)
     page = client.get("/voice/enrol/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
     assert "목소리를 맞추는 중… 67%" in page
+
+
+def test_the_preview_is_its_owners_only_and_leaves_with_the_voice(
+    adapt: None, sent: Broker, alice: Any, bob: Any, alice_api: Any, bob_api: Any, reference_wav: bytes,
+    django_capture_on_commit_callbacks: Any, client: Any,
+) -> None:
+    voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
+    api_path = f"/api/tts/voices/{voice.id}/adaptation/preview/"
+    page_path = f"/voice/voices/{voice.id}/adaptation/preview/"
+    # No preview before the search is done: a 404 with its own code, and `preview` null.
+    missing = alice_api.get(api_path + "before/")
+    assert (missing.status_code, missing.json()["code"]) == (404, "preview_not_found")
+    assert _run_to_end(voice.id, django_capture_on_commit_callbacks)[-1] == "done"
+    voice.refresh_from_db()
+
+    # The API: the voice names both URLs; each is the stored WAV, to its owner only.
+    body = alice_api.get(f"/api/tts/voices/{voice.id}/").json()
+    assert body["adaptation"]["state"] == "done"
+    assert body["adaptation"]["preview"] == {
+        side: f"http://testserver{api_path}{side}/" for side in ("before", "after")}
+    listed = alice_api.get("/api/tts/voices/").json()["results"]
+    assert listed[0]["adaptation"]["preview"] == body["adaptation"]["preview"]
+    for side, name in (("before", voice.adaptation_preview_before), ("after", voice.adaptation_preview_after)):
+        response = alice_api.get(api_path + f"{side}/")
+        assert response.status_code == 200
+        assert response["Content-Type"] == "audio/wav"
+        with default_storage.open(name, "rb") as fh:
+            assert b"".join(response.streaming_content) == fh.read()
+        unchanged = alice_api.get(api_path + f"{side}/", HTTP_IF_NONE_MATCH=response["ETag"])
+        assert unchanged.status_code == 304
+        # Another user: the same 404 as for a voice that does not exist.
+        theirs = bob_api.get(api_path + f"{side}/")
+        nothing = bob_api.get(f"/api/tts/voices/{uuid.uuid4()}/adaptation/preview/{side}/")
+        assert theirs.status_code == 404 and theirs.json()["code"] == "not_found"
+        assert theirs.content == nothing.content
+    sides = alice_api.get(api_path + "during/")
+    assert (sides.status_code, sides.json()["code"]) == (404, "preview_not_found")
+    assert Client().get(api_path + "before/").status_code == 401
+
+    # The page: the enrol page shows the two players, its poll names them, the audio is the owner's only.
+    client.force_login(alice)
+    page = client.get("/voice/enrol/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert "맞추기 전" in page and "맞춘 후" in page
+    assert f'data-audio-url="{page_path}before/"' in page and f'data-audio-url="{page_path}after/"' in page
+    polled = client.get("/voice/enrol/adaptation/").json()
+    assert polled["state"] == "done"
+    assert polled["preview"] == {side: f"{page_path}{side}/" for side in ("before", "after")}
+    heard = client.get(page_path + "after/")
+    assert heard.status_code == 200 and heard["Content-Type"] == "audio/wav"
+    with default_storage.open(voice.adaptation_preview_after, "rb") as fh:
+        assert b"".join(heard.streaming_content) == fh.read()
+    assert client.get(page_path + "sideways/").status_code == 404
+    client.force_login(bob)
+    assert client.get(page_path + "before/").status_code == 404
+    client.logout()
+    assert client.get(page_path + "before/").status_code == 302  # to the login page
+
+    # Deleting the voice removes the preview with the reference and the table.
+    assert len(_preview_files(alice.id)) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.delete(f"/api/tts/voices/{voice.id}/").status_code == 204
+    assert _stored(alice.id) == []
+
+
+def test_a_failed_preview_leaves_the_search_done_and_no_preview(
+    adapt: None, settings: Any, sent: Broker, alice: Any, alice_api: Any, reference_wav: bytes,
+    django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch, engine: NeuralCpuEngine,
+) -> None:
+    settings.VOICE_ADAPT_STEPS = 1
+    voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
+    real_synthesize = engine.synthesize
+
+    def after_fails(text: str, language: str, reference: Path, transcript: str | None,
+                    params: dict[str, Any]) -> Any:
+        # The "before" rendering is made and stored; the "after" one breaks.
+        if STYLE_TABLE_PARAM in params:
+            raise RuntimeError("the preview's second rendering broke")
+        return real_synthesize(text, language, reference, transcript, params)
+
+    monkeypatch.setattr(engine, "synthesize", after_fails)
+    assert _run_to_end(voice.id, django_capture_on_commit_callbacks) == ["done"]
+    voice.refresh_from_db()
+    assert voice.adaptation_state == AdaptationState.DONE and voice.adaptation_error_code == ""
+    assert voice_style_key(voice=voice) != ""
+    assert (voice.adaptation_preview_before, voice.adaptation_preview_after) == ("", "")
+    assert _preview_files(alice.id) == []  # the "before" file written went too
+    assert alice_api.get(f"/api/tts/voices/{voice.id}/").json()["adaptation"]["preview"] is None
+    missing = alice_api.get(f"/api/tts/voices/{voice.id}/adaptation/preview/before/")
+    assert (missing.status_code, missing.json()["code"]) == (404, "preview_not_found")
+
+
+def test_a_voice_deleted_while_its_preview_renders_leaves_nothing(
+    adapt: None, settings: Any, sent: Broker, alice: Any, reference_wav: bytes,
+    django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch, engine: NeuralCpuEngine,
+) -> None:
+    settings.VOICE_ADAPT_STEPS = 1
+    voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
+    real_synthesize = engine.synthesize
+
+    def delete_then_render(text: str, language: str, reference: Path, transcript: str | None,
+                           params: dict[str, Any]) -> Any:
+        # Between the two renderings (no transaction is open: the delete commits at once).
+        if STYLE_TABLE_PARAM in params and Voice.objects.filter(id=voice.id).exists():
+            with django_capture_on_commit_callbacks(execute=True):
+                voice_delete(voice=Voice.objects.get(id=voice.id))
+        return real_synthesize(text, language, reference, transcript, params)
+
+    monkeypatch.setattr(engine, "synthesize", delete_then_render)
+    assert _run_to_end(voice.id, django_capture_on_commit_callbacks) == ["skipped"]
+    assert not Voice.objects.filter(id=voice.id).exists()
+    assert _stored(alice.id) == []
 
 
 def test_deleting_the_voice_mid_search_leaves_nothing(

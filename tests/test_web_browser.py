@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import requests
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from tests.audio_samples import wav_bytes
@@ -289,7 +291,8 @@ def test_the_enrol_page_follows_the_voice_tuning_without_a_reload(
     transactional_db: Any, pages: PagesServer, make_user: Any, playwright: Any, microphones: dict[str, Any],
     shots: Path,
 ) -> None:
-    """The tuning's words move (40% -> 80% -> done) as the row changes, in the same page load."""
+    """The tuning's words move (40% -> 80% -> done) as the row changes, in the same page load; once
+    done, the before/after preview's two play buttons appear and play."""
     carer = make_user("niece")
     voice = voice_create(owner_id=carer.id, data=wav_bytes(4.0), transcript="niece")
     Voice.objects.filter(id=voice.id).update(adaptation_state="running", adaptation_progress=0.4)
@@ -302,9 +305,19 @@ def test_the_enrol_page_follows_the_voice_tuning_without_a_reload(
         Voice.objects.filter(id=voice.id).update(adaptation_progress=0.8)
         page.wait_for_function("document.getElementById('voice-adaptation').textContent.includes('80%')",
                                timeout=20_000)
-        Voice.objects.filter(id=voice.id).update(adaptation_state="done", adaptation_progress=1.0)
+        assert page.locator("#adaptation-preview").is_hidden()
+        # The search's last slice: the preview stored beside the reference, named in the UPDATE that marks it done.
+        previews = {side: default_storage.save(f"{voice.audio.name}.preview-{side}.wav", ContentFile(wav_bytes(1.0)))
+                    for side in ("before", "after")}
+        Voice.objects.filter(id=voice.id).update(adaptation_state="done", adaptation_progress=1.0,
+                                                 adaptation_preview_before=previews["before"],
+                                                 adaptation_preview_after=previews["after"])
         page.wait_for_selector('#voice-adaptation[data-state="done"]', timeout=20_000)
         assert page.inner_text("#voice-adaptation").startswith("맞춤 완료")
+        page.wait_for_selector("#adaptation-preview", state="visible", timeout=5_000)
+        for label in ("맞추기 전", "맞춘 후"):
+            page.get_by_role("button", name=label).click()
+            page.wait_for_selector(f'button.play[data-label-play="{label}"][data-play-state="ended"]', timeout=30_000)
         assert page.evaluate("window.loadedOnce") is True
         shot(page, shots, "enrol-tuned")
         context.close()

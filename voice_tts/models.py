@@ -60,6 +60,11 @@ class Voice(models.Model):
     # When a slice was last sent or stored: a search silent for long lost its message (the sweep resends).
     adaptation_touched_at = models.DateTimeField(null=True, blank=True)
     adaptation_summary = models.JSONField(default=dict, blank=True)
+    # Storage names of the "before and after" preview (16-bit WAV beside the reference,
+    # `<audio>.preview-*`, removed with it): one sentence spoken with today's matching and with the
+    # finished table. Set in the same UPDATE that marks the search done; empty when none was made.
+    adaptation_preview_before = models.CharField(max_length=255, blank=True, default="")
+    adaptation_preview_after = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

@@ -9,6 +9,8 @@ app_name = "voice_tts"
 urlpatterns = [
     path("voices/", voices.VoiceCollectionApi.as_view(), name="voices"),
     path("voices/<uuid:voice_id>/", voices.VoiceDetailApi.as_view(), name="voice-detail"),
+    path("voices/<uuid:voice_id>/adaptation/preview/<str:side>/", voices.VoiceAdaptationPreviewApi.as_view(),
+         name="voice-adaptation-preview"),
     path("upload-voice/", legacy.LegacyUploadVoiceApi.as_view(), name="upload-voice"),
     path("jobs/", jobs.JobCreateApi.as_view(), name="jobs"),
     path("jobs/<uuid:job_id>/", jobs.JobDetailApi.as_view(), name="job-detail"),

@@ -34,6 +34,8 @@ ERROR_STATUSES: dict[str, int] = {
     "not_found": 404,
     "model_not_found": 404,
     "voice_not_found": 404,
+    # The owner's voice has no before/after preview of its style search (not done, or none was made).
+    "preview_not_found": 404,
     "audio_not_ready": 409,
     "phrase_exists": 409,
     "play_key_conflict": 409,

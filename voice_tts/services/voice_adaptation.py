@@ -12,15 +12,23 @@ The voice speaks with today's matching until the table is done; then the table's
 of every clip cache key (voice_style_key), and the owner's reminders are made again on the batch
 queue, so the Pi picks up the closer voice at its next sync. A failure is stored on the voice
 with a code; the voice keeps speaking with today's matching.
+
+When a search finishes, the slice also speaks one short sentence twice, as the voice really
+speaks: with today's matching ("before") and with the new table ("after"), and stores both as
+16-bit WAV beside the reference (`<reference>.preview-<sha>-before.wav` / `-after.wav`, deleted
+with the voice). The row names them, in the same UPDATE that marks the search done; a failed
+preview is logged and leaves them empty, never failing the search.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +42,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from voice_tts.dispatch import reminders_pregenerate_send, voice_adapt_slice_send
+from voice_tts.errors import ServiceError
 from voice_tts.models import AdaptationState, Voice
 from voice_tts.result_cache import owner_entries_invalidate
-from voice_tts.services.voices import voice_file_local, voice_reference_path
+from voice_tts.services.voices import voice_file_local, voice_get, voice_reference_path
 from voice_tts.worker import runtime
-from workers.engines.base import EngineError
+from workers.engines.base import STYLE_TABLE_PARAM, EngineError
 from workers.engines.neural_cpu import SAMPLE_RATE, style_table_dumps
+from workers.speech_text import text_normalise_for_speech
 from workers.voice_match import VoiceMatchError, reference_analysis
 from workers.voice_style import search
 from workers.voice_style.asr import ProbeRecogniser
@@ -53,6 +63,10 @@ logger = logging.getLogger(__name__)
 ADAPTABLE_ENGINE = "neural_cpu"
 # A search that needs far more slices than its budget is stuck (a slice that keeps dying).
 _SLICE_SLACK = 5
+# The "before and after" preview: one short reminder, spoken with today's matching and with the table.
+PREVIEW_TEXT = "약 드실 시간입니다."
+PREVIEW_LANGUAGE = "ko"
+PREVIEW_SIDES = ("before", "after")
 
 
 def voice_style_key(*, voice: Voice) -> str:
@@ -175,11 +189,15 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
     if search.style_search_done(state):
         sha = hashlib.sha256(data).hexdigest()
         name = _store(name=f"{voice.audio.name}.style-{sha[:16]}.npz", data=data)
+        # Rendered here, outside any transaction: two syntheses, a few seconds.
+        previews = _previews_render(engine=engine, voice=voice, style_name=name, style_sha=sha)
         with transaction.atomic():
             updated = Voice.objects.filter(id=voice_id, adaptation_claim=claim).update(
                 adaptation_state=AdaptationState.DONE, adaptation_progress=1.0, adaptation_style=name,
                 adaptation_style_sha=sha, adaptation_state_file="", adaptation_claim="",
                 adaptation_claimed_until=None, adaptation_error_code="", adaptation_summary=summary,
+                adaptation_preview_before=previews.get("before", ""),
+                adaptation_preview_after=previews.get("after", ""),
             )
             if updated:
                 # New cache keys for this owner's clips: forget the cached ones, re-make the reminders.
@@ -188,7 +206,8 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
                 transaction.on_commit(lambda: reminders_pregenerate_send(owner_id=owner_id))
         if not updated:
             # Deleted (or its claim lost) meanwhile: what this slice wrote must not outlive it.
-            default_storage.delete(name)
+            for written in (name, *previews.values()):
+                default_storage.delete(written)
             return "skipped"
         if old_state_file:
             default_storage.delete(old_state_file)
@@ -212,6 +231,69 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
     if old_state_file and old_state_file != name:
         default_storage.delete(old_state_file)
     return "continued"
+
+
+def _wav_bytes(samples: Any, rate: int) -> bytes:
+    buf = io.BytesIO()
+    soundfile.write(buf, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), int(rate), format="WAV",
+                    subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _previews_render(*, engine: Any, voice: Voice, style_name: str, style_sha: str) -> dict[str, str]:
+    """Speak PREVIEW_TEXT as the voice speaks in a job, without and with its new table (services/jobs.py
+    passes the table the same way), and store both WAVs beside the reference. Returns their storage
+    names by side, or {} when either render failed: logged, the files written removed, the search
+    unharmed (a preview is a nicety; the table is the result)."""
+    stored: dict[str, str] = {}
+    try:
+        reference = voice_reference_path(voice=voice)
+        table = voice_file_local(voice_id=voice.id, name=style_name, suffix=f".style-{style_sha[:16]}.npz")
+        spoken = text_normalise_for_speech(PREVIEW_TEXT, PREVIEW_LANGUAGE)
+        for side, params in (("before", {}), ("after", {STYLE_TABLE_PARAM: str(table)})):
+            samples, rate = engine.synthesize(spoken, PREVIEW_LANGUAGE, reference, voice.transcript or None, params)
+            if len(samples) == 0 or rate <= 0:
+                raise EngineError("engine_failed", "the engine returned no audio")
+            data = _wav_bytes(samples, rate)
+            digest = hashlib.sha256(data).hexdigest()
+            stored[side] = _store(name=f"{voice.audio.name}.preview-{digest[:16]}-{side}.wav", data=data)
+    except Exception:  # noqa: BLE001 - whatever broke the preview, the search's result stands
+        logger.exception("voice %s: the before/after preview could not be made", voice.id)
+        for written in stored.values():
+            default_storage.delete(written)
+        return {}
+    return stored
+
+
+@dataclass(frozen=True)
+class AdaptationPreview:
+    """One side of a voice's before/after preview: its stored WAV, a download name and a tag of its bytes
+    (the name holds their hash, and a stored preview is never rewritten)."""
+
+    name: str
+    filename: str
+    etag: str
+
+
+def voice_adaptation_previews(*, voice: Voice) -> dict[str, str] | None:
+    """The stored names of the voice's preview by side ({"before": ..., "after": ...}), or None while it has
+    none (search not done, a voice of another engine, or a preview that failed)."""
+    if voice.adaptation_state != AdaptationState.DONE:
+        return None
+    names = dict(zip(PREVIEW_SIDES, (voice.adaptation_preview_before, voice.adaptation_preview_after), strict=True))
+    return names if all(names.values()) else None
+
+
+def voice_adaptation_preview_get(*, owner_id: int, voice_id: Any, side: str) -> AdaptationPreview:
+    """One side ("before" or "after") of the owner's voice's preview. Another user's voice is `not_found`,
+    as a missing one; a voice without a preview (or an unknown side) is `preview_not_found`."""
+    voice = voice_get(owner_id=owner_id, voice_id=voice_id)
+    names = voice_adaptation_previews(voice=voice)
+    if names is None or side not in names:
+        raise ServiceError("preview_not_found", "This voice has no before-and-after preview.")
+    name = names[side]
+    return AdaptationPreview(name=name, filename=f"voice-{voice.id}-{side}.wav",
+                             etag='"' + hashlib.sha256(name.encode()).hexdigest()[:32] + '"')
 
 
 def voice_adaptations_resend() -> int:

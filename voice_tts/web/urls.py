@@ -15,6 +15,8 @@ urlpatterns = [
     path("enrol/adaptation/", views.enrol_adaptation, name="enrol-adaptation"),
     path("enrol/upload/", views.enrol_upload, name="enrol-upload"),
     path("voices/<uuid:voice_id>/audio/", views.voice_audio, name="voice-audio"),
+    path("voices/<uuid:voice_id>/adaptation/preview/<str:side>/", views.voice_adaptation_preview,
+         name="voice-adaptation-preview"),
     path("preview/", views.preview, name="preview"),
     path("jobs/<uuid:job_id>/", views.job_state, name="job-state"),
     path("jobs/<uuid:job_id>/audio/", views.job_audio, name="job-audio"),

@@ -32,6 +32,11 @@ from voice_tts.services.jobs import job_create, job_state_get
 from voice_tts.services.logins import login_failed, login_succeeded, login_wait
 from voice_tts.services.phrases import phrase_bundle, phrase_create, phrase_delete, phrase_update, phrases_failed
 from voice_tts.services.tokens import device_create, device_revoke, devices_of
+from voice_tts.services.voice_adaptation import (
+    PREVIEW_SIDES,
+    voice_adaptation_preview_get,
+    voice_adaptation_previews,
+)
 from voice_tts.services.voices import voice_create
 from voice_tts.web.care_views import care_home_context
 from voice_tts.web.forms import WEEKDAYS, ReminderForm, VoiceUploadForm
@@ -170,6 +175,14 @@ def _voice_json(voice: Voice) -> dict[str, Any]:
     }
 
 
+def _adaptation_preview_urls(voice: Voice) -> dict[str, str] | None:
+    """The page's own (session) URLs of the voice's before/after preview, or None while it has none."""
+    if voice_adaptation_previews(voice=voice) is None:
+        return None
+    return {side: reverse("web:voice-adaptation-preview", kwargs={"voice_id": voice.id, "side": side})
+            for side in PREVIEW_SIDES}
+
+
 def _enrol_page(request: HttpRequest, *, form: VoiceUploadForm, status: int = 200) -> HttpResponse:
     voice = Voice.objects.filter(owner=request.user, is_active=True).first()
     return render(request, "web/enrol.html", {
@@ -178,6 +191,7 @@ def _enrol_page(request: HttpRequest, *, form: VoiceUploadForm, status: int = 20
         "recorder_words": recorder_words(),
         "adaptation_words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress)
         if voice else "",
+        "adaptation_preview": _adaptation_preview_urls(voice) if voice else None,
     }, status=status)
 
 
@@ -191,13 +205,15 @@ def enrol(request: HttpRequest) -> HttpResponse:
 @require_GET
 def enrol_adaptation(request: HttpRequest) -> JsonResponse:
     """The enrol page polls this while the user's voice is being tuned (services/voice_adaptation.py):
-    the state, the progress and the words it shows. Only the signed-in user's own active voice."""
+    the state, the progress, the words it shows and, once done, the before/after preview's URLs
+    (`preview`: {before, after} or null). Only the signed-in user's own active voice."""
     voice = Voice.objects.filter(owner=request.user, is_active=True).first()
     if voice is None:
         return JsonResponse({"code": "not_found", "message": _("No voice yet.")}, status=404)
     return JsonResponse({
         "voice": str(voice.id), "state": voice.adaptation_state, "progress": round(voice.adaptation_progress, 3),
         "words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress),
+        "preview": _adaptation_preview_urls(voice),
     })
 
 
@@ -234,6 +250,17 @@ def enrol_upload(request: HttpRequest) -> HttpResponse:
 def voice_audio(request: HttpRequest, voice_id: Any) -> HttpResponse:
     voice = get_object_or_404(Voice, id=voice_id, owner=request.user)
     return _audio(voice.audio.name, filename=f"voice-{voice.id}.wav")
+
+
+@login_required
+@require_GET
+def voice_adaptation_preview(request: HttpRequest, voice_id: Any, side: str) -> HttpResponse:
+    """One side ("before"/"after") of the voice's tuning preview: the signed-in owner's only (404 otherwise)."""
+    try:
+        preview = voice_adaptation_preview_get(owner_id=request.user.id, voice_id=voice_id, side=side)
+    except ServiceError:
+        raise Http404 from None
+    return _audio(preview.name, filename=preview.filename)
 
 
 def _audio(name: str, *, filename: str) -> HttpResponse:

@@ -264,10 +264,20 @@
 // 목소리 맞춤: while the voice is being tuned (pending or running), ask the server every few
 // seconds and show its words, so "목소리를 맞추는 중… 40%" moves without a reload. It stops at
 // done, failed or not_applicable, and after a failed request (the words on the page stay true).
+// Once done with a preview, the two play buttons ("맞추기 전", "맞춘 후") get their URLs and show.
 (() => {
   const line = document.getElementById("voice-adaptation");
   if (!line || !line.dataset.url) return;
   const moving = (state) => state === "pending" || state === "running";
+  const previewBox = document.getElementById("adaptation-preview");
+  function showPreview(preview) {
+    if (!previewBox || !preview) return;
+    for (const side of ["before", "after"]) {
+      const button = previewBox.querySelector(`[data-preview-side="${side}"] button.play`);
+      if (button && preview[side]) button.dataset.audioUrl = preview[side];
+    }
+    previewBox.hidden = false;
+  }
   async function poll() {
     if (!moving(line.dataset.state)) return;
     try {
@@ -277,6 +287,7 @@
       if (body.words !== line.textContent) line.textContent = body.words;
       line.dataset.state = body.state;
       line.dataset.progress = String(body.progress);
+      if (body.state === "done") showPreview(body.preview);
     } catch (error) {
       return;
     }
