@@ -536,7 +536,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"LanguageEnum": "voice_tts.services.job_text.SUPPORTED_LANGUAGES"},
+    "ENUM_NAME_OVERRIDES": {"LanguageEnum": "voice_tts.services.job_text.SUPPORTED_LANGUAGES",
+                            "AdaptationOutcomeEnum": "voice_tts.models.ADAPTATION_OUTCOMES",
+                            "PlayOutcomeEnum": "voice_tts.services.plays.PLAY_OUTCOMES"},
 }
 
 # neural_cpu style adaptation per voice (issue 26, services/voice_adaptation.py): steps of the

@@ -36,6 +36,7 @@ from voice_tts.worker import runtime
 from workers.engines.base import STYLE_TABLE_PARAM
 from workers.engines.neural_cpu import SAMPLE_RATE, NeuralCpuEngine
 from workers.engines.registry import engine_build
+from workers.voice_style import search
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +67,25 @@ def adapt(settings: Any, engine: NeuralCpuEngine, monkeypatch: pytest.MonkeyPatc
     settings.VOICE_ADAPT_STEPS = 3
     settings.VOICE_ADAPT_STEPS_PER_SLICE = 2
     monkeypatch.setattr(runtime, "_engine", engine)
+    _judges_lowered(monkeypatch, score=-1.0, timbre=np.inf)
+
+
+def _judges_lowered(monkeypatch: pytest.MonkeyPatch, *, score: float, timbre: float) -> None:
+    """The real search starts for real (engine, encoder, recogniser), then its bars are set: with
+    score -1 and timbre inf the first candidate the cheap clarity check passes is kept; with score
+    2 (above any cosine) none is. walk-3 keeps a candidate only when its three judges agree, which a 3-step walk
+    rarely sees (tests/test_voice_style_agreement.py tests the judges); here the voice's life
+    cycle is under test, so its verdict is fixed. Nothing is mocked: every step still synthesises,
+    scores and checks."""
+    start = search.style_search_start
+
+    def started(**kwargs: Any) -> dict[str, Any]:
+        state = start(**kwargs)
+        state["best_score"], state["best_timbre"] = np.float64(score), np.float64(timbre)
+        state["baseline_errors"] = np.int64(-1)  # the recogniser's bar off with the others
+        return state
+
+    monkeypatch.setattr(search, "style_search_start", started)
 
 
 class Broker:
@@ -174,6 +194,7 @@ def test_search_runs_pending_running_done_and_the_table_is_used(
 
     # Slice 2: the last step, the table stored beside the reference, the reminders re-made.
     sent.clear()
+    webhook_queue = sent.messages(settings.WEBHOOK_QUEUE)  # shared: what earlier tests left there
     with django_capture_on_commit_callbacks(execute=True):
         assert voice_adaptation_slice(voice_id=voice.id) == "done"
     voice.refresh_from_db()
@@ -182,7 +203,7 @@ def test_search_runs_pending_running_done_and_the_table_is_used(
     assert voice.adaptation_state_file == ""
     assert voice.adaptation_style.startswith(voice.audio.name + ".style-")
     assert sent.messages() == []  # no further slice
-    assert (REMINDERS_PREGENERATE_TASK, [alice.id]) in sent.messages(settings.WEBHOOK_QUEUE)
+    assert sent.messages(settings.WEBHOOK_QUEUE) == [*webhook_queue, (REMINDERS_PREGENERATE_TASK, [alice.id])]
     assert voice.adaptation_summary["steps"] == 3
     # The search state is gone; the table is stored beside the reference.
     assert _search_files(alice.id) == [Path(voice.adaptation_style).name]
@@ -209,13 +230,47 @@ def test_search_runs_pending_running_done_and_the_table_is_used(
     assert matched.size != adapted.size or not np.allclose(matched[:n], adapted[:n], atol=1e-3)
 
 
+def test_a_search_no_candidate_wins_keeps_todays_matching_and_changes_nothing(
+    settings: Any, adapt: None, sent: Broker, alice: Any, alice_api: Any, reference_wav: bytes,
+    engine: NeuralCpuEngine, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any,
+    client: Any,
+) -> None:
+    """walk-3's usual end on a hard speaker: no candidate beat the start on every judge (here: none can
+    beat a score of inf). The search is done, but the voice keeps today's matching: no table, the same
+    cache key, no reminders made again, no preview of a non-change, and the page says so in words."""
+    _judges_lowered(monkeypatch, score=2.0, timbre=-1.0)  # a cosine never exceeds 1
+    voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
+    key_before = clip_cache_key(voice_id=voice.id, text="약 드세요.", language="ko", engine="neural_cpu",
+                                model_version=engine.model_version, params={}, style=voice_style_key(voice=voice))
+    sent.clear()
+    webhook_queue = sent.messages(settings.WEBHOOK_QUEUE)  # shared: what earlier tests left there
+    assert _run_to_end(voice.id, django_capture_on_commit_callbacks) == ["continued", "done"]
+    voice.refresh_from_db()
+    assert (voice.adaptation_state, voice.adaptation_outcome, voice.adaptation_style) == ("done", "unchanged", "")
+    assert voice.adaptation_summary["accepted"] == 0 and voice.adaptation_summary["steps"] == 3
+    assert voice_style_local_path(voice=voice) is None
+    assert clip_cache_key(voice_id=voice.id, text="약 드세요.", language="ko", engine="neural_cpu",
+                          model_version=engine.model_version, params={},
+                          style=voice_style_key(voice=voice)) == key_before
+    assert sent.messages(settings.WEBHOOK_QUEUE) == webhook_queue  # no reminders made again
+    assert _search_files(alice.id) == [] and _preview_files(alice.id) == []
+    body = alice_api.get(f"/api/tts/voices/{voice.id}/").json()
+    assert body["adaptation"] == {"state": "done", "progress": 1.0, "error_code": "", "outcome": "unchanged",
+                                  "preview": None}
+    client.force_login(alice)
+    polled = client.get("/voice/enrol/adaptation/", HTTP_ACCEPT_LANGUAGE="ko").json()
+    assert (polled["state"], polled["outcome"], polled["preview"]) == ("done", "unchanged", None)
+    assert polled["words"].startswith("맞춤 완료") and "그대로" in polled["words"]
+
+
 def test_the_api_and_the_page_say_the_state(
     adapt: None, sent: Broker, alice: Any, alice_api: Any, reference_wav: bytes,
     django_capture_on_commit_callbacks: Any, client: Any,
 ) -> None:
     voice = _voice(alice.id, reference_wav, django_capture_on_commit_callbacks)
     body = alice_api.get(f"/api/tts/voices/{voice.id}/").json()
-    assert body["adaptation"] == {"state": "pending", "progress": 0.0, "error_code": "", "preview": None}
+    assert body["adaptation"] == {"state": "pending", "progress": 0.0, "error_code": "", "outcome": None,
+                                  "preview": None}
     with django_capture_on_commit_callbacks(execute=True):
         voice_adaptation_slice(voice_id=voice.id)
     body = alice_api.get(f"/api/tts/voices/{voice.id}/").json()

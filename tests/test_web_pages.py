@@ -392,7 +392,7 @@ def test_the_enrol_page_reads_its_own_voices_tuning_state(db: Any, alice: Any, b
     mine = signed_in(alice, HTTP_ACCEPT_LANGUAGE="ko").get("/voice/enrol/adaptation/")
     assert mine.status_code == 200
     assert mine.json() == {"voice": str(voice.id), "state": "running", "progress": 0.4,
-                           "words": "목소리를 맞추는 중… 40%", "preview": None}
+                           "words": "목소리를 맞추는 중… 40%", "outcome": None, "preview": None}
     page = signed_in(alice, HTTP_ACCEPT_LANGUAGE="ko").get("/voice/enrol/").content.decode()
     assert 'data-url="/voice/enrol/adaptation/"' in page and "목소리를 맞추는 중… 40%" in page
     theirs = signed_in(bob, HTTP_ACCEPT_LANGUAGE="ko").get("/voice/enrol/adaptation/").json()

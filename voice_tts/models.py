@@ -14,6 +14,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# How a finished style search ended (Voice.adaptation_outcome).
+ADAPTATION_OUTCOMES = ("adapted", "unchanged")
+
 
 class AdaptationState(models.TextChoices):
     """Where a voice's own style search (issue 26, services/voice_adaptation.py) stands."""
@@ -74,6 +77,15 @@ class Voice(models.Model):
 
     def __str__(self) -> str:
         return f"voice {self.id} of {self.owner_id}"
+
+    @property
+    def adaptation_outcome(self) -> str | None:
+        """Once the search is done: "adapted" (its own table is in use) or "unchanged" (no candidate
+        passed every judge, so today's matching stays); None before, or for a failed search."""
+        if self.adaptation_state != AdaptationState.DONE:
+            return None
+        adapted, unchanged = ADAPTATION_OUTCOMES
+        return adapted if self.adaptation_style else unchanged
 
 
 class Clip(models.Model):

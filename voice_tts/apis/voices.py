@@ -22,6 +22,7 @@ from voice_tts.http.audio import AudioContentNegotiation, audio_file_response
 from voice_tts.http.throttles import UploadsThrottle
 from voice_tts.services.job_text import SUPPORTED_LANGUAGES
 from voice_tts.services.voice_adaptation import (
+    OUTCOMES,
     PREVIEW_SIDES,
     voice_adaptation_preview_get,
     voice_adaptation_previews,
@@ -51,6 +52,10 @@ class VoiceAdaptationSerializer(serializers.Serializer):
                                     source="adaptation_state")
     progress = serializers.FloatField(source="adaptation_progress", min_value=0.0, max_value=1.0)
     error_code = serializers.CharField(source="adaptation_error_code", allow_blank=True)
+    outcome = serializers.ChoiceField(
+        choices=list(OUTCOMES), source="adaptation_outcome", allow_null=True,
+        help_text="Once done: `adapted` (the voice now speaks with its own, closer style) or `unchanged` (no "
+                  "candidate passed every check, so today's matching stays the closest voice); null before.")
     preview = serializers.SerializerMethodField()
 
     class Meta:

@@ -8,7 +8,9 @@ whose claim is gone, or of a finished or deleted voice, is a no-op. A worker tha
 leaves the last stored state: its claim expires and the next slice (the redelivered message, or
 the sweep's) resumes from there, taking the same seeded steps again.
 
-The voice speaks with today's matching until the table is done; then the table's hash is part
+The voice speaks with today's matching until the table is done. A search in which no candidate won
+every judge (workers/voice_style/search.py, walk-3) ends done with no table: today's matching was the
+closest voice found, and nothing changes. Otherwise the table's hash is part
 of every clip cache key (voice_style_key), and the owner's reminders are made again on the batch
 queue, so the Pi picks up the closer voice at its next sync. A failure is stored on the voice
 with a code; the voice keeps speaking with today's matching.
@@ -43,7 +45,7 @@ from django.utils import timezone
 
 from voice_tts.dispatch import reminders_pregenerate_send, voice_adapt_slice_send
 from voice_tts.errors import ServiceError
-from voice_tts.models import AdaptationState, Voice
+from voice_tts.models import ADAPTATION_OUTCOMES, AdaptationState, Voice
 from voice_tts.result_cache import owner_entries_invalidate
 from voice_tts.services.voices import voice_file_local, voice_get, voice_reference_path
 from voice_tts.worker import runtime
@@ -67,6 +69,8 @@ _SLICE_SLACK = 5
 PREVIEW_TEXT = "약 드실 시간입니다."
 PREVIEW_LANGUAGE = "ko"
 PREVIEW_SIDES = ("before", "after")
+# Re-exported for the API's schema: "adapted" or "unchanged" (Voice.adaptation_outcome).
+OUTCOMES = ADAPTATION_OUTCOMES
 
 
 def voice_style_key(*, voice: Voice) -> str:
@@ -173,7 +177,7 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
         summary = {**search.style_search_summary(state),
                    "seconds": round(float(voice.adaptation_summary.get("seconds", 0.0))
                                     + time.monotonic() - started, 1)}
-        if search.style_search_done(state):
+        if search.style_search_done(state) and int(state["accepted"]) > 0:
             style, analysis = search.style_search_result(engine=engine, state=state, sample_rate=SAMPLE_RATE)
             data = style_table_dumps(style=style, analysis=analysis)
     except StyleSearchError as exc:
@@ -185,6 +189,21 @@ def voice_adaptation_slice(*, voice_id: Any) -> str:
     except EngineError as exc:
         _fail(voice_id=voice_id, claim=claim, code=exc.code)
         return "failed"
+
+    if search.style_search_done(state) and int(state["accepted"]) == 0:
+        # No candidate all the judges agreed on: today's matching is the closest voice found. The voice
+        # keeps it: no table, the same cache keys, no reminders made again, no preview of a non-change.
+        updated = Voice.objects.filter(id=voice_id, adaptation_claim=claim).update(
+            adaptation_state=AdaptationState.DONE, adaptation_progress=1.0, adaptation_style="",
+            adaptation_style_sha="", adaptation_state_file="", adaptation_claim="", adaptation_claimed_until=None,
+            adaptation_error_code="", adaptation_summary=summary,
+        )
+        if not updated:
+            return "skipped"
+        if old_state_file:
+            default_storage.delete(old_state_file)
+        logger.info("voice %s: style search kept today's matching: %s", voice_id, summary)
+        return "done"
 
     if search.style_search_done(state):
         sha = hashlib.sha256(data).hexdigest()
@@ -257,7 +276,8 @@ def _previews_render(*, engine: Any, voice: Voice, style_name: str, style_sha: s
             data = _wav_bytes(samples, rate)
             digest = hashlib.sha256(data).hexdigest()
             stored[side] = _store(name=f"{voice.audio.name}.preview-{digest[:16]}-{side}.wav", data=data)
-    except Exception:  # noqa: BLE001 - whatever broke the preview, the search's result stands
+    except (EngineError, VoiceMatchError, OSError, RuntimeError, ValueError):
+        # A preview is a nicety: whatever the engine or storage raised, the search's result stands.
         logger.exception("voice %s: the before/after preview could not be made", voice.id)
         for written in stored.values():
             default_storage.delete(written)

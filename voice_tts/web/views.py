@@ -189,7 +189,8 @@ def _enrol_page(request: HttpRequest, *, form: VoiceUploadForm, status: int = 20
         "voice": voice, "script": READING_SCRIPT, "form": form, "nav": "enrol",
         "max_seconds": settings.VOICE_MAX_SECONDS, "min_seconds": settings.VOICE_MIN_SECONDS,
         "recorder_words": recorder_words(),
-        "adaptation_words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress)
+        "adaptation_words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress,
+                                            outcome=voice.adaptation_outcome)
         if voice else "",
         "adaptation_preview": _adaptation_preview_urls(voice) if voice else None,
     }, status=status)
@@ -212,7 +213,9 @@ def enrol_adaptation(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"code": "not_found", "message": _("No voice yet.")}, status=404)
     return JsonResponse({
         "voice": str(voice.id), "state": voice.adaptation_state, "progress": round(voice.adaptation_progress, 3),
-        "words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress),
+        "words": adaptation_words(state=voice.adaptation_state, progress=voice.adaptation_progress,
+                                  outcome=voice.adaptation_outcome),
+        "outcome": voice.adaptation_outcome,
         "preview": _adaptation_preview_urls(voice),
     })
 

@@ -42,12 +42,14 @@ def clip_state_words(state: str) -> str:
     return words.get(state, _("Being made"))
 
 
-def adaptation_words(*, state: str, progress: float) -> str:
-    """The voice's style tuning (services/voice_adaptation.py) in words, every state."""
+def adaptation_words(*, state: str, progress: float, outcome: str | None = None) -> str:
+    """The voice's style tuning (services/voice_adaptation.py) in words, every state and outcome."""
     if state == "pending":
         return _("Your voice is in use. Tuning it closer to you will start soon.")
     if state == "running":
         return _("Tuning the voice to yours… %(percent)s%%") % {"percent": int(round(100 * progress))}
+    if state == "done" and outcome == "unchanged":
+        return _("Tuning done: the current voice was already the closest we could find, so reminders keep it.")
     if state == "done":
         return _("Tuning done: reminders now speak in a voice closer to yours.")
     if state == "failed":
