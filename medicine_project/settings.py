@@ -546,8 +546,9 @@ SPECTACULAR_SETTINGS = {
 # at most one slice), and a slice's time limits. ~3.5-4 s per step on 2 idle cores, ~8 s at load 7:
 # 60 steps keep one voice within the 10 minutes even on the loaded box (and the walk's
 # own score stalled by ~30 steps in every run measured).
-# Off by default: its benchmarks (bench/RESULTS.md, four references, two from real speakers) showed no
-# similarity gain over matching by an encoder the search does not use.
+# Off by default: its benchmarks (bench/RESULTS.md, four references, two from real speakers) show Korean
+# intelligibility kept (walk-3) but almost no similarity gain (+0.000 to +0.015) over matching by an encoder
+# the search does not use.
 VOICE_ADAPT_ENABLED = env.bool("VOICE_ADAPT_ENABLED", False)
 VOICE_ADAPT_STEPS = env.int("VOICE_ADAPT_STEPS", 60, minimum=1)
 VOICE_ADAPT_STEPS_PER_SLICE = env.int("VOICE_ADAPT_STEPS_PER_SLICE", 6, minimum=1)
