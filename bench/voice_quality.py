@@ -39,6 +39,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIR))
 
 from workers.speech_text import text_normalise_for_speech  # noqa: E402
+from workers.voice_style.asr import edit_distance  # noqa: E402
 
 PHRASES_KO = [
     "약 드실 시간입니다.",
@@ -177,16 +178,6 @@ def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
     return soxr.resample(audio.astype(np.float32), sr, target) if sr != target else audio.astype(np.float32)
 
 
-def _edit_distance(a: list[str], b: list[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 def _canon(text: str, language: str) -> str:
     # Both sides go through the same normaliser: Whisper writes "8시 30분" or "여덟 시 삼십 분"
     # at random, and we score what was said, not how the recogniser spells numbers.
@@ -201,7 +192,7 @@ def error_rate(reference: str, hypothesis: str, language: str) -> float:
         r, h = list(ref.replace(" ", "")), list(hyp.replace(" ", ""))
     else:
         r, h = ref.split(), hyp.split()
-    return _edit_distance(r, h) / max(1, len(r))
+    return edit_distance(r, h) / max(1, len(r))
 
 
 class Metrics:

@@ -41,17 +41,20 @@ def asr_available() -> bool:
     return all(importlib.util.find_spec(p) is not None for p in (*ASR_PACKAGES, "faster_whisper"))
 
 
-def hangul_errors(reference: str, heard: str) -> int:
-    """Edit distance between the Hangul syllables of two texts (spaces, punctuation, Latin ignored)."""
-    ref = re.findall(r"[가-힣]", reference)
-    hyp = re.findall(r"[가-힣]", heard)
-    prev = list(range(len(hyp) + 1))
-    for i, a in enumerate(ref, 1):
+def edit_distance(a: list[str], b: list[str]) -> int:
+    """Levenshtein distance between two token lists (the benchmark's CER/WER use it too)."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
         cur = [i]
-        for j, b in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a != b)))
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
         prev = cur
     return prev[-1]
+
+
+def hangul_errors(reference: str, heard: str) -> int:
+    """Edit distance between the Hangul syllables of two texts (spaces, punctuation, Latin ignored)."""
+    return edit_distance(re.findall(r"[가-힣]", reference), re.findall(r"[가-힣]", heard))
 
 
 class ProbeRecogniser:
