@@ -183,6 +183,7 @@ def style_search_start(
     score = cosine(encoder.embed(post(audio) if post else audio, sample_rate), target)
     # -1: no recogniser, the check is off for the whole search.
     errors = hangul_errors(PROBE_TEXT, hearer.hear(audio, sample_rate, language=PROBE_LANGUAGE)) if hearer else -1
+    timbre = timbre_distance(timbre_profile(audio, sample_rate), target_timbre)
     return {
         "version": np.array(SEARCH_VERSION),
         "start_voice": np.array(start_voice),
@@ -194,8 +195,8 @@ def style_search_start(
         "projected": np.int64(0),
         "target": target,
         "target_timbre": target_timbre,
-        "start_timbre": np.float64(timbre_distance(timbre_profile(audio, sample_rate), target_timbre)),
-        "best_timbre": np.float64(timbre_distance(timbre_profile(audio, sample_rate), target_timbre)),
+        "start_timbre": np.float64(timbre),
+        "best_timbre": np.float64(timbre),
         "baseline_errors": np.int64(errors),
         "rejected_timbre": np.int64(0),
         "rejected_asr": np.int64(0),
