@@ -27,8 +27,8 @@ rose from 0.33 to 0.68 while the independent encoder fell from 0.64 to 0.55). A 
 only if (1) the encoder's score of what the engine will really speak (Kokoro's output after the
 engine's matching, `post`) rose, (2) an encoder-free measure (timbre.py: mel-cepstral statistics)
 says it did not move away from the speaker, and (3) Whisper-base (asr.py) understands the probe at
-least as well as the start voice's rendering. A walk that none of these agree with stays where it is:
-the voice keeps the start blend, which is today's matching, never worse.
+least as well as the start voice's rendering. A walk whose candidates never win every judge stays at
+its start (`accepted` 0), and the service then keeps today's matching for the voice ("unchanged").
 
 Clarity (Korean intelligibility) is guarded in the worker by a cheap check against the start
 voice's own rendering of the same sentences: a candidate whose duration, voiced share or number
