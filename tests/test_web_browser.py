@@ -310,10 +310,12 @@ def test_the_enrol_page_follows_the_voice_tuning_without_a_reload(
         previews = {side: default_storage.save(f"{voice.audio.name}.preview-{side}.wav", ContentFile(wav_bytes(1.0)))
                     for side in ("before", "after")}
         Voice.objects.filter(id=voice.id).update(adaptation_state="done", adaptation_progress=1.0,
+                                                 adaptation_style=f"{voice.audio.name}.style-0.npz",
+                                                 adaptation_style_sha="0" * 64,
                                                  adaptation_preview_before=previews["before"],
                                                  adaptation_preview_after=previews["after"])
         page.wait_for_selector('#voice-adaptation[data-state="done"]', timeout=20_000)
-        assert page.inner_text("#voice-adaptation").startswith("맞춤 완료")
+        assert page.inner_text("#voice-adaptation") == "맞춤 완료: 이제 알림이 더 가까운 목소리로 나옵니다."
         page.wait_for_selector("#adaptation-preview", state="visible", timeout=5_000)
         for label in ("맞추기 전", "맞춘 후"):
             page.get_by_role("button", name=label).click()
